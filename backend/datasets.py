@@ -1,0 +1,70 @@
+"""Datasets: creation, lookup and the counts the CLI's ``stats`` and the Datasets tab show."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func
+from sqlmodel import Session, select
+
+from backend.db import read_session
+from backend.models import Caption, Dataset, Image
+from backend.workspace import Workspace
+
+
+class DatasetNotFound(LookupError):
+    pass
+
+
+@dataclass
+class DatasetSummary:
+    name: str
+    images: int
+    captions: dict[str, int]
+
+
+def get_or_create_dataset(session: Session, name: str) -> Dataset:
+    name = name.strip()
+    if not name:
+        raise ValueError("dataset name must not be empty")
+    dataset = session.exec(select(Dataset).where(Dataset.name == name)).first()
+    if dataset is None:
+        dataset = Dataset(name=name)
+        session.add(dataset)
+        session.flush()
+    return dataset
+
+
+def get_dataset(session: Session, name: str) -> Dataset:
+    dataset = session.exec(select(Dataset).where(Dataset.name == name)).first()
+    if dataset is None:
+        raise DatasetNotFound(f"no dataset named {name!r}")
+    return dataset
+
+
+def dataset_names(ws: Workspace) -> list[str]:
+    with read_session(ws) as s:
+        return list(s.exec(select(Dataset.name).order_by(Dataset.name)))
+
+
+def summarise(session: Session, dataset: Dataset) -> DatasetSummary:
+    """Image count and current caption count per kind."""
+    images = session.exec(select(func.count()).select_from(Image).where(Image.dataset_id == dataset.id)).one()
+    rows = session.exec(
+        select(Caption.kind, func.count())
+        .join(Image, Image.id == Caption.image_id)
+        .where(Image.dataset_id == dataset.id, Caption.is_current == True)  # noqa: E712
+        .group_by(Caption.kind)
+        .order_by(Caption.kind)
+    ).all()
+    return DatasetSummary(name=dataset.name, images=images, captions={kind: n for kind, n in rows})
+
+
+def dataset_summary(ws: Workspace, name: str) -> DatasetSummary:
+    with read_session(ws) as s:
+        return summarise(s, get_dataset(s, name))
+
+
+def all_summaries(ws: Workspace) -> list[DatasetSummary]:
+    with read_session(ws) as s:
+        return [summarise(s, d) for d in s.exec(select(Dataset).order_by(Dataset.name))]
