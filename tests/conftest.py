@@ -45,13 +45,18 @@ def ws(tmp_path: Path) -> Workspace:
 
 
 def run_cli(home: Path, *args: str, stdin: str | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """Run the real ``recap-studio`` command line in a subprocess."""
+    """Run the real ``recap-studio`` command line in a subprocess.
+
+    The demo admin's password is pinned (RECAP_STUDIO_DEMO_PASSWORD) so tests can log in.
+    """
+    env = {**os.environ, "RECAP_STUDIO_DEMO_PASSWORD": ADMIN[1]}
     return subprocess.run(
         [sys.executable, "-m", "studio.cli", "--home", str(home), *args],
         input=stdin,
         capture_output=True,
         text=True,
         timeout=timeout,
+        env=env,
     )
 
 
