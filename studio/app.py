@@ -9,11 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from backend.db import migrate
 from backend.users import PermissionDenied, verify_login
 from backend.workspace import Workspace
 from studio import tab_annotate, tab_datasets, tab_review
+from studio.auth_guard import RequireLogin
 from studio.session import current_user
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -70,5 +72,6 @@ def serve(ws: Workspace, host: str = "127.0.0.1", port: int = 7860, quiet: bool 
         quiet=quiet,
         footer_links=[],
         head=_head(),
+        app_kwargs={"middleware": [Middleware(RequireLogin)]},
         css=_css(),
     )

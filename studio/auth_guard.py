@@ -1,0 +1,86 @@
+"""Require a logged-in session for every route of the studio server except the login page.
+
+Why: Gradio's own ``auth`` guards most routes with a ``login_check`` dependency, but not
+all (e.g. queue cancel/reset, heartbeat, streams, run history, monitoring keys). This ASGI
+middleware closes that gap with an allowlist: anything not needed to *show the login
+page and log in* answers 401 without a valid session cookie, whatever Gradio adds later.
+"""
+
+from __future__ import annotations
+
+from http.cookies import SimpleCookie
+
+# What the browser needs before it has a session: the page shell, its static assets,
+# the login form's own calls, and logout.
+PUBLIC_PATHS = frozenset(
+    {
+        "/",
+        "/login",
+        "/login/",
+        "/logout",
+        "/favicon.ico",
+        "/robots.txt",
+        "/manifest.json",
+        "/theme.css",
+        "/gradio_api/theme.css",
+        "/config",
+        "/config/",
+        "/gradio_api/login_check",
+        "/gradio_api/login_check/",
+        "/gradio_api/app_id",
+        "/gradio_api/app_id/",
+        # Gradio calls this on itself once at launch; it only runs startup events already queued
+        "/gradio_api/startup-events",
+    }
+)
+PUBLIC_PREFIXES = ("/assets/", "/static/", "/svelte/")
+
+
+def is_public(path: str) -> bool:
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+
+
+def _session_user(scope: dict) -> str | None:
+    gradio_app = scope.get("app")
+    tokens = getattr(gradio_app, "tokens", None)
+    cookie_id = getattr(gradio_app, "cookie_id", None)
+    if tokens is None or cookie_id is None:
+        return None
+    raw = b"; ".join(v for k, v in scope.get("headers", []) if k == b"cookie").decode("latin-1")
+    cookie = SimpleCookie()
+    try:
+        cookie.load(raw)
+    except Exception:  # noqa: BLE001 - a malformed cookie header is just "not logged in"
+        return None
+    for name in (f"access-token-{cookie_id}", f"access-token-unsecure-{cookie_id}"):
+        morsel = cookie.get(name)
+        if morsel is not None and morsel.value in tokens:
+            return tokens[morsel.value]
+    return None
+
+
+class RequireLogin:
+    """Pure ASGI middleware: 401 for every non-public request without a valid session."""
+
+    def __init__(self, app) -> None:  # noqa: ANN001 - ASGI app
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001 - ASGI signature
+        if scope["type"] not in ("http", "websocket") or is_public(scope.get("path", "")):
+            await self.app(scope, receive, send)
+            return
+        if _session_user(scope) is not None:
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 4401})
+            return
+        body = b'{"detail": "Not authenticated: log in to RECAP Studio first"}'
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
