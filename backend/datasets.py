@@ -68,3 +68,35 @@ def dataset_summary(ws: Workspace, name: str) -> DatasetSummary:
 def all_summaries(ws: Workspace) -> list[DatasetSummary]:
     with read_session(ws) as s:
         return [summarise(s, d) for d in s.exec(select(Dataset).order_by(Dataset.name))]
+
+
+class DatasetInUse(ValueError):
+    """Other records (runs, artifacts, evaluations) still point at the dataset's images."""
+
+
+def delete_dataset(ws: Workspace, name: str) -> int:
+    """Delete dataset ``name`` with its images, captions, drafts and annotation sets.
+
+    Returns the number of images removed. Rows go by the database's ``ON DELETE CASCADE``
+    in one transaction, so a failure leaves everything as it was. The image *files* stay
+    in the workspace's content-addressed store: another dataset may hold the same file
+    (same SHA-256), and files are never modified or removed once written.
+    """
+    from sqlalchemy import delete
+    from sqlalchemy.exc import IntegrityError
+
+    from backend.db import write_session
+
+    try:
+        with write_session(ws) as s:
+            dataset = get_dataset(s, name)
+            images = s.exec(
+                select(func.count()).select_from(Image).where(Image.dataset_id == dataset.id)
+            ).one()
+            s.exec(delete(Dataset).where(Dataset.id == dataset.id))  # type: ignore[call-overload]
+    except IntegrityError as exc:
+        raise DatasetInUse(
+            f"dataset {name!r} cannot be deleted: other records still refer to its images "
+            f"(e.g. runs or evaluations); delete those first ({exc.orig})"
+        ) from None
+    return images

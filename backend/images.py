@@ -22,6 +22,10 @@ from backend.storage import sha256_bytes, store_image
 from backend.workspace import Workspace
 
 DEFAULT_MAX_PIXELS = 64_000_000  # about 8000 x 8000; configurable per import
+# We check the pixel count ourselves, from the header, before decoding (with the
+# per-import limit). Pillow's own global limit would otherwise cap every import at
+# about 179 M pixels whatever --max-pixels says.
+PILImage.MAX_IMAGE_PIXELS = None
 FORMAT_EXT = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tif"}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 
@@ -45,7 +49,7 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedIm
         raise BadImage("empty file (0 bytes)")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", PILImage.DecompressionBombWarning)
+            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
             img = PILImage.open(io.BytesIO(data))
             fmt = img.format or ""
             if fmt not in FORMAT_EXT:

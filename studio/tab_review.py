@@ -1,11 +1,476 @@
-"""Review tab (placeholder until built)."""
+"""Review tab: browse a dataset one page of thumbnails at a time, open an image to compare
+every caption variant side by side (alt-text | human | recap | other) with word and CLIP
+token counts, diff any two variants word by word, and look at dataset statistics.
+
+Design notes
+- One ``gr.Gallery`` holds one page; filters and paging are SQL queries
+  (:mod:`backend.review`), so a million captions never reach the browser or Python lists.
+- Caption text is always HTML-escaped before it is put into ``gr.HTML``.
+- The statistics section (:func:`build_stats_section`) is shared with the Datasets tab;
+  it reads at most ``limit`` captions per kind so a huge dataset still answers quickly.
+"""
 
 from __future__ import annotations
 
+import html
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
 import gradio as gr
 
+from backend.clip_tokens import CONTEXT_LENGTH
+from backend.datasets import DatasetNotFound, dataset_names
+from backend.review import (
+    ImageDetail,
+    ReviewError,
+    Variant,
+    caption_kinds,
+    clip_visible_words,
+    diff_ratio,
+    gallery_page,
+    image_variants,
+    kind_label,
+    word_diff_html,
+)
 from backend.workspace import Workspace
+from studio import plots
+
+PAGE_SIZES = [16, 32, 64, 96]
+DEFAULT_PAGE_SIZE = 32
+STATS_LIMIT = 20_000  # captions read per kind for statistics
+PREFERRED_DATASET = "demo-shapes"
+
+EMPTY_VARIANTS = "<div class='rv-empty'>Select an image in the gallery to compare its captions.</div>"
+EMPTY_DIFF = "<div class='rv-empty'>Choose two variants to see what changed, word by word.</div>"
+
+
+# --------------------------------------------------------------------------- HTML pieces
+
+
+def _esc(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _text_html(v: Variant) -> str:
+    """The caption, with the part CLIP never sees (past 77 tokens) greyed out."""
+    if not v.truncated:
+        return _esc(v.text)
+    words = v.text.split()
+    keep = clip_visible_words(v.text)
+    seen, cut = " ".join(words[:keep]), " ".join(words[keep:])
+    return f"{_esc(seen)} <span class='rv-cut' title='CLIP and the SD text encoder never read this part'>{_esc(cut)}</span>"
+
+
+def _badge(v: Variant) -> str:
+    if v.truncated:
+        return (
+            f"<span class='rv-badge rv-trunc' title='CLIP reads at most {CONTEXT_LENGTH} tokens; "
+            f"the greyed-out tail is dropped'>truncated: {v.clip_tokens} &gt; {CONTEXT_LENGTH} tokens</span>"
+        )
+    return f"<span class='rv-badge rv-fits'>fits CLIP ({v.clip_tokens}/{CONTEXT_LENGTH})</span>"
+
+
+def variants_html(detail: ImageDetail | None) -> str:
+    """Every variant in its own column, ordered alt-text | human short | human long | recap short | recap long | other."""
+    if detail is None:
+        return EMPTY_VARIANTS
+    if not detail.variants:
+        return "<div class='rv-empty'>This image has no captions yet.</div>"
+    head, texts, counts, origins = [], [], [], []
+    for v in detail.variants:
+        kind_class = "rv-k-" + (v.kind if v.column != f"other: {v.kind}" else "other")
+        head.append(f"<th class='rv-kind {kind_class}' data-kind='{_esc(v.kind)}'>{_esc(v.column)}</th>")
+        texts.append(f"<td class='rv-text' data-kind='{_esc(v.kind)}'>{_text_html(v)}</td>")
+        counts.append(
+            f"<td class='rv-counts'><span>{v.words} words · {v.clip_tokens} CLIP tokens</span> {_badge(v)}</td>"
+        )
+        status = f"<span class='rv-status rv-status-{_esc(v.status)}'>{_esc(v.status)}</span>"
+        origins.append(f"<td class='rv-origin'>{status} {_esc(v.origin)}</td>")
+    return (
+        "<div class='rv-variants-wrap'><table class='rv-variants'>"
+        f"<thead><tr>{''.join(head)}</tr></thead><tbody>"
+        f"<tr>{''.join(texts)}</tr><tr>{''.join(counts)}</tr><tr>{''.join(origins)}</tr>"
+        "</tbody></table></div>"
+        + (
+            f"<div class='rv-note'><span class='rv-cut'>struck-through grey text</span> lies past CLIP's "
+            f"{CONTEXT_LENGTH}-token context: CLIP and the SD text encoder never read it.</div>"
+            if any(v.truncated for v in detail.variants)
+            else ""
+        )
+    )
+
+
+def image_meta_md(detail: ImageDetail) -> str:
+    return (
+        f"**#{detail.image_id}** `{detail.original_key}` · {detail.width}×{detail.height} px · "
+        f"dataset **{detail.dataset}** · {len(detail.variants)} caption variants"
+    )
+
+
+def diff_html(a_label: str | None, b_label: str | None, texts: dict[str, str] | None) -> str:
+    texts = texts or {}
+    if not a_label or not b_label or a_label not in texts or b_label not in texts:
+        return EMPTY_DIFF
+    a, b = texts[a_label], texts[b_label]
+    shared = diff_ratio(a, b) * 100
+    return (
+        "<div class='rv-diff'>"
+        f"<div class='rv-diff-head'><b>{_esc(a_label)}</b> → <b>{_esc(b_label)}</b> · "
+        f"{shared:.0f}% of words in common · <del>removed</del> <ins>added</ins></div>"
+        f"<div class='rv-diff-body'>{word_diff_html(a, b)}</div></div>"
+    )
+
+
+def _default_pair(labels: list[str], detail: ImageDetail) -> tuple[str | None, str | None]:
+    """Alt-text against the richest other variant (recap long, human long, …) by default."""
+    if not labels:
+        return None, None
+    first = labels[0]
+    preference = ("recap_long", "human_long", "recap_short", "human_short")
+    for kind in preference:
+        for v in detail.variants:
+            if v.kind == kind and v.label != first:
+                return first, v.label
+    return first, labels[1] if len(labels) > 1 else first
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def stats_summary_html(dataset: str, stats: dict[str, Any], limit: int) -> str:
+    if not stats:
+        return f"<div class='rv-empty'>Dataset <b>{_esc(dataset)}</b> has no captions yet.</div>"
+    rows = []
+    sampled = False
+    for kind, st in stats.items():
+        sampled = sampled or st.count >= limit
+        trunc = 100.0 * st.truncated / st.count if st.count else 0.0
+        rows.append(
+            f"<tr><td><span class='rv-dot rv-k-{_esc(kind) if kind in plots.KIND_COLORS else 'other'}'></span>"
+            f"{_esc(kind_label(kind))}</td><td>{st.count:,}</td><td>{st.mean_words:.1f}</td>"
+            f"<td>{st.mean_tokens:.1f}</td><td>{trunc:.1f}%</td><td>{st.vocabulary_size:,}</td></tr>"
+        )
+    note = (
+        f"<div class='rv-note'>Statistics read the first {limit:,} captions of each kind.</div>"
+        if sampled
+        else ""
+    )
+    return (
+        f"<div class='rv-stats-title'>Statistics of <b>{_esc(dataset)}</b></div>"
+        "<table class='rv-stats'><thead><tr><th>kind</th><th>captions</th><th>mean words</th>"
+        f"<th>mean CLIP tokens</th><th>past {CONTEXT_LENGTH} tokens</th><th>vocabulary</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>{note}"
+    )
+
+
+def junk_html(stats: dict[str, Any]) -> str:
+    alt = stats.get("alttext")
+    if alt is None or not alt.count:
+        return "<div class='rv-empty'>No alt-text in this dataset, so no junk check.</div>"
+    share = 100.0 * alt.junk / alt.count
+    head = (
+        f"<div class='rv-junk-head'><b>{share:.1f}%</b> of alt-text looks like junk "
+        f"({alt.junk:,} of {alt.count:,}): file names, URLs, adverts, placeholders, stock boilerplate.</div>"
+    )
+    if not alt.junk_examples:
+        return head
+    rows = "".join(
+        f"<tr><td class='rv-junk-text'>{_esc(text)}</td><td>{_esc(reason)}</td></tr>"
+        for text, reason in alt.junk_examples
+    )
+    return f"{head}<table class='rv-junk'><thead><tr><th>example alt-text</th><th>why</th></tr></thead><tbody>{rows}</tbody></table>"
+
+
+def compute_stats(
+    ws: Workspace, dataset: str | None, limit: int | float | None = STATS_LIMIT
+) -> tuple[Any, ...]:
+    """(summary HTML, length histogram, vocabulary chart, top words chart, junk HTML)."""
+    from backend.caption_stats import dataset_caption_stats
+
+    limit = int(limit or STATS_LIMIT)
+    if not dataset:
+        empty = "<div class='rv-empty'>Choose a dataset.</div>"
+        hidden = gr.update(value=None, visible=False)
+        return empty, hidden, hidden, hidden, ""
+    try:
+        stats = dataset_caption_stats(ws, dataset, limit=limit)
+    except DatasetNotFound as exc:
+        raise gr.Error(str(exc)) from None
+    title = f"Caption length by kind — {dataset}"
+    return (
+        stats_summary_html(dataset, stats, limit),
+        gr.update(value=plots.length_histogram(stats, title=title), visible=True),
+        gr.update(value=plots.vocabulary_chart(stats), visible=True),
+        gr.update(value=plots.top_words_chart(stats), visible=True),
+        junk_html(stats),
+    )
+
+
+@dataclass
+class StatsSection:
+    dataset: gr.Dropdown
+    limit: gr.Number
+    button: gr.Button
+    outputs: list[gr.components.Component]
+    compute: Callable[..., tuple[Any, ...]]
+
+    @property
+    def inputs(self) -> list[gr.components.Component]:
+        return [self.dataset, self.limit]
+
+
+def build_stats_section(
+    ws: Workspace, dataset: gr.Dropdown | None = None, prefix: str = "", histogram_id: str | None = None
+) -> StatsSection:
+    """Summary table, length histograms (words and CLIP tokens with the 77 line), vocabulary,
+    top words and junk alt-text of the dataset chosen in ``dataset`` (a dropdown of its
+    own is made when none is given).
+
+    Element ids: ``{prefix}stats-summary``, ``{prefix}length-histogram`` (or ``histogram_id``)
+    etc., so two tabs can each hold one.
+    """
+    with gr.Row(equal_height=True, elem_classes=["rv-stats-controls"]):
+        if dataset is None:
+            dataset = gr.Dropdown(label="Dataset", choices=[], scale=3, elem_id=f"{prefix}stats-dataset")
+        limit = gr.Number(
+            value=STATS_LIMIT,
+            precision=0,
+            minimum=100,
+            label="Captions read per kind (caps the work on huge datasets)",
+            scale=2,
+            elem_id=f"{prefix}stats-limit",
+        )
+        button = gr.Button("Compute statistics", scale=1, min_width=160, elem_id=f"{prefix}stats-button")
+    summary = gr.HTML(
+        "<div class='rv-empty'>Statistics are computed on request (they read every caption up to the cap).</div>",
+        elem_id=f"{prefix}stats-summary",
+    )
+    hist = gr.Plot(
+        visible=False,
+        label="Caption length (Recap-DataComp Fig. 3 style)",
+        elem_id=histogram_id or f"{prefix}length-histogram",
+    )
+    vocab = gr.Plot(
+        visible=False, label="Vocabulary and CLIP truncation", elem_id=f"{prefix}vocabulary-chart"
+    )
+    words = gr.Plot(visible=False, label="Most frequent words", elem_id=f"{prefix}top-words-chart")
+    junk = gr.HTML(elem_id=f"{prefix}junk-alttext")
+    outputs = [summary, hist, vocab, words, junk]
+
+    def compute(dataset_name: str | None, cap: Any) -> tuple[Any, ...]:
+        return compute_stats(ws, dataset_name, cap)
+
+    button.click(compute, [dataset, limit], outputs, api_visibility="private")
+    return StatsSection(dataset=dataset, limit=limit, button=button, outputs=outputs, compute=compute)
+
+
+# --------------------------------------------------------------------------- the tab
+
+
+def pick_dataset(names: list[str], current: str | None) -> str | None:
+    if current in names:
+        return current
+    if PREFERRED_DATASET in names:
+        return PREFERRED_DATASET
+    return names[0] if names else None
+
+
+def parent_tab() -> gr.Tab | None:
+    """The ``gr.Tab`` this tab's components are being built in (to refresh on selection)."""
+    from gradio.context import get_render_context
+
+    block = get_render_context()
+    return block if isinstance(block, gr.Tab) else None
 
 
 def build(ws: Workspace, blocks: gr.Blocks) -> None:
-    gr.Markdown("Review: coming soon")
+    tab = parent_tab()
+    page_state = gr.State(0)
+    ids_state = gr.State([])
+    texts_state = gr.State({})
+    stats_open = gr.State(False)
+
+    with gr.Row(elem_id="rv-filters", equal_height=True):
+        dataset = gr.Dropdown(label="Dataset", choices=[], value=None, scale=2, elem_id="rv-dataset")
+        has_kinds = gr.Dropdown(
+            label="Has caption kinds",
+            choices=[],
+            multiselect=True,
+            scale=2,
+            elem_id="rv-has",
+        )
+        missing_kinds = gr.Dropdown(
+            label="Missing caption kinds",
+            choices=[],
+            multiselect=True,
+            scale=2,
+            elem_id="rv-missing",
+        )
+        search = gr.Textbox(
+            label="Search caption text",
+            placeholder="words in any current caption (Enter)",
+            scale=3,
+            elem_id="rv-search",
+        )
+        page_size = gr.Dropdown(
+            label="Per page", choices=PAGE_SIZES, value=DEFAULT_PAGE_SIZE, scale=1, elem_id="rv-page-size"
+        )
+    with gr.Row(elem_id="rv-pager", equal_height=True):
+        prev_btn = gr.Button("◀ Previous page", size="sm", scale=0, elem_id="rv-prev", interactive=False)
+        page_info = gr.Markdown("", elem_id="rv-page-info")
+        next_btn = gr.Button("Next page ▶", size="sm", scale=0, elem_id="rv-next", interactive=False)
+    gallery = gr.Gallery(
+        label="Images (click one to compare its captions)",
+        columns=8,
+        height="auto",
+        allow_preview=False,
+        fit_columns=False,
+        object_fit="contain",
+        interactive=False,
+        elem_id="review-gallery",
+        buttons=[],
+    )
+    with gr.Group(elem_id="rv-detail"):
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=1, min_width=220):
+                image = gr.Image(
+                    label="Image",
+                    type="filepath",
+                    interactive=False,
+                    height=280,
+                    elem_id="rv-image",
+                    buttons=["fullscreen"],
+                )
+                meta = gr.Markdown("", elem_id="rv-image-meta")
+            with gr.Column(scale=4):
+                variants = gr.HTML(EMPTY_VARIANTS, elem_id="variants")
+        with gr.Row(equal_height=True, elem_id="rv-diff-row"):
+            diff_a = gr.Dropdown(label="Diff: from", choices=[], scale=1, elem_id="diff-a")
+            diff_b = gr.Dropdown(label="to", choices=[], scale=1, elem_id="diff-b")
+        diff = gr.HTML(EMPTY_DIFF, elem_id="diff")
+    with gr.Accordion("Statistics", open=False, elem_id="rv-stats") as stats_acc:
+        stats = build_stats_section(ws, dataset, prefix="rv-", histogram_id="length-histogram")
+
+    # ------------------------------------------------------------------ handlers
+
+    page_outputs = [gallery, ids_state, page_state, page_info, prev_btn, next_btn]
+
+    def load_page(name: str | None, has: list[str], missing: list[str], text: str, page: int, size: Any):
+        if not name:
+            return (
+                [],
+                [],
+                0,
+                "No dataset yet: an admin imports one in the Datasets tab.",
+                gr.update(interactive=False),
+                gr.update(interactive=False),
+            )
+        try:
+            gp = gallery_page(
+                ws,
+                name,
+                has_kinds=has or [],
+                missing_kinds=missing or [],
+                search=text or "",
+                page=int(page or 0),
+                page_size=int(size or DEFAULT_PAGE_SIZE),
+            )
+        except (DatasetNotFound, ReviewError) as exc:
+            gr.Warning(str(exc))
+            return [], [], 0, f"⚠️ {exc}", gr.update(interactive=False), gr.update(interactive=False)
+        value = [(path, label) for _, path, label in gp.items]
+        info = gp.describe() if gp.total else "No images match these filters."
+        return (
+            value,
+            gp.image_ids,
+            gp.page,
+            info,
+            gr.update(interactive=gp.page > 0),
+            gr.update(interactive=gp.page < gp.pages - 1),
+        )
+
+    filters = [dataset, has_kinds, missing_kinds, search]
+
+    def first_page(name, has, missing, text, size):  # noqa: ANN001, ANN202 - Gradio values
+        return load_page(name, has, missing, text, 0, size)
+
+    def step(delta: int) -> Callable[..., Any]:
+        def go(name, has, missing, text, page, size):  # noqa: ANN001, ANN202 - Gradio values
+            return load_page(name, has, missing, text, int(page or 0) + delta, size)
+
+        return go
+
+    for component in (dataset, has_kinds, missing_kinds, page_size):
+        component.input(first_page, [*filters, page_size], page_outputs, api_visibility="private")
+    search.submit(first_page, [*filters, page_size], page_outputs, api_visibility="private")
+    prev_btn.click(step(-1), [*filters, page_state, page_size], page_outputs, api_visibility="private")
+    next_btn.click(step(+1), [*filters, page_state, page_size], page_outputs, api_visibility="private")
+
+    detail_outputs = [image, meta, variants, diff_a, diff_b, diff, texts_state]
+
+    def open_image(ids: list[int], evt: gr.SelectData):
+        index = evt.index[0] if isinstance(evt.index, list | tuple) else evt.index
+        if not isinstance(index, int) or not 0 <= index < len(ids):
+            return (gr.skip(),) * len(detail_outputs)
+        try:
+            detail = image_variants(ws, ids[index])
+        except ReviewError as exc:
+            raise gr.Error(str(exc)) from None
+        labels = [v.label for v in detail.variants]
+        texts = {v.label: v.text for v in detail.variants}
+        a, b = _default_pair(labels, detail)
+        return (
+            detail.path,
+            image_meta_md(detail),
+            variants_html(detail),
+            gr.update(choices=labels, value=a),
+            gr.update(choices=labels, value=b),
+            diff_html(a, b, texts),
+            texts,
+        )
+
+    gallery.select(open_image, ids_state, detail_outputs, api_visibility="private")
+
+    def show_diff(a: str | None, b: str | None, texts: dict[str, str]) -> str:
+        return diff_html(a, b, texts)
+
+    for dd in (diff_a, diff_b):
+        dd.input(show_diff, [diff_a, diff_b, texts_state], diff, api_visibility="private", queue=False)
+
+    # statistics: computed when the accordion opens, and again on a dataset change while open
+    def open_stats(name: str | None, cap: Any) -> tuple[Any, ...]:
+        return (True, *stats.compute(name, cap))
+
+    stats_acc.expand(
+        open_stats, [dataset, stats.limit], [stats_open, *stats.outputs], api_visibility="private"
+    )
+    stats_acc.collapse(lambda: False, None, stats_open, api_visibility="private", queue=False)
+
+    def stats_if_open(is_open: bool, name: str | None, cap: Any) -> tuple[Any, ...]:
+        if not is_open:
+            return tuple(gr.skip() for _ in stats.outputs)
+        return stats.compute(name, cap)
+
+    dataset.input(stats_if_open, [stats_open, dataset, stats.limit], stats.outputs, api_visibility="private")
+
+    # ------------------------------------------------------------------ load / tab refresh
+
+    def refresh(current: str | None, has: list[str], missing: list[str], text: str, page: int, size: Any):
+        names = dataset_names(ws)
+        chosen = pick_dataset(names, current)
+        kinds = caption_kinds(ws)
+        kind_choices = [(kind_label(k), k) for k in kinds]
+        keep_page = page if chosen == current else 0
+        return (
+            gr.update(choices=names, value=chosen),
+            gr.update(choices=kind_choices),
+            gr.update(choices=kind_choices),
+            *load_page(chosen, has, missing, text, keep_page, size),
+        )
+
+    refresh_inputs = [dataset, has_kinds, missing_kinds, search, page_state, page_size]
+    refresh_outputs = [dataset, has_kinds, missing_kinds, *page_outputs]
+    blocks.load(refresh, refresh_inputs, refresh_outputs, api_visibility="private")
+    if tab is not None:
+        tab.select(refresh, refresh_inputs, refresh_outputs, api_visibility="private")
