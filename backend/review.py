@@ -15,6 +15,7 @@ import html
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import exists, func
@@ -24,6 +25,7 @@ from backend.clip_tokens import CONTEXT_LENGTH, clip_token_count, word_count
 from backend.datasets import DatasetNotFound, get_dataset
 from backend.db import read_session
 from backend.models import Caption, CaptionKind, Dataset, Image, User
+from backend.scores import CaptionScore, caption_scores
 from backend.storage import image_path, thumb_path
 from backend.workspace import Workspace
 
@@ -95,6 +97,8 @@ class Variant:
     clip_tokens: int
     provenance: dict[str, Any] | None = None
     label: str = ""  # unique within an image, e.g. "human short · ann"
+    # newest score per (metric, model, pretrained): (metric, value, "model/pretrained", truncated)
+    scores: list[tuple[str, float, str, bool]] = field(default_factory=list)
 
     @property
     def truncated(self) -> bool:
@@ -242,6 +246,18 @@ def _labelled(variants: list[Variant]) -> list[Variant]:
     return variants
 
 
+def _latest_scores(rows: list[CaptionScore]) -> list[tuple[str, float, str, bool]]:
+    """The newest score per metric and scoring model (rows come newest first)."""
+    seen: set[tuple[str, str, str]] = set()
+    out: list[tuple[str, float, str, bool]] = []
+    for row in rows:
+        key = (row.metric, row.model, row.pretrained)
+        if key not in seen:
+            seen.add(key)
+            out.append((row.metric, row.value, f"{row.model}/{Path(row.pretrained).name}", row.truncated))
+    return out
+
+
 def image_variants(ws: Workspace, image_id: int) -> ImageDetail:
     """The image and every current caption variant of it, in column order, with counts."""
     with read_session(ws) as s:
@@ -259,6 +275,7 @@ def image_variants(ws: Workspace, image_id: int) -> ImageDetail:
             .where(Caption.image_id == image_id, Caption.is_current == True)  # noqa: E712
             .order_by(Caption.id)
         ).all()
+    by_caption = caption_scores(ws, image_id)
     variants = [
         Variant(
             caption_id=c.id,
@@ -272,6 +289,7 @@ def image_variants(ws: Workspace, image_id: int) -> ImageDetail:
             words=word_count(c.text),
             clip_tokens=clip_token_count(c.text),
             provenance=c.provenance,
+            scores=_latest_scores(by_caption.get(c.id, [])),
         )
         for c, author in captions
     ]

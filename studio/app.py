@@ -11,10 +11,11 @@ from pathlib import Path
 import gradio as gr
 from starlette.middleware import Middleware
 
+from backend import jobs
 from backend.db import migrate
 from backend.users import PermissionDenied, verify_login
 from backend.workspace import Workspace
-from studio import tab_annotate, tab_datasets, tab_review
+from studio import tab_annotate, tab_datasets, tab_review, tab_runs
 from studio.auth_guard import RequireLogin
 from studio.session import current_user
 
@@ -44,6 +45,8 @@ def build_app(ws: Workspace) -> gr.Blocks:
                 tab_annotate.build(ws, blocks)
             with gr.Tab("Review", id="review", elem_id="tab-review"):
                 tab_review.build(ws, blocks)
+            with gr.Tab("Runs", id="runs", elem_id="tab-runs"):
+                tab_runs.build(ws, blocks)
 
         def show_user(request: gr.Request) -> str:
             try:
@@ -59,6 +62,8 @@ def build_app(ws: Workspace) -> gr.Blocks:
 def serve(ws: Workspace, host: str = "127.0.0.1", port: int = 7860, quiet: bool = False) -> None:
     """Start the studio server (blocks until stopped)."""
     migrate(ws)
+    jobs.reconcile_orphans(ws)  # runs whose process died while no studio ran become 'interrupted'
+    tab_runs.start_queue_worker(ws)  # a daemon thread: backend.jobs.tick(ws) every ~2 s
     blocks = build_app(ws)
     blocks.queue(default_concurrency_limit=8)
     blocks.launch(

@@ -47,7 +47,7 @@ def _ws() -> Workspace:
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"error: {message}", markup=False, highlight=False)
+    err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -85,21 +85,35 @@ def main(
 
 @app.command("import")
 def import_cmd(
-    source: Annotated[Path, typer.Argument(help="Folder, table (.csv/.jsonl/.parquet), .tar shard(s) or datasets folder.")],
+    source: Annotated[
+        Path, typer.Argument(help="Folder, table (.csv/.jsonl/.parquet), .tar shard(s) or datasets folder.")
+    ],
     dataset: Annotated[str, typer.Option("--dataset", help="Dataset to import into (created if new).")],
     fmt: Annotated[str, typer.Option("--format", help="auto|folder|table|webdataset|hf")] = "auto",
     image_column: Annotated[str | None, typer.Option(help="Table column with image paths.")] = None,
     caption_column: Annotated[str | None, typer.Option(help="Table column with alt-text.")] = None,
-    max_pixels: Annotated[int | None, typer.Option(help="Reject images with more pixels than this.")] = None,
+    max_pixels: Annotated[
+        int | None,
+        typer.Option(min=1, help="Reject images with more pixels than this (decompression bombs)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary as the last line.")] = False,
 ) -> None:
     """Import images and their alt-text; bad items are skipped with a reason."""
+    from contextlib import ExitStack
+
     from backend.images import DEFAULT_MAX_PIXELS
     from backend.ingest import SourceError, import_source
 
     ws = _ws()
-    try:
-        with progress_bar(enabled=sys.stderr.isatty() or not as_json) as update:
+    with ExitStack() as stack:
+        bar: list = []  # the bar starts with the first progress call: a source error draws none
+
+        def update(done: int, total: int | None, message: str) -> None:
+            if not bar:
+                bar.append(stack.enter_context(progress_bar(enabled=sys.stderr.isatty() or not as_json)))
+            bar[0](done, total, message)
+
+        try:
             report = import_source(
                 ws,
                 source,
@@ -110,14 +124,29 @@ def import_cmd(
                 max_pixels=max_pixels or DEFAULT_MAX_PIXELS,
                 progress=update,
             )
-    except SourceError as exc:
-        raise fail(str(exc)) from None
+        except (SourceError, OSError) as exc:
+            # one line, however long the message (a column listing): soft_wrap, no 80-column wrap
+            err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+            # OSError is the workspace's fault (disk full, permissions), not the source's
+            raise typer.Exit(2 if isinstance(exc, SourceError) else 1) from None
     summary = report.as_dict()
-    if not as_json:
-        out.print(f"Imported {summary['imported']} images into '{dataset}', {summary['duplicates']} duplicates.")
-        for skip in summary["skipped"]:
-            out.print(f"  skipped {skip['item']}: {skip['reason']}", markup=False)
-    print(json.dumps(summary) if as_json else "", end="\n" if as_json else "")
+    if as_json:
+        print(json.dumps(summary))
+        return
+    skipped = summary["skipped"]
+    out.print(
+        f"Imported {summary['imported']} images into '{summary['dataset']}': "
+        f"{summary['duplicates']} duplicates, {len(skipped)} skipped.",
+        markup=False,
+        highlight=False,
+    )
+    shown = 50
+    for skip in skipped[:shown]:
+        out.print(
+            f"  skipped {skip['item']}: {skip['reason']}", markup=False, highlight=False, soft_wrap=True
+        )
+    if len(skipped) > shown:
+        out.print(f"  ... and {len(skipped) - shown} more (use --json for the full list)", markup=False)
 
 
 @app.command()
@@ -156,24 +185,49 @@ def datasets() -> None:
 def export(
     name: Annotated[str, typer.Argument(help="Dataset name.")],
     fmt: Annotated[str, typer.Option("--format", help="folder|jsonl|parquet|webdataset|hf")],
-    out_path: Annotated[Path, typer.Option("--out", help="Output path (relative paths go under the workspace's exports/).")],
-    kind: Annotated[str | None, typer.Option("--kind", help="Caption kind for folder export's .txt files.")] = None,
+    out_path: Annotated[
+        Path, typer.Option("--out", help="Output path (relative paths go under the workspace's exports/).")
+    ],
+    kind: Annotated[
+        str | None, typer.Option("--kind", help="Caption kind for folder export's .txt files.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Export a dataset with every caption kind and its provenance."""
+    from contextlib import ExitStack
+
     from backend.export import ExportError, export_dataset
 
     ws = _ws()
     try:
-        with progress_bar(enabled=not as_json) as update:
+        with ExitStack() as stack:
+            bar: list = []  # the bar starts with the first progress call: a refused export draws none
+
+            def update(done: int, total: int | None, message: str) -> None:
+                if not bar:
+                    bar.append(stack.enter_context(progress_bar(enabled=not as_json)))
+                bar[0](done, total, message)
+
             report = export_dataset(ws, name, fmt, out_path, kind=kind, progress=update)
     except ExportError as exc:
-        raise fail(str(exc)) from None
+        # one line however long the path: no 80-column wrapping
+        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
     summary = report.as_dict()
     if as_json:
         print(json.dumps(summary))
     else:
-        out.print(f"Exported {summary['images']} images to {summary['path']}")
+        kinds = ", ".join(f"{k}: {n}" for k, n in summary["captions"].items())
+        out.print(
+            f"Exported {summary['images']} images ({kinds}) to {summary['path']}",
+            markup=False,
+            soft_wrap=True,
+        )
+        if summary["missing_kind"]:
+            out.print(
+                f"  {summary['missing_kind']} images had no {summary['kind'] or 'alttext'} caption",
+                markup=False,
+            )
 
 
 @app.command()
@@ -200,7 +254,7 @@ def demo(
 
     ws = _ws()
     info = create_demo(ws)
-    out.print(info.describe(), markup=False, highlight=False)
+    out.print(info.describe(), markup=False, highlight=False, soft_wrap=True)
     if serve_after:
         from studio.app import serve as serve_app
 
@@ -212,7 +266,9 @@ def demo(
 def user_add(
     name: Annotated[str, typer.Argument(help="Login name.")],
     role: Annotated[str, typer.Option("--role", help="admin or annotator")] = "annotator",
-    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin.")] = False,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from stdin.")
+    ] = False,
 ) -> None:
     """Add a user. The password is read from stdin (--password-stdin) or prompted for."""
     from backend.users import UserError, add_user
@@ -237,6 +293,16 @@ def user_list() -> None:
     for u in list_users(_ws()):
         table.add_row(u.name, u.role, "yes" if u.active else "no")
     out.print(table)
+
+
+# runs: model jobs, the runs list and tiny models (studio/runs_cli.py)
+from studio import runs_cli  # noqa: E402 - registered on the app defined above
+
+app.add_typer(runs_cli.captioner_app, name="captioner")
+app.command("recaption")(runs_cli.recaption_cmd)
+app.add_typer(runs_cli.score_app, name="score")
+app.add_typer(runs_cli.runs_app, name="runs")
+app.add_typer(runs_cli.models_app, name="models")
 
 
 if __name__ == "__main__":

@@ -82,8 +82,14 @@ def variants_html(detail: ImageDetail | None) -> str:
         kind_class = "rv-k-" + (v.kind if v.column != f"other: {v.kind}" else "other")
         head.append(f"<th class='rv-kind {kind_class}' data-kind='{_esc(v.kind)}'>{_esc(v.column)}</th>")
         texts.append(f"<td class='rv-text' data-kind='{_esc(v.kind)}'>{_text_html(v)}</td>")
+        scores = "".join(
+            f"<div class='rv-score' title='{_esc(model)}{' (caption truncated at 77 tokens)' if cut else ''}'>"
+            f"{'CLIP-S' if metric == 'clip_score' else _esc(metric)} {value:.1f}"
+            f"{' ✂' if cut else ''} <span class='rv-score-model'>{_esc(model)}</span></div>"
+            for metric, value, model, cut in v.scores
+        )
         counts.append(
-            f"<td class='rv-counts'><span>{v.words} words · {v.clip_tokens} CLIP tokens</span> {_badge(v)}</td>"
+            f"<td class='rv-counts'><span>{v.words} words · {v.clip_tokens} CLIP tokens</span> {_badge(v)}{scores}</td>"
         )
         status = f"<span class='rv-status rv-status-{_esc(v.status)}'>{_esc(v.status)}</span>"
         origins.append(f"<td class='rv-origin'>{status} {_esc(v.origin)}</td>")

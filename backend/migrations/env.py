@@ -6,7 +6,9 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 from sqlmodel import SQLModel
 
+import backend.jobs.models  # noqa: F401 - the job system's tables (migration 0002)
 import backend.models  # noqa: F401 - registers the tables on SQLModel.metadata
+import backend.scores  # noqa: F401 - caption scores (migration 0003)
 
 config = context.config
 target_metadata = SQLModel.metadata

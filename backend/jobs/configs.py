@@ -1,0 +1,378 @@
+"""Run configurations of the model jobs: their keys, defaults and validation, in one place.
+
+Why here: the CLI, the Runs tab and the jobs themselves must agree on one contract. The
+studio builds a config with :func:`make_config` (defaults + the user's values, validated,
+with clear errors) and stores exactly these keys in ``Run.config``; a job reads it back with
+:func:`parse_config`, which fills keys an older run lacks from today's defaults.
+
+Kinds: ``captioner_train`` (fine-tune a captioner on approved human captions),
+``recaption`` (write ``recap_short`` / ``recap_long`` captions) and ``clip_score`` (score
+caption variants with open_clip). All three want the GPU (the queue runs one at a time).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from backend.jobs import store
+from backend.jobs.models import Run
+from backend.workspace import Workspace
+
+STYLES = ("short", "long", "both")
+BOTH_MODES = ("separate", "prompt")
+MIXED_PRECISION = ("no", "fp16", "bf16")
+DEVICES = ("auto", "cpu", "cuda")
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+CAPTION_KINDS_FOR_STYLE = {
+    "short": ("recap_short",),
+    "long": ("recap_long",),
+    "both": ("recap_short", "recap_long"),
+}
+
+DEFAULT_CAPTIONER_BASE = "Salesforce/blip-image-captioning-base"
+CAPTIONER_ARTIFACT = "captioner"  # Artifact.kind of fine-tuned captioners
+
+# a hub id: "name" or "org/name" (letters, digits, - _ .), never a path that points somewhere
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+class ConfigError(store.JobError, ValueError):
+    """A run configuration that cannot run; the message says which field and why."""
+
+
+# --------------------------------------------------------------------------- the schemas
+
+
+@dataclass
+class CaptionerTrainConfig:
+    """``captioner_train``: fine-tune ``base`` on the approved human captions of ``dataset``.
+
+    ``style="both"`` trains two models (``both_mode="separate"``, as RECAP did) or one
+    model with a style prompt (``"prompt"``, like Florence-2 / PaliGemma task prefixes).
+    Validation runs every ``eval_every`` optimizer steps and at the end of training.
+    """
+
+    dataset: str = ""
+    base: str = DEFAULT_CAPTIONER_BASE
+    style: str = "short"
+    both_mode: str = "separate"
+    lora: bool = False
+    lora_rank: int = 16
+    freeze_vision: bool = False
+    lr: float = 5e-5
+    epochs: int = 3
+    batch_size: int = 8
+    grad_accum: int = 1
+    mixed_precision: str = "no"
+    seed: int = 0
+    val_fraction: float = 0.1
+    eval_every: int = 50
+    max_new_tokens: int = 128
+    device: str = "auto"
+    # optional CLIP score of the validation captions at each evaluation (open_clip model name
+    # + pretrained tag or local checkpoint); empty = off, so no CLIP weights are needed to train
+    clip_model: str = ""
+    clip_pretrained: str = ""
+    torch_threads: int = 0  # CPU threads for torch; 0 = one per core (OMP_NUM_THREADS wins if set)
+
+    def validate(self) -> None:
+        _require_name("dataset", self.dataset)
+        _require_name("base", self.base, "a hub id, a local folder or a captioner artifact")
+        _choice("style", self.style, STYLES)
+        _choice("both_mode", self.both_mode, BOTH_MODES)
+        _at_least("lora_rank", self.lora_rank, 1)
+        _positive_float("lr", self.lr)
+        if self.lr >= 1:
+            raise ConfigError(f"lr must be below 1 (got {self.lr}); typical values are 1e-5 to 1e-3")
+        _at_least("epochs", self.epochs, 1)
+        _at_least("batch_size", self.batch_size, 1)
+        _at_least("grad_accum", self.grad_accum, 1)
+        _choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
+        _at_least("seed", self.seed, 0)
+        if not 0 < self.val_fraction < 1:
+            raise ConfigError(f"val_fraction must be between 0 and 1, exclusive (got {self.val_fraction})")
+        _at_least("eval_every", self.eval_every, 1)
+        _between("max_new_tokens", self.max_new_tokens, 1, 4096)
+        _choice("device", self.device, DEVICES)
+
+
+@dataclass
+class RecaptionConfig:
+    """``recaption``: caption every image of ``dataset`` with ``captioner``.
+
+    Writes ``recap_short`` and/or ``recap_long`` (see :data:`CAPTION_KINDS_FOR_STYLE`);
+    ``prompt`` overrides the captioner's own prompt (chat VLMs, style-prompted models).
+    """
+
+    dataset: str = ""
+    captioner: str = ""
+    style: str = "short"
+    prompt: str | None = None
+    batch_size: int = 16
+    num_workers: int = 2
+    max_new_tokens: int = 128
+    num_beams: int = 1
+    dtype: str = "auto"
+    device: str = "auto"
+    # CPU threads for torch; 0 = cores left after the DataLoader workers (OMP_NUM_THREADS wins if set)
+    torch_threads: int = 0
+
+    def validate(self) -> None:
+        _require_name("dataset", self.dataset)
+        _require_name("captioner", self.captioner, "a captioner artifact, a hub id or a local folder")
+        _choice("style", self.style, STYLES)
+        if self.prompt is not None and not isinstance(self.prompt, str):
+            raise ConfigError("prompt must be text or empty")
+        _between("batch_size", self.batch_size, 1, 4096)
+        _between("num_workers", self.num_workers, 0, 64)
+        _between("max_new_tokens", self.max_new_tokens, 1, 4096)
+        _between("num_beams", self.num_beams, 1, 64)
+        _choice("dtype", self.dtype, DTYPES)
+        _choice("device", self.device, DEVICES)
+
+
+@dataclass
+class ClipScoreConfig:
+    """``clip_score``: 100 × cosine(image, caption) for each caption of the given kinds."""
+
+    dataset: str = ""
+    kinds: list[str] = field(default_factory=lambda: ["alttext", "recap_short", "recap_long"])
+    model: str = "ViT-B-32"
+    pretrained: str = "openai"
+    batch_size: int = 64  # captions per forward pass (one write transaction each)
+    device: str = "auto"
+    torch_threads: int = 0  # CPU threads for torch; 0 = one per core (OMP_NUM_THREADS wins if set)
+
+    def validate(self) -> None:
+        _require_name("dataset", self.dataset)
+        if not isinstance(self.kinds, list) or not self.kinds:
+            raise ConfigError("kinds must name at least one caption kind (e.g. alttext,recap_long)")
+        for kind in self.kinds:
+            if not isinstance(kind, str) or not kind.strip():
+                raise ConfigError(f"kinds holds an empty or non-text entry: {kind!r}")
+        if len(set(self.kinds)) != len(self.kinds):
+            raise ConfigError(f"kinds lists a kind twice: {self.kinds}")
+        _require_name("model", self.model, "an open_clip model name such as ViT-B-32")
+        _require_name("pretrained", self.pretrained, "an open_clip pretrained tag or a local checkpoint")
+        _between("batch_size", self.batch_size, 1, 4096)
+        _choice("device", self.device, DEVICES)
+
+
+SCHEMAS: dict[str, type] = {
+    "captioner_train": CaptionerTrainConfig,
+    "recaption": RecaptionConfig,
+    "clip_score": ClipScoreConfig,
+}
+NEEDS_GPU: dict[str, bool] = {"captioner_train": True, "recaption": True, "clip_score": True}
+DEFAULTS: dict[str, dict[str, Any]] = {kind: dataclasses.asdict(cls()) for kind, cls in SCHEMAS.items()}
+
+
+# --------------------------------------------------------------------------- building / reading
+
+
+def make_config(kind: str, values: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Defaults of ``kind`` overridden by ``values``, type-checked and validated.
+
+    Unknown keys are refused (a typo must not silently fall back to a default). Returns
+    the plain dict to store in ``Run.config``: exactly the schema's keys.
+    """
+    return dataclasses.asdict(_build(kind, dict(values or {})))
+
+
+def parse_config(kind: str, config: Mapping[str, Any]) -> Any:
+    """The typed, validated config of a stored run (for the job that executes it).
+
+    Keys the run lacks (it was created by an older studio) take today's defaults; keys it
+    has that the schema no longer knows are refused, so a job never ignores a setting.
+    """
+    return _build(kind, dict(config))
+
+
+def _build(kind: str, values: dict[str, Any]) -> Any:
+    cls = schema(kind)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(f"{kind}: unknown setting(s) {', '.join(unknown)} (known: {', '.join(fields)})")
+    merged = {**DEFAULTS[kind], **values}
+    instance = cls(**{name: _coerce(kind, name, merged[name], f.type) for name, f in fields.items()})
+    instance.validate()
+    return instance
+
+
+def schema(kind: str) -> type:
+    try:
+        return SCHEMAS[kind]
+    except KeyError:
+        raise ConfigError(f"unknown run kind {kind!r} (known: {', '.join(SCHEMAS)})") from None
+
+
+def _coerce(kind: str, name: str, value: Any, annotation: Any) -> Any:
+    """Accept what forms and command lines send (3.0 for an int, "1e-4" for a float)."""
+    text = str(annotation)
+    where = name
+    if text == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        raise ConfigError(f"{where} must be true or false (got {value!r})")
+    if text == "int":
+        if isinstance(value, bool):
+            raise ConfigError(f"{where} must be a whole number (got {value!r})")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where} must be a whole number (got {value!r})") from None
+        if not math.isfinite(number) or number != int(number):
+            raise ConfigError(f"{where} must be a whole number (got {value!r})")
+        return int(number)
+    if text == "float":
+        if isinstance(value, bool):
+            raise ConfigError(f"{where} must be a number (got {value!r})")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where} must be a number (got {value!r})") from None
+        if not math.isfinite(number):
+            raise ConfigError(f"{where} must be a finite number (got {value!r})")
+        return number
+    if text == "str":
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be text (got {value!r})")
+        return value.strip()
+    if text == "str | None":
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be text or empty (got {value!r})")
+        return value if value.strip() else None
+    if text == "list[str]":
+        if isinstance(value, str):
+            value = [part for part in (p.strip() for p in value.split(",")) if part]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list of names (got {value!r})")
+        return [str(v).strip() for v in value]
+    return value
+
+
+def _require_name(name: str, value: str, what: str = "") -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{name} is required" + (f": {what}" if what else ""))
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)} (got {value!r})")
+
+
+def _at_least(name: str, value: int, low: int) -> None:
+    if value < low:
+        raise ConfigError(f"{name} must be at least {low} (got {value})")
+
+
+def _between(name: str, value: int, low: int, high: int) -> None:
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high} (got {value})")
+
+
+def _positive_float(name: str, value: float) -> None:
+    if not value > 0:
+        raise ConfigError(f"{name} must be greater than 0 (got {value})")
+
+
+# --------------------------------------------------------------------------- workspace checks
+
+
+def resolve_model_reference(ws: Workspace, ref: str, field_name: str) -> str:
+    """What to store for a model reference: a captioner artifact (name or id) or a hub id as
+    given, an existing local folder as its absolute path.
+
+    Why absolute: the job runs with its run folder as working directory, so a relative path
+    typed in a shell would point elsewhere there. Relative paths are tried against the
+    current directory, then the workspace. Why not stricter on hub ids: they are only
+    checked when the job loads them (this machine may be offline while the GPU box is not);
+    but a path that does not exist is a typo, said now.
+    """
+    ref = ref.strip()
+    try:
+        store.get_artifact(ws, ref)
+        return ref
+    except store.ArtifactNotFound:
+        pass
+    for candidate in (Path(ref).expanduser(), ws.home / ref):
+        if candidate.exists():
+            if not candidate.is_dir():
+                raise ConfigError(
+                    f"{field_name} {ref!r} is a file; give the model's folder (save_pretrained output)"
+                )
+            return str(candidate.resolve())
+    looks_like_path = ref.startswith(("/", ".", "~")) or "\\" in ref or ref.count("/") > 1
+    if looks_like_path or not _HUB_ID.match(ref):
+        raise ConfigError(
+            f"{field_name} {ref!r} is not a captioner artifact, an existing folder, or a hub id (org/name)"
+        )
+    return ref
+
+
+def check_workspace(ws: Workspace, kind: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """What only the workspace can tell: the dataset exists, model references resolve.
+
+    Returns the config with local paths made absolute (see :func:`resolve_model_reference`).
+    """
+    from backend.datasets import dataset_names
+
+    checked = dict(config)
+    names = dataset_names(ws)
+    dataset = checked.get("dataset", "")
+    if dataset not in names:
+        known = ", ".join(names[:20]) or "none yet; import one first"
+        raise ConfigError(f"no dataset named {dataset!r} (datasets: {known})")
+    if kind == "captioner_train":
+        checked["base"] = resolve_model_reference(ws, checked["base"], "base")
+    elif kind == "recaption":
+        checked["captioner"] = resolve_model_reference(ws, checked["captioner"], "captioner")
+    elif kind == "clip_score":
+        local = Path(checked["pretrained"]).expanduser()
+        if local.is_file():  # a checkpoint file; anything else is an open_clip pretrained tag
+            checked["pretrained"] = str(local.resolve())
+    return checked
+
+
+def new_run(
+    ws: Workspace,
+    kind: str,
+    values: Mapping[str, Any] | None = None,
+    *,
+    created_by: int | None = None,
+) -> Run:
+    """Validate ``values`` for ``kind`` and create the queued run (nothing starts yet).
+
+    The single entry point of the CLI and the Runs tab, so both store the same config.
+    """
+    config = check_workspace(ws, kind, make_config(kind, values))
+    return store.create_run(ws, kind, config, needs_gpu=NEEDS_GPU[kind], created_by=created_by)
+
+
+def captioner_choices(ws: Workspace) -> list[tuple[str, str]]:
+    """(label, value) of every captioner artifact, newest first; the value is what a config stores.
+
+    The value is the artifact's name, or its id where a newer artifact shares that name
+    (a name always means the newest one).
+    """
+    seen: set[str] = set()
+    choices = []
+    for artifact in store.list_artifacts(ws, kind=CAPTIONER_ARTIFACT):
+        value = artifact.name if artifact.name not in seen else str(artifact.id)
+        seen.add(artifact.name)
+        origin = f"run #{artifact.run_id}" if artifact.run_id is not None else "imported"
+        choices.append((f"{artifact.name}  ({origin}, artifact {artifact.id})", value))
+    return choices

@@ -1,0 +1,296 @@
+"""What the CLI and the Runs tab both show about runs: summaries, formatting, validation samples.
+
+No Gradio and no rich here (the CLI must start fast and the tab must not draw terminals);
+both front ends format the same numbers the same way. The run configs themselves (keys,
+defaults, validation) live in :mod:`backend.jobs.configs`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import col, select
+
+from backend import jobs
+from backend.db import read_session
+from backend.models import Caption, Image
+from backend.storage import thumb_path
+from backend.workspace import UnsafePathError, Workspace
+
+SAMPLE_FILE = re.compile(r"^step_(\d+)\.json$")
+LOSS_METRICS = ("train_loss", "val_loss")
+MAX_SAMPLES_SHOWN = 48
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def fmt_rate(rate: float | None) -> str:
+    """Items per second, or seconds per item when slower than one a second."""
+    if rate is None or not math.isfinite(rate) or rate <= 0:
+        return "—"
+    if rate >= 1:
+        return f"{rate:.1f}/s"
+    return f"{1 / rate:.1f} s/item"
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        return "—"
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h {(s % 3600) // 60:02d}m"
+    return f"{s // 86400}d {(s % 86400) // 3600:02d}h"
+
+
+def fmt_eta(run: jobs.Run) -> str:
+    if run.status == jobs.RunStatus.succeeded.value:
+        return "done"
+    if run.status not in jobs.ACTIVE:
+        return "—"
+    return fmt_duration(run.eta_s)
+
+
+def fmt_when(when: datetime | None) -> str:
+    """A timestamp in the server's local time, to the second."""
+    if when is None:
+        return "—"
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def fraction(run: jobs.Run) -> float | None:
+    if not run.total:
+        return 1.0 if run.status == jobs.RunStatus.succeeded.value and run.total == 0 else None
+    return max(0.0, min(1.0, run.done / run.total))
+
+
+def progress_text(run: jobs.Run) -> str:
+    share = fraction(run)
+    total = "?" if run.total is None else str(run.total)
+    return f"{run.done}/{total}" + (f" ({share:.0%})" if share is not None else "")
+
+
+def first_line(text: str, limit: int = 90) -> str:
+    line = (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def headline(run: jobs.Run, limit: int = 90) -> str:
+    """One line about a run for tables: a failure's last line (the exception), else the message's first."""
+    lines = [line.strip() for line in (run.message or "").splitlines() if line.strip()]
+    if not lines:
+        return ""
+    line = lines[-1] if run.status == jobs.RunStatus.failed.value else lines[0]
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def elapsed_s(run: jobs.Run) -> float | None:
+    if run.started_at is None:
+        return None
+    end = run.finished_at or datetime.now(UTC)
+    start = run.started_at if run.started_at.tzinfo else run.started_at.replace(tzinfo=UTC)
+    end = end if end.tzinfo else end.replace(tzinfo=UTC)
+    return max(0.0, (end - start).total_seconds())
+
+
+# --------------------------------------------------------------------------- summaries
+
+
+@dataclass
+class MetricSummary:
+    name: str
+    count: int
+    first_step: int
+    last_step: int
+    last: float
+    low: float
+    high: float
+
+
+def metric_summaries(ws: Workspace, run_id: int) -> list[MetricSummary]:
+    """Per metric name: how many values, step range, last / min / max — aggregated in SQL.
+
+    Why not load every row: a recaption of a million images may record a value per batch.
+    """
+    with read_session(ws) as s:
+        rows = s.exec(
+            select(
+                jobs.RunMetric.name,
+                func.count(),
+                func.min(jobs.RunMetric.step),
+                func.max(jobs.RunMetric.step),
+                func.min(jobs.RunMetric.value),
+                func.max(jobs.RunMetric.value),
+            )
+            .where(jobs.RunMetric.run_id == run_id)
+            .group_by(jobs.RunMetric.name)
+            .order_by(jobs.RunMetric.name)
+        ).all()
+        summaries = []
+        for name, count, first, last_step, low, high in rows:
+            last = s.exec(
+                select(jobs.RunMetric.value)
+                .where(jobs.RunMetric.run_id == run_id, jobs.RunMetric.name == name)
+                .order_by(col(jobs.RunMetric.step).desc(), col(jobs.RunMetric.id).desc())
+                .limit(1)
+            ).one()
+            summaries.append(MetricSummary(name, int(count), int(first), int(last_step), last, low, high))
+    return summaries
+
+
+def metric_series(
+    ws: Workspace, run_id: int, name: str, max_points: int = 4000
+) -> tuple[list[int], list[float]]:
+    """(steps, values) of one metric, thinned evenly to at most ``max_points`` for plotting."""
+    rows = jobs.run_metrics(ws, run_id, name)
+    if len(rows) > max_points:
+        stride = math.ceil(len(rows) / max_points)
+        rows = rows[::stride] + ([rows[-1]] if (len(rows) - 1) % stride else [])
+    return [r.step for r in rows], [r.value for r in rows]
+
+
+def caption_counts(ws: Workspace, run_id: int) -> dict[str, int]:
+    """Captions this run wrote, per kind (recaption's output)."""
+    with read_session(ws) as s:
+        rows = s.exec(
+            select(Caption.kind, func.count())
+            .where(Caption.run_id == run_id)
+            .group_by(Caption.kind)
+            .order_by(Caption.kind)
+        ).all()
+    return {kind: int(n) for kind, n in rows}
+
+
+def artifact_records(ws: Workspace, run_id: int) -> list[dict[str, Any]]:
+    return [
+        {"id": a.id, "kind": a.kind, "name": a.name, "path": a.path, "created_at": _iso(a.created_at)}
+        for a in jobs.list_artifacts(ws, run_id=run_id)
+    ]
+
+
+def _iso(when: datetime | None) -> str | None:
+    return when.isoformat() if when is not None else None
+
+
+def run_record(run: jobs.Run) -> dict[str, Any]:
+    """One run as plain JSON (``runs list --json``)."""
+    return {
+        "id": run.id,
+        "kind": run.kind,
+        "status": run.status,
+        "done": run.done,
+        "total": run.total,
+        "rate": run.rate,
+        "eta_s": run.eta_s,
+        "attempt": run.attempt,
+        "needs_gpu": run.needs_gpu,
+        "created_at": _iso(run.created_at),
+        "started_at": _iso(run.started_at),
+        "finished_at": _iso(run.finished_at),
+        "message": run.message,
+    }
+
+
+def final_summary(ws: Workspace, run: jobs.Run) -> dict[str, Any]:
+    """The ``--json`` line of a foreground run: id, status, counts, last metrics, artifacts."""
+    return {
+        "run_id": run.id,
+        "kind": run.kind,
+        "status": run.status,
+        "done": run.done,
+        "total": run.total,
+        "attempt": run.attempt,
+        "elapsed_s": round(elapsed_s(run) or 0.0, 3),
+        "captions": caption_counts(ws, int(run.id)),  # type: ignore[arg-type]
+        "metrics": {m.name: m.last for m in metric_summaries(ws, int(run.id))},  # type: ignore[arg-type]
+        "artifacts": artifact_records(ws, int(run.id)),  # type: ignore[arg-type]
+        "message": run.message,
+    }
+
+
+def run_details(ws: Workspace, run: jobs.Run, log_lines: int = 40) -> dict[str, Any]:
+    """Everything ``runs show`` prints: the record, config, metrics, outputs and the log's tail."""
+    run_id = int(run.id)  # type: ignore[arg-type]
+    return {
+        **run_record(run),
+        "config": run.config,
+        "output_dir": run.output_dir,
+        "elapsed_s": elapsed_s(run),
+        "metrics": [m.__dict__ for m in metric_summaries(ws, run_id)],
+        "captions": caption_counts(ws, run_id),
+        "artifacts": artifact_records(ws, run_id),
+        "sample_steps": sample_steps(ws, run),
+        "log_tail": jobs.log_tail(ws, run_id, log_lines),
+    }
+
+
+# --------------------------------------------------------------------------- validation samples
+
+
+def samples_dir(ws: Workspace, run: jobs.Run) -> Path:
+    return jobs.run_dir(ws, run) / "samples"
+
+
+def sample_steps(ws: Workspace, run: jobs.Run) -> list[int]:
+    """Steps that have a ``samples/step_<N>.json`` file, ascending."""
+    folder = samples_dir(ws, run)
+    if not folder.is_dir():
+        return []
+    steps = []
+    for entry in folder.iterdir():
+        match = SAMPLE_FILE.match(entry.name)
+        if match:
+            steps.append(int(match.group(1)))
+    return sorted(steps)
+
+
+def load_samples(ws: Workspace, run: jobs.Run, step: int) -> list[dict[str, Any]]:
+    """The validation captions of one evaluation: ``[{image_id, image_path, human, generated}]``.
+
+    A file being written, or written by a job that crashed, reads as empty rather than failing.
+    """
+    path = samples_dir(ws, run) / f"step_{int(step)}.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    if isinstance(data, dict):  # tolerate {"samples": [...]} too
+        data = data.get("samples", [])
+    return [row for row in data if isinstance(row, dict)] if isinstance(data, list) else []
+
+
+def sample_image_file(ws: Workspace, sample: dict[str, Any]) -> Path | None:
+    """The thumbnail of a sample's image (or the image itself), only from the folders the studio serves."""
+    image_id = sample.get("image_id")
+    if isinstance(image_id, int) or (isinstance(image_id, str) and image_id.isdigit()):
+        with read_session(ws) as s:
+            image = s.get(Image, int(image_id))
+        if image is not None:
+            thumb = thumb_path(ws, image.sha256)
+            if thumb.exists():
+                return thumb
+    raw = sample.get("image_path")
+    if not isinstance(raw, str) or not raw:
+        return None
+    try:
+        path = Path(raw).resolve() if Path(raw).is_absolute() else ws.inside(raw)
+    except (UnsafePathError, OSError):
+        return None
+    # only the folders the studio serves: a sample file must not expose anything else
+    served = (ws.images_dir.resolve(), ws.thumbs_dir.resolve())
+    if not any(path.is_relative_to(folder) for folder in served):
+        return None
+    return path if path.is_file() else None

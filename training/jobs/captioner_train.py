@@ -1,0 +1,510 @@
+"""``captioner_train``: fine-tune a captioner on a dataset's approved human captions (RECAP step 2).
+
+Shaped like diffusers' training scripts: set-up helpers first, then :func:`fine_tune`, one
+readable loop (epochs → accumulation groups → optimizer steps, evaluation every
+``eval_every`` steps, a checkpoint every epoch), then saving. ``style="both"`` runs that loop
+twice (``both_mode="separate"``, one captioner per style as RECAP did) or once over both
+styles with a style prompt (``"prompt"``: ``<SHORT>`` / ``<LONG>`` task prefixes, as Florence-2
+and PaliGemma use task prefixes).
+
+Decisions worth knowing:
+
+* Data = approved, current ``human_short`` / ``human_long`` captions; the train/validation
+  split is by image and seeded, so a resumed run trains on exactly the same set.
+* Mixed precision goes through ``accelerate`` on a GPU. On the CPU any fp16/bf16 request is
+  **downgraded to "no" with a logged warning** (and recorded in the artifact): CPU autocast
+  is slow or unsupported for these models, and refusing would make a GPU config unusable
+  for a quick CPU check.
+* LoRA (peft) targets the attention projections of each family (:data:`LORA_TARGETS`);
+  weights are merged before ``save_pretrained`` so ``load_captioner`` loads the result like
+  any checkpoint. ``freeze_vision`` freezes (and keeps LoRA out of) the vision tower.
+* Resumable: trainable weights, optimizer state, RNG and position (epoch, batch, step) are
+  checkpointed atomically every epoch, on a stop request and at the end; a resumed attempt
+  continues from there (metrics are written once per step, so repeats are harmless). A
+  style whose artifact is registered is not trained again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+import shutil
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from backend.jobs import store
+from backend.jobs.configs import CAPTIONER_ARTIFACT, CaptionerTrainConfig, parse_config
+from backend.jobs.context import JobContext
+from training.adapters import CaptionerAdapter, adapter_for, load_captioner
+from training.data import (
+    Example,
+    ImageCache,
+    ModelRef,
+    approved_examples,
+    epoch_batches,
+    pick_device,
+    resolve_model,
+    set_torch_threads,
+    split_by_image,
+    steps_per_epoch,
+)
+from training.metrics import bleu, cider, clip_score
+
+STYLE_KIND = {"short": "human_short", "long": "human_long"}
+STYLE_PROMPTS = {"short": "<SHORT>", "long": "<LONG>"}
+MAX_GRAD_NORM = 1.0  # clipping keeps a tiny human set from blowing up the first steps
+# path components that mark a vision tower across families (BLIP, GIT, Florence-2, VLMs)
+VISION_PARTS = frozenset({"vision_model", "vision_tower", "image_encoder", "visual"})
+LORA_TARGETS: dict[str, tuple[str, ...]] = {
+    "blip": ("qkv", "query", "key", "value"),
+    "git": ("q_proj", "k_proj", "v_proj", "query", "key", "value"),
+    "ved": ("c_attn", "q_attn"),  # GPT-2-style decoders (Conv1D); others use the fallback
+    "florence2": ("qkv", "q_proj", "k_proj", "v_proj"),
+    "paligemma": ("q_proj", "k_proj", "v_proj", "o_proj"),
+    "qwen2_vl": ("qkv", "q_proj", "k_proj", "v_proj", "o_proj"),
+    "qwen2_5_vl": ("qkv", "q_proj", "k_proj", "v_proj", "o_proj"),
+    "idefics3": ("q_proj", "k_proj", "v_proj", "o_proj"),
+    "llava": ("q_proj", "k_proj", "v_proj", "o_proj"),
+}
+LORA_FALLBACK = ("q_proj", "k_proj", "v_proj", "query", "key", "value", "qkv")
+
+
+class TrainError(ValueError):
+    """A fine-tune that cannot run as configured; the message says what to change."""
+
+
+# --------------------------------------------------------------------------- set-up helpers
+
+
+def is_vision(name: str, family: str) -> bool:
+    """Does this parameter/module name belong to the vision tower?"""
+    parts = name.split(".")
+    if family == "ved":  # VisionEncoderDecoder: the whole encoder is the vision side
+        return parts[0] == "encoder"
+    return any(part in VISION_PARTS for part in parts)
+
+
+def freeze_vision(model: torch.nn.Module, family: str) -> int:
+    """Freeze the vision tower; returns how many parameters were frozen (0 is an error)."""
+    frozen = 0
+    for name, param in model.named_parameters():
+        if is_vision(name, family):
+            param.requires_grad_(False)
+            frozen += param.numel()
+    if not frozen:
+        raise TrainError(f"freeze_vision: found no vision tower in this {family} model")
+    return frozen
+
+
+def lora_targets(model: torch.nn.Module, family: str, skip_vision: bool) -> tuple[list[str], bool]:
+    """Full names of the modules LoRA wraps, and whether they are Conv1D (``fan_in_fan_out``)."""
+    from transformers.pytorch_utils import Conv1D
+
+    def pick(suffixes: tuple[str, ...], types: tuple[type, ...]) -> list[str]:
+        return [
+            name
+            for name, module in model.named_modules()
+            if name.rsplit(".", 1)[-1] in suffixes
+            and isinstance(module, types)
+            and not (skip_vision and is_vision(name, family))
+        ]
+
+    names = pick(LORA_TARGETS.get(family, LORA_FALLBACK), (torch.nn.Linear, Conv1D))
+    if not names:
+        names = pick(LORA_FALLBACK, (torch.nn.Linear,))
+    if not names:
+        raise TrainError(f"LoRA: no attention projections found in this {family} model")
+    modules = dict(model.named_modules())
+    conv = [isinstance(modules[n], Conv1D) for n in names]
+    if any(conv) and not all(conv):  # peft's fan_in_fan_out is one flag for all targets
+        names = [n for n, c in zip(names, conv, strict=True) if c]
+    return names, all(conv)
+
+
+def apply_lora(model: torch.nn.Module, family: str, rank: int, skip_vision: bool) -> torch.nn.Module:
+    from peft import LoraConfig, get_peft_model
+
+    names, fan_in_fan_out = lora_targets(model, family, skip_vision)
+    config = LoraConfig(
+        r=rank, lora_alpha=2 * rank, lora_dropout=0.05, target_modules=names, fan_in_fan_out=fan_in_fan_out
+    )
+    return get_peft_model(model, config)
+
+
+def effective_precision(requested: str, device: torch.device, log: Any) -> str:
+    """Mixed precision only on a GPU; downgraded (with a warning) on the CPU."""
+    if device.type != "cuda" and requested != "no":
+        log.warning("mixed_precision %s is GPU-only here; training on the CPU in full precision", requested)
+        return "no"
+    if requested == "bf16" and not torch.cuda.is_bf16_supported():
+        log.warning("this GPU has no bf16; using fp16 mixed precision instead")
+        return "fp16"
+    return requested
+
+
+def check_style_prompts(adapter: CaptionerAdapter, prompts: dict[str, str | None]) -> None:
+    """One model, two styles needs a prompt the model can condition on, distinct per style."""
+    if not adapter.supports_prompt:
+        raise TrainError(
+            f"{adapter.family} captioners take no prompt, so one model cannot learn two caption styles; "
+            "use both_mode separate (one fine-tune per style)"
+        )
+    encoded = {tuple(adapter.tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts.values()}
+    if len(encoded) != len(prompts):
+        raise TrainError(f"the style prompts {list(prompts.values())} tokenize identically for this model")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _atomic_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: Any, position: dict[str, Any]) -> None:
+    """Trainable weights + optimizer + RNG + position, written atomically (a kill mid-write
+    leaves the previous checkpoint)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        "trainable": {n: p.detach().cpu() for n, p in model.named_parameters() if p.requires_grad},
+        "optimizer": optimizer.state_dict(),
+        "rng": torch.get_rng_state(),
+        **position,
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: Any) -> dict[str, Any]:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in state.pop("trainable").items():
+            params[name].copy_(value)
+    optimizer.load_state_dict(state.pop("optimizer"))
+    torch.set_rng_state(state.pop("rng"))
+    return state
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def _chunks(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def evaluate(
+    ctx: JobContext,
+    adapter: CaptionerAdapter,
+    val: list[Example],
+    prompts: dict[str, str | None],
+    step: int,
+    cfg: CaptionerTrainConfig,
+    cache: ImageCache,
+    scorer: Any | None,
+) -> dict[str, float]:
+    """Validation loss, captions for the validation images (``samples/step_<N>.json``) and
+    BLEU / CIDEr (/ CLIP score) of those captions against the held-out human captions."""
+    model = adapter.model
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for style, prompt in prompts.items():
+            for chunk in _chunks([e for e in val if e.style == style], cfg.batch_size):
+                batch = adapter.prepare_batch(
+                    [cache.get(e.image) for e in chunk], [e.text for e in chunk], prompt
+                )
+                total += float(adapter.training_loss(batch)) * len(chunk)
+                count += len(chunk)
+    model.train()
+    metrics: dict[str, float] = {"val_loss": total / max(count, 1)}
+    rows: list[dict[str, Any]] = []
+    per_style: dict[str, dict[str, float]] = {}
+    for style, prompt in prompts.items():
+        refs: dict[int, list[str]] = defaultdict(list)
+        images = {}
+        for e in val:
+            if e.style == style:
+                refs[e.image.image_id].append(e.text)
+                images[e.image.image_id] = e.image
+        ids = list(refs)
+        generated: list[str] = []
+        for chunk in _chunks(ids, cfg.batch_size):
+            batch = adapter.prepare_batch([cache.get(images[i]) for i in chunk], prompt=prompt)
+            generated += adapter.generate(batch, max_new_tokens=cfg.max_new_tokens)
+        references = [refs[i] for i in ids]
+        scores = {"bleu": bleu(generated, references), "cider": cider(generated, references)}
+        if scorer is not None:
+            scores["clip_score"] = clip_score(scorer, [cache.get(images[i]) for i in ids], generated)
+        per_style[style] = scores
+        for image_id, text in zip(ids, generated, strict=True):
+            ref = images[image_id]
+            rows.append(
+                {
+                    "image_id": image_id,
+                    "image_path": ref.rel_path,
+                    "human": refs[image_id][0],
+                    "generated": text,
+                    "style": style,
+                    "references": refs[image_id],
+                }
+            )
+    for name in next(iter(per_style.values()), {}):
+        metrics[name] = sum(s[name] for s in per_style.values()) / len(per_style)
+        if len(per_style) > 1:
+            metrics.update({f"{name}_{style}": s[name] for style, s in per_style.items()})
+    _atomic_json(ctx.run_dir / "samples" / f"step_{step}.json", rows)
+    for name, value in metrics.items():
+        ctx.metric_once(step, name, value)
+    ctx.logger.info("eval at step %d: %s", step, {k: round(v, 4) for k, v in metrics.items()})
+    return metrics
+
+
+# --------------------------------------------------------------------------- the training loop
+
+
+@dataclasses.dataclass
+class Unit:
+    """One fine-tune of the run: the style it produces and the styles (prompts) it learns."""
+
+    style: str  # "short" | "long" | "both" (prompt mode)
+    prompts: dict[str, str | None]
+    train: list[Example]
+    val: list[Example]
+    steps: int  # optimizer steps over all epochs
+    offset: int  # global step before this unit (metrics and sample files of a run never collide)
+
+
+def fine_tune(
+    ctx: JobContext,
+    cfg: CaptionerTrainConfig,
+    base: ModelRef,
+    unit: Unit,
+    device: torch.device,
+    precision: str,
+    total_steps: int,
+    scorer: Any | None,
+) -> tuple[CaptionerAdapter, dict[str, float]] | None:
+    """Train one unit to the end (or until a stop request: returns None) and return the
+    adapter holding the final (LoRA-merged) model plus the last validation metrics."""
+    from accelerate import Accelerator
+
+    log = ctx.logger
+    seed_everything(cfg.seed)
+    accelerator = Accelerator(mixed_precision=precision, cpu=device.type == "cpu")
+    adapter = load_captioner(base.source, device=str(accelerator.device), dtype="float32")
+    if unit.style == "both":
+        check_style_prompts(adapter, unit.prompts)
+    model = adapter.model
+    if cfg.freeze_vision:
+        log.info("froze %d vision parameters", freeze_vision(model, adapter.family))
+    if cfg.lora:
+        model = apply_lora(model, adapter.family, cfg.lora_rank, skip_vision=cfg.freeze_vision)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    log.info(
+        "%s: %s %s, %d trainable of %d parameters, %d train / %d val examples, %d steps",
+        unit.style, adapter.family, "LoRA" if cfg.lora else "full", sum(p.numel() for p in trainable),
+        sum(p.numel() for p in model.parameters()), len(unit.train), len(unit.val), unit.steps,
+    )  # fmt: skip
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    adapter.model = model
+    cache = ImageCache()
+
+    checkpoint = ctx.checkpoint_dir / unit.style / "last.pt"
+    position = {"epoch": 0, "batch": 0, "step": 0, "finished": False, "last_eval": -1}
+    if checkpoint.exists():
+        position = load_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer)
+        log.info("resuming %s from %s", unit.style, {k: v for k, v in position.items()})
+    step, metrics = int(position["step"]), {}
+
+    def save(epoch: int, batch: int, finished: bool = False) -> None:
+        where = {"epoch": epoch, "batch": batch, "step": step, "finished": finished, "last_eval": last_eval}
+        save_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, where)
+
+    last_eval = int(position["last_eval"])
+    model.train()
+    for epoch in range(int(position["epoch"]), cfg.epochs):
+        if position["finished"]:
+            break
+        batches = epoch_batches(unit.train, cfg.batch_size, cfg.seed, epoch)
+        start = int(position["batch"]) if epoch == position["epoch"] else 0
+        for first in range(start, len(batches), cfg.grad_accum):
+            group = batches[first : first + cfg.grad_accum]
+            n_examples = sum(len(b) for b in group)
+            group_loss = 0.0
+            for micro in group:
+                inputs = adapter.prepare_batch(
+                    [cache.get(e.image) for e in micro], [e.text for e in micro], unit.prompts[micro[0].style]
+                )
+                with accelerator.autocast():
+                    loss = adapter.training_loss(inputs) * (len(micro) / n_examples)
+                accelerator.backward(loss)
+                group_loss += float(loss.detach())
+            accelerator.clip_grad_norm_(trainable, MAX_GRAD_NORM)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            ctx.metric_once(unit.offset + step, "train_loss", group_loss)
+            ctx.progress(
+                unit.offset + step,
+                total_steps,
+                f"{unit.style}: epoch {epoch + 1}/{cfg.epochs}, step {step}/{unit.steps}, loss {group_loss:.4f}",
+            )
+            if unit.val and step % cfg.eval_every == 0:
+                metrics = evaluate(
+                    ctx, adapter, unit.val, unit.prompts, unit.offset + step, cfg, cache, scorer
+                )
+                last_eval = step
+            if ctx.stop_requested:
+                save(epoch, first + cfg.grad_accum)
+                log.info("stop requested: checkpointed %s at step %d", unit.style, step)
+                return None
+        save(epoch + 1, 0)
+        log.info("%s: epoch %d done (step %d), checkpointed", unit.style, epoch + 1, step)
+    if unit.val and last_eval != step:
+        metrics = evaluate(ctx, adapter, unit.val, unit.prompts, unit.offset + step, cfg, cache, scorer)
+        last_eval = step
+    save(cfg.epochs, 0, finished=True)
+    if not metrics and last_eval >= 0:  # resumed after the last evaluation: its numbers are in the DB
+        at = unit.offset + last_eval
+        metrics = {m.name: m.value for m in store.run_metrics(ctx.ws, ctx.run_id) if m.step == at}
+        metrics.pop("train_loss", None)
+
+    final = accelerator.unwrap_model(model)
+    if cfg.lora:
+        final = final.merge_and_unload()  # plain weights: load_captioner needs no peft
+    adapter.model = final
+    return adapter, metrics
+
+
+def save_artifact(
+    ctx: JobContext,
+    cfg: CaptionerTrainConfig,
+    base: ModelRef,
+    unit: Unit,
+    adapter: CaptionerAdapter,
+    metrics: dict[str, float],
+    precision: str,
+    device: torch.device,
+) -> None:
+    """``save_pretrained`` into ``runs/<id>/captioner-<style>`` (via a temporary folder, so a
+    kill never leaves half a model under the final name) and register the artifact."""
+    final = ctx.run_dir / f"captioner-{unit.style}"
+    tmp = ctx.run_dir / f".captioner-{unit.style}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    adapter.save(tmp)
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+
+    def described(examples: list[Example]) -> dict[str, list[int]]:
+        return {
+            "image_ids": sorted({e.image.image_id for e in examples}),
+            "caption_ids": sorted(e.caption_id for e in examples),
+        }
+
+    meta = {
+        "base": base.label,
+        "base_artifact_id": base.artifact.id if base.artifact is not None else None,
+        "family": adapter.family,
+        "style": unit.style,
+        "both_mode": cfg.both_mode if cfg.style == "both" else None,
+        "prompts": unit.prompts,
+        "training_set": described(unit.train),
+        "validation_set": described(unit.val),
+        "validation_metrics": metrics,
+        "steps": unit.steps,
+        "config": {**dataclasses.asdict(cfg), "mixed_precision_used": precision, "device_used": device.type},
+    }
+    name = f"{cfg.dataset}-{adapter.family}-{unit.style}-run{ctx.run_id}"
+    artifact = ctx.artifact(CAPTIONER_ARTIFACT, name, final, meta)
+    ctx.logger.info("registered captioner artifact %s (id %s) at %s", name, artifact.id, artifact.path)
+
+
+def plan_units(cfg: CaptionerTrainConfig, examples: list[Example]) -> list[Unit]:
+    train, val = split_by_image(examples, cfg.val_fraction, cfg.seed)
+    if cfg.style == "both" and cfg.both_mode == "prompt":
+        groups = [("both", {"short": STYLE_PROMPTS["short"], "long": STYLE_PROMPTS["long"]})]
+    else:
+        styles = ["short", "long"] if cfg.style == "both" else [cfg.style]
+        groups = [(s, {s: None}) for s in styles]  # None: the family's own default prompt
+    units, offset = [], 0
+    for style, prompts in groups:
+        unit_train = [e for e in train if e.style in prompts]
+        unit_val = [e for e in val if e.style in prompts]
+        steps = cfg.epochs * steps_per_epoch(unit_train, cfg.batch_size, cfg.grad_accum)
+        units.append(Unit(style, prompts, unit_train, unit_val, steps, offset))
+        offset += steps
+    return units
+
+
+def run(ctx: JobContext) -> None:
+    cfg: CaptionerTrainConfig = parse_config("captioner_train", ctx.config)
+    log = ctx.logger
+    device = pick_device(cfg.device)
+    precision = effective_precision(cfg.mixed_precision, device, log)
+    threads = set_torch_threads(cfg.torch_threads)
+    base = resolve_model(ctx.ws, cfg.base)
+    if cfg.style == "both" and cfg.both_mode == "prompt" and not adapter_for(base.source).supports_prompt:
+        raise TrainError(  # said before any data or weights are loaded
+            f"{adapter_for(base.source).family} captioners take no prompt, so one model cannot learn two "
+            "caption styles; use both_mode separate (one fine-tune per style)"
+        )
+    styles = ["short", "long"] if cfg.style == "both" else [cfg.style]
+    examples = approved_examples(ctx.ws, cfg.dataset, {STYLE_KIND[s]: s for s in styles})
+    for style in styles:
+        if not any(e.style == style for e in examples):
+            raise TrainError(
+                f"dataset {cfg.dataset!r} has no approved {STYLE_KIND[style]} captions; "
+                "annotate and approve some in the Annotate tab first"
+            )
+    unreadable = ImageCache().readable(e.image for e in examples)
+    for image_id, reason in unreadable.items():
+        log.warning("leaving out image %d of the training data: %s", image_id, reason)
+        ctx.metric_once(image_id, "skipped", 1.0)
+    examples = [e for e in examples if e.image.image_id not in unreadable]
+    units = plan_units(cfg, examples)
+    total_steps = sum(u.steps for u in units)
+    log.info(
+        "captioner_train on %s: base %s, styles %s (%s), %d examples, device %s, precision %s, threads %d",
+        cfg.dataset, cfg.base, styles, cfg.both_mode if cfg.style == "both" else "single", len(examples),
+        device, precision, threads,
+    )  # fmt: skip
+    scorer = None
+    if cfg.clip_model:
+        from training.clip import load_clip
+
+        scorer = load_clip(cfg.clip_model, cfg.clip_pretrained or "openai", device=str(device))
+    registered = {
+        (a.meta or {}).get("style")
+        for a in store.list_artifacts(ctx.ws, kind=CAPTIONER_ARTIFACT, run_id=ctx.run_id)
+    }
+    started = time.perf_counter()
+    for unit in units:
+        if unit.style in registered:
+            log.info("%s captioner already registered by an earlier attempt; skipping", unit.style)
+            continue
+        result = fine_tune(ctx, cfg, base, unit, device, precision, total_steps, scorer)
+        if result is None:
+            return  # stop requested; checkpointed
+        adapter, metrics = result
+        save_artifact(ctx, cfg, base, unit, adapter, metrics, precision, device)
+        del adapter
+    ctx.progress(
+        total_steps, total_steps, f"done: {len(units)} captioner(s) in {time.perf_counter() - started:.1f} s"
+    )
