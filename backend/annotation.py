@@ -739,11 +739,16 @@ def following_item(
 
 
 def resume_item(
-    ws: Workspace, set_id: int, annotator_id: int, *, ttl: timedelta = DEFAULT_CLAIM_TTL
+    ws: Workspace, set_id: int, annotator_id: int, *, ttl: timedelta = DEFAULT_CLAIM_TTL, claim: bool = True
 ) -> ItemView | None:
     """Where the annotator left off: the image of their most recent draft in this set
     (if they still hold or submitted it), else :func:`next_item`. Used on page load so
-    nothing typed is lost."""
+    nothing typed is lost.
+
+    With ``claim=False`` nothing new is claimed: only an image they already hold or one
+    sent back to them is returned. Admins open the studio to review, and a page load must
+    not make them hold (and keep renewing) an image no annotator could then get.
+    """
     with read_session(ws) as s:
         _get_set(s, set_id)
         image_id = s.exec(
@@ -766,6 +771,11 @@ def resume_item(
         ).first()
     if image_id is not None:
         return item_view(ws, set_id, image_id, annotator_id)
+    if not claim:
+        with read_session(ws) as s:
+            aset = _get_set(s, set_id)
+            item = _active_item(s, aset.id, annotator_id) or _rejected_item(s, aset.id, annotator_id)
+            return _view(s, ws, aset, item, annotator_id) if item is not None else None
     return next_item(ws, set_id, annotator_id, ttl=ttl)
 
 

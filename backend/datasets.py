@@ -86,10 +86,22 @@ def delete_dataset(ws: Workspace, name: str) -> int:
     from sqlalchemy.exc import IntegrityError
 
     from backend.db import write_session
+    from backend.jobs.models import Run
 
     try:
         with write_session(ws) as s:
             dataset = get_dataset(s, name)
+            # a queued or running job reads this dataset (or writes captions into it)
+            busy = [
+                run.id
+                for run in s.exec(select(Run).where(Run.status.in_(("queued", "running"))))  # type: ignore[attr-defined]
+                if (run.config or {}).get("dataset") == name
+            ]
+            if busy:
+                raise DatasetInUse(
+                    f"dataset {name!r} is used by active run(s) {', '.join(f'#{i}' for i in busy)}; "
+                    "cancel them or wait until they finish, then delete"
+                )
             images = s.exec(
                 select(func.count()).select_from(Image).where(Image.dataset_id == dataset.id)
             ).one()

@@ -506,16 +506,22 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
             )
         choices = _set_choices(ws)
         set_id = default_set_id(ws, user.id)
-        view = resume_item(ws, set_id, user.id) if set_id is not None else None
-        empty = (
-            "No annotation sets yet — an admin creates one."
-            if set_id is None
-            else "All done in this set: nothing left for you. Thank you!"
-        )
+        is_admin = user.role == Role.admin.value
+        try:
+            # admins come to review: opening the page must not claim an image for them
+            view = resume_item(ws, set_id, user.id, claim=not is_admin) if set_id is not None else None
+        except AnnotationError:  # the set vanished between the two calls (e.g. a dataset delete)
+            set_id, view = None, None
+        if set_id is None:
+            empty = "No annotation sets yet — an admin creates one."
+        elif is_admin:
+            empty = "Press Next → to take an image of this set and caption it yourself."
+        else:
+            empty = "All done in this set: nothing left for you. Thank you!"
         return (
             gr.update(choices=choices, value=set_id),
             *show(view, 0, empty),
-            gr.update(visible=user.role == Role.admin.value),
+            gr.update(visible=is_admin),
         )
 
     blocks.load(on_load, None, [ann_set, *item_outputs, admin_tab], api_visibility="private")
@@ -532,10 +538,13 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
         set_id = _int(set_id)
         if set_id is None:
             return show(None, tok)
+        is_admin = user.role == Role.admin.value
         try:
-            view = resume_item(ws, set_id, user.id)
+            view = resume_item(ws, set_id, user.id, claim=not is_admin)
         except AnnotationError as exc:
             raise gr.Error(str(exc)) from None
+        if is_admin:
+            return show(view, tok, "Press Next → to take an image of this set and caption it yourself.")
         return show(view, tok, "All done in this set: nothing left for you. Thank you!")
 
     nav_inputs = [ann_set, cur_image, short, long, token]

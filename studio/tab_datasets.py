@@ -310,12 +310,14 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
             raise gr.Error("Give either a server path or uploaded files, not both.")
         if not path and not files:
             raise gr.Error("Give a server path or upload files to import.")
+        staged: Path | None = None  # uploads are copied here and removed after the import
         if path:
             source = Path(path).expanduser()
             shown = str(source)
         else:
             try:
                 source = stage_uploads(ws, files)
+                staged = source if source.is_dir() else source.parent
             except UnsafePathError as exc:
                 raise gr.Error(f"Upload refused: {exc}") from None
             shown = f"{len(files)} uploaded file{'s' if len(files) != 1 else ''}"
@@ -333,6 +335,9 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
             )
         except SourceError as exc:
             raise gr.Error(f"Cannot import: {exc}") from None
+        finally:
+            if staged is not None:  # the images now live in the content-addressed store
+                shutil.rmtree(staged, ignore_errors=True)
         summary = report.as_dict()
         frame = skipped_frame(summary["skipped"])
         return (

@@ -438,3 +438,16 @@ def test_progress_numbers(ws: Workspace, team: dict[str, int]) -> None:
     assert p.submissions == 3 and p.submissions_target == 8
     assert p.fraction_done == 0.25
     assert ann.default_set_id(ws, team["bob"]) == aset.id
+
+
+def test_resume_without_claim_takes_nothing_new(ws: Workspace, team: dict[str, int]) -> None:
+    """An admin opening the page to review must not hold an image annotators then cannot get."""
+    make_dataset(ws, n=2)
+    aset = ann.create_annotation_set(ws, dataset="shapes", name="one-each", size=2, created_by=team["admin"])
+    assert ann.resume_item(ws, aset.id, team["admin"], claim=False) is None
+    first = ann.next_item(ws, aset.id, team["ann"])
+    second = ann.next_item(ws, aset.id, team["bob"])
+    assert first is not None and second is not None and first.image_id != second.image_id
+    # what an annotator already holds is still returned without a new claim
+    held = ann.resume_item(ws, aset.id, team["ann"], claim=False)
+    assert held is not None and held.image_id == first.image_id

@@ -236,3 +236,14 @@ def test_delete_dataset_cascades_rows_and_keeps_shared_files(ws: Workspace) -> N
     assert len(list(ws.images_dir.rglob("*.png"))) == 5  # files are never deleted
     with pytest.raises(DatasetNotFound):
         delete_dataset(ws, "doomed")
+
+
+def test_delete_dataset_refuses_while_a_run_uses_it(ws: Workspace) -> None:
+    from backend.datasets import DatasetInUse
+    from backend.jobs import create_run
+
+    make_dataset(ws, "busy", 2)
+    run = create_run(ws, "recaption", {"dataset": "busy"})
+    with pytest.raises(DatasetInUse, match=f"#{run.id}"):
+        delete_dataset(ws, "busy")
+    assert dataset_summary(ws, "busy").images == 2

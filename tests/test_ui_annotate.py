@@ -185,7 +185,12 @@ def test_admin_reviews_and_annotator_sees_rejection(studio: Studio, browser, ui_
 
     page = login(browser, studio, ADMIN)
     page.on("dialog", lambda d: d.accept())
-    open_annotate(page)
+    page.locator("#tab-annotate-button").click()
+    # an admin opening the page holds no image (they come to review)
+    page.wait_for_function(
+        "() => document.querySelector('#annotate-info').innerText.includes('Press Next')", timeout=30_000
+    )
+    assert ann.resume_item(studio.ws, ui_set, user_id(studio, ADMIN[0]), claim=False) is None
     page.locator("#annotate-admin-button").click()
     page.wait_for_selector("#annotate-progress .ann-bar", timeout=30_000)
     progress_text = page.locator("#annotate-progress").inner_text()
