@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,12 @@ from backend.prompt_sets import (
     load_prompt_set,
 )
 
-PARTI = Path(__file__).resolve().parents[2] / "shared" / "data" / "PartiPrompts.tsv"
+# ../shared/data beside the checkout (as on developers' machines and in CI), or wherever
+# RECAP_STUDIO_SHARED_DATA points
+PARTI = (
+    Path(os.environ.get("RECAP_STUDIO_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+    / "PartiPrompts.tsv"
+)
 
 
 def test_partiprompts_tsv() -> None:
