@@ -9,31 +9,19 @@ from __future__ import annotations
 
 import json
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from backend.db import migrate
 from backend.workspace import Workspace, open_workspace
+from studio.console import fail, out, progress_bar
 
 app = typer.Typer(help="RECAP Studio: recaptioning workflow for text-to-image models.", no_args_is_help=True)
 user_app = typer.Typer(help="Manage studio users.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
-
-err = Console(stderr=True)
-out = Console()
 
 
 class State:
@@ -44,33 +32,6 @@ def _ws() -> Workspace:
     ws = open_workspace(State.home)
     migrate(ws)
     return ws
-
-
-def fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
-    return typer.Exit(code)
-
-
-@contextmanager
-def progress_bar(enabled: bool = True):
-    """A rich progress bar on stderr; yields a backend ProgressFn."""
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        disable=not enabled,
-        transient=False,
-    )
-    task = progress.add_task("working", total=None)
-
-    def update(done: int, total: int | None, message: str) -> None:
-        progress.update(task, completed=done, total=total, description=message[:60] or "working")
-
-    with progress:
-        yield update
 
 
 @app.callback()
@@ -99,21 +60,12 @@ def import_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary as the last line.")] = False,
 ) -> None:
     """Import images and their alt-text; bad items are skipped with a reason."""
-    from contextlib import ExitStack
-
     from backend.images import DEFAULT_MAX_PIXELS
     from backend.ingest import SourceError, import_source
 
     ws = _ws()
-    with ExitStack() as stack:
-        bar: list = []  # the bar starts with the first progress call: a source error draws none
-
-        def update(done: int, total: int | None, message: str) -> None:
-            if not bar:
-                bar.append(stack.enter_context(progress_bar(enabled=sys.stderr.isatty() or not as_json)))
-            bar[0](done, total, message)
-
-        try:
+    try:
+        with progress_bar(enabled=sys.stderr.isatty() or not as_json) as update:
             report = import_source(
                 ws,
                 source,
@@ -124,11 +76,10 @@ def import_cmd(
                 max_pixels=max_pixels or DEFAULT_MAX_PIXELS,
                 progress=update,
             )
-        except (SourceError, OSError) as exc:
-            # one line, however long the message (a column listing): soft_wrap, no 80-column wrap
-            err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
-            # OSError is the workspace's fault (disk full, permissions), not the source's
-            raise typer.Exit(2 if isinstance(exc, SourceError) else 1) from None
+    except SourceError as exc:
+        raise fail(str(exc)) from None
+    except OSError as exc:  # the workspace's fault (disk full, permissions), not the source's
+        raise fail(str(exc), 1) from None
     summary = report.as_dict()
     if as_json:
         print(json.dumps(summary))
@@ -194,25 +145,14 @@ def export(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Export a dataset with every caption kind and its provenance."""
-    from contextlib import ExitStack
-
     from backend.export import ExportError, export_dataset
 
     ws = _ws()
     try:
-        with ExitStack() as stack:
-            bar: list = []  # the bar starts with the first progress call: a refused export draws none
-
-            def update(done: int, total: int | None, message: str) -> None:
-                if not bar:
-                    bar.append(stack.enter_context(progress_bar(enabled=not as_json)))
-                bar[0](done, total, message)
-
+        with progress_bar(enabled=not as_json) as update:
             report = export_dataset(ws, name, fmt, out_path, kind=kind, progress=update)
     except ExportError as exc:
-        # one line however long the path: no 80-column wrapping
-        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+        raise fail(str(exc)) from None
     summary = report.as_dict()
     if as_json:
         print(json.dumps(summary))

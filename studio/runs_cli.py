@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -42,13 +41,11 @@ from backend.db import migrate
 from backend.jobs import configs
 from backend.workspace import UnsafePathError, Workspace, open_workspace, safe_join
 from studio import run_forms
+from studio.console import err, fail, out
 
 EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 1, 2, 3
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TINY_FAMILIES = "blip|git|ved|paligemma|qwen2_vl|qwen2_5_vl|idefics3|llava|florence2"
-
-err = Console(stderr=True)
-out = Console()
 
 captioner_app = typer.Typer(help="Fine-tune captioners.", no_args_is_help=True)
 score_app = typer.Typer(help="Score captions.", no_args_is_help=True)
@@ -76,11 +73,6 @@ def _ws(ctx: typer.Context) -> Workspace:
     ws = open_workspace(home)
     migrate(ws)
     return ws
-
-
-def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
-    err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
-    return typer.Exit(code)
 
 
 def _given(**values: Any) -> dict[str, Any]:
