@@ -15,7 +15,7 @@ from backend import jobs
 from backend.db import migrate
 from backend.users import PermissionDenied, verify_login
 from backend.workspace import Workspace
-from studio import tab_annotate, tab_datasets, tab_review, tab_runs
+from studio import tab_annotate, tab_arena, tab_datasets, tab_results, tab_review, tab_runs
 from studio.auth_guard import RequireLogin
 from studio.session import current_user
 
@@ -47,6 +47,10 @@ def build_app(ws: Workspace) -> gr.Blocks:
                 tab_review.build(ws, blocks)
             with gr.Tab("Runs", id="runs", elem_id="tab-runs"):
                 tab_runs.build(ws, blocks)
+            with gr.Tab("Arena", id="arena", elem_id="tab-arena"):
+                tab_arena.build(ws, blocks)
+            with gr.Tab("Results", id="results", elem_id="tab-results"):
+                tab_results.build(ws, blocks)
 
         def show_user(request: gr.Request) -> str:
             try:

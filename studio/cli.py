@@ -244,6 +244,18 @@ app.add_typer(runs_cli.score_app, name="score")
 app.add_typer(runs_cli.runs_app, name="runs")
 app.add_typer(runs_cli.models_app, name="models")
 
+# text-to-image: training, generation, automatic metrics (studio/t2i_cli.py)
+from studio import t2i_cli  # noqa: E402
+
+app.add_typer(t2i_cli.t2i_app, name="t2i")
+app.command("generate")(t2i_cli.generate_cmd)
+app.command("eval")(t2i_cli.eval_cmd)
+
+# arena: blind pairwise campaigns and their results (studio/arena_cli.py)
+from studio import arena_cli  # noqa: E402
+
+app.add_typer(arena_cli.arena_app, name="arena")
+
 
 if __name__ == "__main__":
     app()

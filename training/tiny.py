@@ -16,6 +16,7 @@ sizes, every model from its config.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import random
 import sys
@@ -34,6 +35,12 @@ FAMILIES: tuple[str, ...] = (
     "llava",
     "florence2",
 )
+
+#: tiny models that are not captioners: family -> (module, builder(out_dir, seed=...) -> Path)
+OTHER_FAMILIES: dict[str, tuple[str, str]] = {
+    "sd": ("training.tiny_sd", "build_tiny_sd"),  # a Stable Diffusion pipeline (T2I training, generation)
+    "causal_lm": ("training.tiny_lm", "build_tiny_lm"),  # a causal language model (prompt upsampling)
+}
 
 IMAGE_SIZE = 32  # pixels; big enough for a 4x4 patch grid, small enough to train in milliseconds
 PATCH = 8
@@ -738,8 +745,11 @@ def build_tiny(family: str, out_dir: str | Path, seed: int = 0) -> Path:
     weights, processor and tokenizer files) that :func:`training.adapters.load_captioner`
     reads through ``from_pretrained``. Same ``seed``, same weights.
     """
+    if family in OTHER_FAMILIES:  # not captioners: built by their own modules
+        module, attr = OTHER_FAMILIES[family]
+        return getattr(importlib.import_module(module), attr)(Path(out_dir), seed=seed)
     if family not in _BUILDERS:
-        raise ValueError(f"unknown family {family!r}; choose from {', '.join(FAMILIES)}")
+        raise ValueError(f"unknown family {family!r}; choose from {', '.join((*FAMILIES, *OTHER_FAMILIES))}")
     _seed_everything(seed)
     return _BUILDERS[family](Path(out_dir))
 
@@ -831,7 +841,7 @@ def benchmark(family: str, out_dir: Path, batch_size: int = 8, new_tokens: int =
 
 def main(argv: Iterable[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.tiny", description=__doc__.split("\n")[0])
-    parser.add_argument("--family", required=True, choices=(*FAMILIES, "all"))
+    parser.add_argument("--family", required=True, choices=(*FAMILIES, *OTHER_FAMILIES, "all"))
     parser.add_argument("--out", required=True, type=Path, help="folder to write (created if missing)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(

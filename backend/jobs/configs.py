@@ -6,8 +6,11 @@ with clear errors) and stores exactly these keys in ``Run.config``; a job reads 
 :func:`parse_config`, which fills keys an older run lacks from today's defaults.
 
 Kinds: ``captioner_train`` (fine-tune a captioner on approved human captions),
-``recaption`` (write ``recap_short`` / ``recap_long`` captions) and ``clip_score`` (score
-caption variants with open_clip). All three want the GPU (the queue runs one at a time).
+``recaption`` (write ``recap_short`` / ``recap_long`` captions), ``clip_score`` (score
+caption variants with open_clip), ``t2i_train`` (fine-tune a Stable Diffusion pipeline on a
+caption mix), ``generate`` (prompt sets × checkpoints × seeds, optionally upsampled) and
+``t2i_eval`` (CLIP-S, R-precision, FID/KID of generated images). All want the GPU (the queue
+runs one at a time).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from backend.caption_mix import DEFAULT_FALLBACK, parse_mix
 from backend.jobs import store
 from backend.jobs.models import Run
 from backend.workspace import Workspace
@@ -164,12 +168,226 @@ class ClipScoreConfig:
         _choice("device", self.device, DEVICES)
 
 
+T2I_TRAIN_TARGETS = ("unet", "text_encoder", "both")
+LONG_CAPTIONS = ("truncate", "chunk")
+PROMPT_REGIMES = ("raw", "upsampled", "both")
+T2I_ARTIFACT = "t2i"  # Artifact.kind of fine-tuned text-to-image pipelines
+DEFAULT_T2I_BASE = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+DEFAULT_VALIDATION_PROMPTS = [
+    "a red cube to the left of a blue sphere",
+    "three yellow triangles on a white background",
+    "a small green circle above a large purple square",
+]
+DEFAULT_UPSAMPLE_TEMPLATE = (
+    "Rewrite the short image prompt into one detailed, literal description of the image: "
+    "name every object with its colour, size, count and position, and the background. "
+    "Do not add objects that the prompt does not imply.\n"
+    "Short prompt: {prompt}\n"
+    "Detailed description:"
+)
+
+
+@dataclass
+class T2ITrainConfig:
+    """``t2i_train``: fine-tune a Stable Diffusion pipeline on ``dataset`` with a caption mix.
+
+    ``mix`` is a preset or weights (see :func:`backend.caption_mix.parse_mix`), drawn per
+    example per step; ``empty_prob`` drops the caption for classifier-free guidance and
+    ``fallback`` orders the kinds used for images that have none of the mix's kinds.
+    ``train`` picks the weights that learn (RECAP's RQ4): the UNet, the text encoder or both,
+    fully or as LoRA adapters, each with its own learning rate.
+    """
+
+    dataset: str = ""
+    base: str = DEFAULT_T2I_BASE
+    mix: str = "recap_mix"
+    empty_prob: float = 0.05
+    fallback: list[str] = field(default_factory=lambda: list(DEFAULT_FALLBACK))
+    train: str = "unet"
+    lora: bool = False
+    lora_rank: int = 4
+    lr_unet: float = 1e-5
+    lr_text_encoder: float = 5e-6
+    steps: int = 1000
+    batch_size: int = 4
+    grad_accum: int = 1
+    resolution: int = 512
+    center_crop: bool = True
+    random_flip: bool = False
+    ema: bool = False
+    ema_decay: float = 0.9999
+    mixed_precision: str = "no"
+    gradient_checkpointing: bool = False
+    use_8bit_adam: bool = False
+    seed: int = 0
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    cache_latents: bool = False
+    long_captions: str = "truncate"  # or "chunk": encode 75-token windows and concatenate
+    max_chunks: int = 3
+    validation_prompts: list[str] = field(default_factory=lambda: list(DEFAULT_VALIDATION_PROMPTS))
+    validation_every: int = 500
+    validation_seed: int = 0
+    validation_inference_steps: int = 20
+    guidance_scale: float = 7.5
+    num_workers: int = 2
+    device: str = "auto"
+    torch_threads: int = 0
+
+    def validate(self) -> None:
+        _require_name("dataset", self.dataset)
+        _require_name("base", self.base, "a t2i artifact, a local pipeline folder or a hub id")
+        try:
+            parse_mix(self.mix, empty_prob=self.empty_prob, fallback=self.fallback)
+        except ValueError as exc:
+            raise ConfigError(f"mix: {exc}") from None
+        _choice("train", self.train, T2I_TRAIN_TARGETS)
+        _at_least("lora_rank", self.lora_rank, 1)
+        for name in ("lr_unet", "lr_text_encoder"):
+            value = getattr(self, name)
+            _positive_float(name, value)
+            if value >= 1:
+                raise ConfigError(f"{name} must be below 1 (got {value}); typical values are 1e-6 to 1e-4")
+        _between("steps", self.steps, 1, 10_000_000)
+        _between("batch_size", self.batch_size, 1, 4096)
+        _at_least("grad_accum", self.grad_accum, 1)
+        _between("resolution", self.resolution, 8, 4096)
+        if self.resolution % 8:
+            raise ConfigError(
+                f"resolution must be a multiple of 8 (the VAE's scale factor), got {self.resolution}"
+            )
+        if not 0 < self.ema_decay < 1:
+            raise ConfigError(f"ema_decay must be between 0 and 1, exclusive (got {self.ema_decay})")
+        _choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
+        _at_least("seed", self.seed, 0)
+        _at_least("checkpoint_every", self.checkpoint_every, 1)
+        _at_least("keep_checkpoints", self.keep_checkpoints, 1)
+        _choice("long_captions", self.long_captions, LONG_CAPTIONS)
+        _between("max_chunks", self.max_chunks, 1, 16)
+        _at_least("validation_every", self.validation_every, 1)
+        _at_least("validation_seed", self.validation_seed, 0)
+        _between("validation_inference_steps", self.validation_inference_steps, 1, 1000)
+        if self.guidance_scale < 0:
+            raise ConfigError(f"guidance_scale must be 0 or more (got {self.guidance_scale})")
+        _between("num_workers", self.num_workers, 0, 64)
+        _choice("device", self.device, DEVICES)
+
+
+@dataclass
+class GenerateConfig:
+    """``generate``: prompts × checkpoints × seeds → images stored with full provenance.
+
+    ``prompts`` is a shipped set's name (``assets/prompts``) or a PartiPrompts TSV, DrawBench
+    CSV, CSV or TXT file. ``regime`` generates from the raw prompts, from prompts rewritten by
+    the ``upsampler`` language model (DALL-E 3 §3.5, stored as caption kind ``upsampled``), or
+    both. Images land in dataset ``output_dataset`` (default ``generated-run-<id>``).
+    """
+
+    prompts: str = "studio_prompts"
+    checkpoints: list[str] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=lambda: [0])
+    regime: str = "raw"
+    upsampler: str = ""
+    upsample_template: str = DEFAULT_UPSAMPLE_TEMPLATE
+    upsample_max_new_tokens: int = 77
+    category: str = ""  # only prompts of this category; empty = all
+    max_prompts: int = 0  # 0 = all
+    inference_steps: int = 30
+    guidance_scale: float = 7.5
+    resolution: int = 0  # 0 = the pipeline's own size
+    batch_size: int = 4
+    output_dataset: str = ""
+    dtype: str = "auto"
+    device: str = "auto"
+    torch_threads: int = 0
+
+    def validate(self) -> None:
+        _require_name("prompts", self.prompts, "a shipped prompt set's name or a prompt file")
+        if not self.checkpoints:
+            raise ConfigError(
+                "checkpoints must name at least one t2i artifact, local pipeline folder or hub id"
+            )
+        for ref in self.checkpoints:
+            _require_name("checkpoints", ref)
+        if not self.seeds:
+            raise ConfigError("seeds must list at least one seed (e.g. 0,1,2)")
+        for seed in self.seeds:
+            _at_least("seeds", seed, 0)
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"seeds lists a seed twice: {self.seeds}")
+        _choice("regime", self.regime, PROMPT_REGIMES)
+        if self.regime != "raw" and not self.upsampler:
+            raise ConfigError(
+                f"regime {self.regime!r} needs an upsampler (a causal language model: hub id or local folder)"
+            )
+        if self.regime != "raw" and "{prompt}" not in self.upsample_template:
+            raise ConfigError("upsample_template must contain {prompt} where the short prompt goes")
+        _between("upsample_max_new_tokens", self.upsample_max_new_tokens, 1, 1024)
+        _at_least("max_prompts", self.max_prompts, 0)
+        _between("inference_steps", self.inference_steps, 1, 1000)
+        if self.guidance_scale < 0:
+            raise ConfigError(f"guidance_scale must be 0 or more (got {self.guidance_scale})")
+        if self.resolution and (self.resolution % 8 or not 8 <= self.resolution <= 4096):
+            raise ConfigError(
+                f"resolution must be 0 (model default) or a multiple of 8 up to 4096 (got {self.resolution})"
+            )
+        _between("batch_size", self.batch_size, 1, 1024)
+        _choice("dtype", self.dtype, DTYPES)
+        _choice("device", self.device, DEVICES)
+
+
+@dataclass
+class T2IEvalConfig:
+    """``t2i_eval``: automatic metrics of the generated images of ``dataset``, per checkpoint × regime.
+
+    CLIP-S (100 × cosine with the prompt) and CLIP R-precision (is the image's own prompt
+    the best match among the prompt set?) with open_clip ``clip_model``/``clip_pretrained``;
+    FID and KID against the images of ``reference_dataset`` with a declared feature
+    ``extractor`` whose weights are a local file (nothing is downloaded).
+    """
+
+    dataset: str = ""
+    metrics: list[str] = field(default_factory=lambda: ["clip_score", "r_precision"])
+    clip_model: str = "ViT-B-32"
+    clip_pretrained: str = "openai"
+    reference_dataset: str = ""
+    extractor: str = "inception"
+    extractor_weights: str = ""
+    kid_subset_size: int = 1000
+    batch_size: int = 32
+    device: str = "auto"
+    torch_threads: int = 0
+
+    def validate(self) -> None:
+        _require_name("dataset", self.dataset, "the dataset of generated images (generated-run-<id>)")
+        if not self.metrics:
+            raise ConfigError(f"metrics must name at least one of {', '.join(EVAL_METRICS)}")
+        for metric in self.metrics:
+            _choice("metrics", metric, EVAL_METRICS)
+        if len(set(self.metrics)) != len(self.metrics):
+            raise ConfigError(f"metrics lists a metric twice: {self.metrics}")
+        if {"fid", "kid"} & set(self.metrics) and not self.reference_dataset:
+            raise ConfigError("fid/kid need reference_dataset: a dataset of real images to compare with")
+        _require_name("clip_model", self.clip_model)
+        _require_name("clip_pretrained", self.clip_pretrained)
+        _require_name("extractor", self.extractor)
+        _at_least("kid_subset_size", self.kid_subset_size, 2)
+        _between("batch_size", self.batch_size, 1, 4096)
+        _choice("device", self.device, DEVICES)
+
+
+EVAL_METRICS = ("clip_score", "r_precision", "fid", "kid")
+
+
 SCHEMAS: dict[str, type] = {
     "captioner_train": CaptionerTrainConfig,
     "recaption": RecaptionConfig,
     "clip_score": ClipScoreConfig,
+    "t2i_train": T2ITrainConfig,
+    "generate": GenerateConfig,
+    "t2i_eval": T2IEvalConfig,
 }
-NEEDS_GPU: dict[str, bool] = {"captioner_train": True, "recaption": True, "clip_score": True}
+NEEDS_GPU: dict[str, bool] = {kind: True for kind in SCHEMAS}
 DEFAULTS: dict[str, dict[str, Any]] = {kind: dataclasses.asdict(cls()) for kind, cls in SCHEMAS.items()}
 
 
@@ -255,6 +473,12 @@ def _coerce(kind: str, name: str, value: Any, annotation: Any) -> Any:
         if not isinstance(value, str):
             raise ConfigError(f"{where} must be text or empty (got {value!r})")
         return value if value.strip() else None
+    if text == "list[int]":
+        if isinstance(value, str):
+            value = [part for part in (p.strip() for p in value.split(",")) if part]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list of whole numbers (got {value!r})")
+        return [_coerce(kind, name, v, "int") for v in value]
     if text == "list[str]":
         if isinstance(value, str):
             value = [part for part in (p.strip() for p in value.split(",")) if part]
@@ -324,27 +548,70 @@ def resolve_model_reference(ws: Workspace, ref: str, field_name: str) -> str:
 
 
 def check_workspace(ws: Workspace, kind: str, config: Mapping[str, Any]) -> dict[str, Any]:
-    """What only the workspace can tell: the dataset exists, model references resolve.
+    """What only the workspace can tell: datasets exist, model references and files resolve.
 
     Returns the config with local paths made absolute (see :func:`resolve_model_reference`).
     """
-    from backend.datasets import dataset_names
-
     checked = dict(config)
-    names = dataset_names(ws)
-    dataset = checked.get("dataset", "")
-    if dataset not in names:
-        known = ", ".join(names[:20]) or "none yet; import one first"
-        raise ConfigError(f"no dataset named {dataset!r} (datasets: {known})")
+    if kind != "generate":
+        _check_dataset(ws, "dataset", checked.get("dataset", ""))
     if kind == "captioner_train":
         checked["base"] = resolve_model_reference(ws, checked["base"], "base")
     elif kind == "recaption":
         checked["captioner"] = resolve_model_reference(ws, checked["captioner"], "captioner")
     elif kind == "clip_score":
-        local = Path(checked["pretrained"]).expanduser()
-        if local.is_file():  # a checkpoint file; anything else is an open_clip pretrained tag
-            checked["pretrained"] = str(local.resolve())
+        checked["pretrained"] = _local_file_or_tag(checked["pretrained"])
+    elif kind == "t2i_train":
+        checked["base"] = resolve_model_reference(ws, checked["base"], "base")
+    elif kind == "generate":
+        checked["prompts"] = resolve_prompt_set(ws, checked["prompts"])
+        checked["checkpoints"] = [
+            resolve_model_reference(ws, ref, "checkpoint") for ref in checked["checkpoints"]
+        ]
+        if checked.get("upsampler"):
+            checked["upsampler"] = resolve_model_reference(ws, checked["upsampler"], "upsampler")
+    elif kind == "t2i_eval":
+        if checked.get("reference_dataset"):
+            _check_dataset(ws, "reference_dataset", checked["reference_dataset"])
+        checked["clip_pretrained"] = _local_file_or_tag(checked["clip_pretrained"])
+        if checked.get("extractor_weights"):
+            weights = Path(checked["extractor_weights"]).expanduser()
+            if not weights.exists():
+                raise ConfigError(f"extractor_weights {checked['extractor_weights']!r} does not exist")
+            checked["extractor_weights"] = str(weights.resolve())
     return checked
+
+
+def _check_dataset(ws: Workspace, field_name: str, name: str) -> None:
+    from backend.datasets import dataset_names
+
+    names = dataset_names(ws)
+    if name not in names:
+        known = ", ".join(names[:20]) or "none yet; import one first"
+        raise ConfigError(f"{field_name}: no dataset named {name!r} (datasets: {known})")
+
+
+def _local_file_or_tag(value: str) -> str:
+    """A checkpoint file becomes its absolute path; anything else is an open_clip pretrained tag."""
+    local = Path(value).expanduser()
+    return str(local.resolve()) if local.is_file() else value
+
+
+def resolve_prompt_set(ws: Workspace, ref: str) -> str:
+    """A shipped prompt set's name as given, or an existing prompt file as its absolute path."""
+    from backend.prompt_sets import builtin_prompt_sets
+
+    ref = ref.strip()
+    shipped = builtin_prompt_sets()
+    if ref in shipped:
+        return ref
+    for candidate in (Path(ref).expanduser(), ws.home / ref):
+        if candidate.is_file():
+            return str(candidate.resolve())
+    raise ConfigError(
+        f"prompts {ref!r} is neither a shipped prompt set ({', '.join(shipped) or 'none'}) nor an "
+        "existing file (PartiPrompts TSV, DrawBench CSV, CSV with a prompt column, or TXT)"
+    )
 
 
 def new_run(

@@ -32,6 +32,9 @@ JOBS: dict[str, JobFn] = {
     "captioner_train": _lazy("training.jobs.captioner_train"),
     "recaption": _lazy("training.jobs.recaption"),
     "clip_score": _lazy("training.jobs.clip_score"),
+    "t2i_train": _lazy("training.jobs.t2i_train"),
+    "generate": _lazy("training.jobs.generate"),
+    "t2i_eval": _lazy("training.jobs.t2i_eval"),
 }
 
 
