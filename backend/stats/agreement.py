@@ -1,0 +1,316 @@
+"""Annotator agreement and annotator quality checks for pairwise votes.
+
+**Canonical label.** "left" when system X was on the left and "right" when X was on the right are the
+same judgement, so before comparing annotators each vote becomes an orientation-free label: the
+winning system's name, ``"tie"`` or ``"both_bad"``. An *item* is one ``(pair_id, criterion)``: the
+same two outputs judged on the same question. Without a ``criterion`` column all votes are taken as
+one criterion.
+
+**Which votes count.** Agreement uses first judgements only: rows with ``is_repeat`` true (the planned
+swapped-order repeats) are left out, because they would count one annotator twice on an item; if an
+annotator still has several rows on one item, the first row (input order) is used.
+
+Measures (all from maintained packages, per RULES.md):
+
+- Cohen's κ per annotator pair — ``sklearn.metrics.cohen_kappa_score`` over the items both judged,
+  with that item count and the raw agreement share beside it.
+- Fleiss' κ — ``statsmodels.stats.inter_rater.aggregate_raters`` + ``fleiss_kappa``. Fleiss' κ needs
+  the same number of ratings on every item, so it uses the items judged by the most common number
+  ``m >= 2`` of annotators (ties: the larger ``m``); items with any other count are excluded and
+  counted in ``n_items_excluded``. Krippendorff's α below has no such restriction.
+- Krippendorff's α, nominal — ``krippendorff.alpha`` on an annotators × items matrix with NaN where an
+  annotator did not judge an item; it uses every item with at least two judgements.
+
+A coefficient is NaN when it is undefined: no shared items, or a single label used throughout
+(chance agreement is then 1, so κ = 0/0 even when everyone agreed).
+
+Quality checks: :func:`swap_consistency` (same verdict on the planned repeat, after un-swapping)
+and :func:`gold_accuracy` (verdict equals the known answer of a gold pair), per annotator, with
+Wilson intervals.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import asdict, dataclass
+from itertools import combinations
+
+import krippendorff
+import numpy as np
+import pandas as pd
+from sklearn.metrics import cohen_kappa_score
+from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
+
+from backend.stats._votes import (
+    BOTH_BAD,
+    OUTCOME_SYNONYMS,
+    TIE,
+    VoteDataError,
+    describe_rows,
+    normalize_votes,
+    winner_label,
+)
+from backend.stats.rates import wilson_interval
+
+LABEL_COLUMNS = ["pair_id", "criterion", "annotator", "label"]
+COHEN_COLUMNS = ["annotator_1", "annotator_2", "n_items", "agreement", "kappa"]
+SWAP_COLUMNS = ["annotator", "n_repeats", "n_swapped", "consistent", "rate", "lower", "upper"]
+GOLD_COLUMNS = ["annotator", "n_gold", "correct", "accuracy", "lower", "upper"]
+
+
+def _flag(votes: pd.DataFrame, col: str, what: str) -> pd.Series:
+    """A boolean column (bool, 0/1, "true"/"false"); missing values are refused with their rows."""
+    values = votes[col]
+    if values.dtype == bool:
+        return values
+    text = values.astype("string").str.strip().str.lower()
+    mapped = text.map({"true": True, "1": True, "false": False, "0": False, "1.0": True, "0.0": False})
+    bad = mapped.isna()
+    if bad.any():
+        raise VoteDataError(
+            f"{what}: {col} must be true/false, got {sorted({repr(v) for v in values[bad]})[:5]} "
+            f"in row(s) {describe_rows(votes.index[bad])}"
+        )
+    return mapped.astype(bool)
+
+
+def _prepared(votes: pd.DataFrame, what: str, extra: tuple[str, ...]) -> pd.DataFrame:
+    """Normalised votes with a ``label`` column and a ``criterion`` column (``""`` if absent)."""
+    clean = normalize_votes(votes, what, extra=extra)
+    if "criterion" not in clean.columns:
+        clean["criterion"] = ""
+    if clean.empty:
+        clean["label"] = pd.Series(dtype=object)
+        return clean
+    blank = clean["annotator"].isna() if "annotator" in clean.columns else None
+    if blank is not None and blank.any():
+        raise VoteDataError(f"{what}: annotator is empty in row(s) {describe_rows(clean.index[blank])}")
+    clean["label"] = winner_label(clean)
+    return clean
+
+
+def canonical_labels(votes: pd.DataFrame) -> pd.DataFrame:
+    """One orientation-free label per (pair_id, criterion, annotator), first judgements only.
+
+    Needs ``model_a, model_b, outcome, annotator, pair_id``; uses ``criterion`` and ``is_repeat``
+    when present. Returns columns ``pair_id, criterion, annotator, label``.
+    """
+    clean = _prepared(votes, "agreement", ("annotator", "pair_id"))
+    if clean.empty:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in LABEL_COLUMNS})
+    if "is_repeat" in clean.columns:
+        clean = clean[~_flag(clean, "is_repeat", "agreement")]
+    first = clean.drop_duplicates(["pair_id", "criterion", "annotator"], keep="first")
+    return first[LABEL_COLUMNS].reset_index(drop=True)
+
+
+def _quiet(fn, *args, **kwargs) -> float:
+    """Call a coefficient; NaN instead of warnings/errors when it is undefined (0/0)."""
+    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+        warnings.simplefilter("ignore")
+        try:
+            value = float(fn(*args, **kwargs))
+        except (ValueError, ZeroDivisionError):
+            return math.nan
+    return value if math.isfinite(value) else math.nan
+
+
+def cohen_kappa_pairs(votes: pd.DataFrame) -> pd.DataFrame:
+    """Cohen's κ for every pair of annotators over the items both judged.
+
+    Columns ``annotator_1, annotator_2, n_items, agreement, kappa`` (``agreement`` = share of shared
+    items with the same label; κ NaN when undefined — see the module docstring). Pairs that share no
+    item are listed with ``n_items`` 0, so a sparse design is visible rather than silently dropped.
+    """
+    labels = canonical_labels(votes)
+    rows: list[dict[str, object]] = []
+    if labels.empty:
+        return pd.DataFrame(rows, columns=COHEN_COLUMNS)
+    wide = labels.pivot(index=["pair_id", "criterion"], columns="annotator", values="label")
+    for a1, a2 in combinations(sorted(wide.columns, key=str), 2):
+        both = wide[[a1, a2]].dropna()
+        n = len(both)
+        y1 = both[a1].astype(str).to_numpy()
+        y2 = both[a2].astype(str).to_numpy()
+        rows.append(
+            {
+                "annotator_1": a1,
+                "annotator_2": a2,
+                "n_items": n,
+                "agreement": float(np.mean(y1 == y2)) if n else math.nan,
+                "kappa": _quiet(cohen_kappa_score, y1, y2) if n else math.nan,
+            }
+        )
+    return pd.DataFrame(rows, columns=COHEN_COLUMNS)
+
+
+@dataclass(frozen=True)
+class FleissResult:
+    """Fleiss' κ over the ``n_items`` items judged by exactly ``raters_per_item`` annotators."""
+
+    kappa: float
+    n_items: int
+    raters_per_item: int
+    n_items_excluded: int
+
+    def to_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+def fleiss(votes: pd.DataFrame) -> FleissResult:
+    """Fleiss' κ; items whose annotator count differs from the most common one are excluded."""
+    labels = canonical_labels(votes)
+    if labels.empty:
+        return FleissResult(math.nan, 0, 0, 0)
+    per_item = labels.groupby(["pair_id", "criterion"], sort=True)["label"].agg(list)
+    sizes = per_item.map(len)
+    multi = sizes[sizes >= 2]
+    if multi.empty:
+        return FleissResult(math.nan, 0, 0, len(per_item))
+    freq = multi.value_counts()
+    m = int(max(freq[freq == freq.max()].index))
+    used = per_item[sizes == m]
+    codes = {lab: i for i, lab in enumerate(sorted({str(x) for x in labels["label"]}))}
+    data = np.array([[codes[str(x)] for x in item] for item in used], dtype=int)
+    table, _ = aggregate_raters(data, n_cat=len(codes))
+    kappa = _quiet(fleiss_kappa, table, method="fleiss")
+    return FleissResult(kappa, len(used), m, len(per_item) - len(used))
+
+
+@dataclass(frozen=True)
+class AlphaResult:
+    """Krippendorff's α (nominal) over ``n_items`` items with at least two judgements."""
+
+    alpha: float
+    n_items: int
+    n_annotators: int
+
+    def to_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+def krippendorff_alpha(votes: pd.DataFrame) -> AlphaResult:
+    """Krippendorff's α, nominal level, from the annotators × items matrix (NaN = not judged)."""
+    labels = canonical_labels(votes)
+    if labels.empty:
+        return AlphaResult(math.nan, 0, 0)
+    codes = {lab: float(i) for i, lab in enumerate(sorted({str(x) for x in labels["label"]}))}
+    coded = labels.assign(code=labels["label"].astype(str).map(codes))
+    wide = coded.pivot(index="annotator", columns=["pair_id", "criterion"], values="code")
+    matrix = wide.to_numpy(dtype=float)
+    pairable = int((np.sum(~np.isnan(matrix), axis=0) >= 2).sum())
+    if pairable == 0:
+        return AlphaResult(math.nan, 0, matrix.shape[0])
+    alpha = _quiet(
+        krippendorff.alpha,
+        reliability_data=matrix,
+        value_domain=sorted(codes.values()),
+        level_of_measurement="nominal",
+    )
+    return AlphaResult(alpha, pairable, matrix.shape[0])
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """All agreement measures of one set of votes (e.g. one criterion)."""
+
+    cohen: pd.DataFrame
+    fleiss: FleissResult
+    alpha: AlphaResult
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "cohen": self.cohen.to_dict(orient="records"),
+            "fleiss": self.fleiss.to_dict(),
+            "alpha": self.alpha.to_dict(),
+        }
+
+
+def agreement(votes: pd.DataFrame) -> Agreement:
+    """Cohen's κ per pair, Fleiss' κ and Krippendorff's α of the same votes."""
+    return Agreement(cohen_kappa_pairs(votes), fleiss(votes), krippendorff_alpha(votes))
+
+
+def _per_annotator(frame: pd.DataFrame, hit: str, n_name: str, k_name: str, rate_name: str) -> pd.DataFrame:
+    """Count, hits, share and its Wilson interval per annotator."""
+    g = frame.groupby("annotator", sort=True)
+    out = pd.DataFrame({n_name: g.size(), k_name: g[hit].sum()}).astype("int64").reset_index()
+    out[rate_name] = out[k_name] / out[n_name]
+    lower, upper = wilson_interval(out[k_name].to_numpy(), out[n_name].to_numpy())
+    out["lower"] = lower
+    out["upper"] = upper
+    return out
+
+
+def swap_consistency(votes: pd.DataFrame) -> pd.DataFrame:
+    """Per annotator: share of planned repeats given the same verdict as the first judgement.
+
+    Needs ``model_a, model_b, outcome, annotator, pair_id, is_repeat`` (``criterion`` if present).
+    A repeat (``is_repeat`` true) is matched with the same annotator's first non-repeat judgement of
+    the same (pair_id, criterion); verdicts are compared as canonical labels, i.e. after un-swapping
+    the sides, so "left" then "right" on a swapped repeat is consistent. ``n_swapped`` counts the
+    repeats actually shown the other way round; unswapped ones still count (a plain test-retest).
+    Repeats without a first judgement are ignored. Columns: ``annotator, n_repeats, n_swapped,
+    consistent, rate, lower, upper`` (Wilson interval); annotators without repeats are not listed.
+    """
+    clean = _prepared(votes, "swap_consistency", ("annotator", "pair_id", "is_repeat"))
+    if clean.empty:
+        return pd.DataFrame(columns=SWAP_COLUMNS)
+    repeat = _flag(clean, "is_repeat", "swap_consistency")
+    key = ["annotator", "pair_id", "criterion"]
+    first = clean[~repeat].drop_duplicates(key, keep="first")[[*key, "label", "model_a"]]
+    again = clean[repeat][[*key, "label", "model_a"]]
+    matched = again.merge(first, on=key, suffixes=("", "_first"))
+    if matched.empty:
+        return pd.DataFrame(columns=SWAP_COLUMNS)
+    matched["same"] = matched["label"].astype(str) == matched["label_first"].astype(str)
+    matched["swapped"] = matched["model_a"] != matched["model_a_first"]
+    out = _per_annotator(matched, "same", "n_repeats", "consistent", "rate")
+    out["n_swapped"] = matched.groupby("annotator", sort=True)["swapped"].sum().astype("int64").to_numpy()
+    return out[SWAP_COLUMNS]
+
+
+def gold_accuracy(votes: pd.DataFrame) -> pd.DataFrame:
+    """Per annotator: share of gold pairs answered as the known answer.
+
+    Needs ``model_a, model_b, outcome, annotator, is_gold, gold_answer``. ``gold_answer`` is the
+    orientation-free right answer: the NAME of the system that should win, or ``tie``/``both_bad``.
+    ``"a"``/``"b"``/``"left"``/``"right"`` are refused (unless they are a system name in that row):
+    sides are randomised per ticket, so a side letter does not say which system is right — translate
+    ``EvalPair.gold_answer`` to the system of that pair's a/b image first. Every gold judgement counts,
+    repeats included. Columns: ``annotator, n_gold, correct, accuracy, lower, upper``.
+    """
+    what = "gold_accuracy"
+    clean = _prepared(votes, what, ("annotator", "is_gold", "gold_answer"))
+    if clean.empty:
+        return pd.DataFrame(columns=GOLD_COLUMNS)
+    gold = clean[_flag(clean, "is_gold", what)].copy()
+    if gold.empty:
+        return pd.DataFrame(columns=GOLD_COLUMNS)
+    answer = gold["gold_answer"]
+    missing = answer.isna() | (answer.astype("string").str.strip() == "")
+    if missing.any():
+        raise VoteDataError(
+            f"{what}: gold_answer is empty on gold row(s) {describe_rows(gold.index[missing])}"
+        )
+    answer = answer.astype(str).str.strip()
+    is_system = (answer == gold["model_a"]) | (answer == gold["model_b"])
+    lowered = answer.str.lower()
+    is_neutral = lowered.isin([TIE, BOTH_BAD])
+    side = ~is_system & ~is_neutral & lowered.isin(OUTCOME_SYNONYMS)
+    if side.any():
+        raise VoteDataError(
+            f"{what}: gold_answer {sorted(set(answer[side]))} in row(s) {describe_rows(gold.index[side])} is a side, "
+            "not a system; give the name of the system that should win (or tie/both_bad)"
+        )
+    unknown = ~is_system & ~is_neutral
+    if unknown.any():
+        raise VoteDataError(
+            f"{what}: gold_answer in row(s) {describe_rows(gold.index[unknown])} names neither system of the row "
+            f"({sorted(set(answer[unknown]))[:5]}); expected model_a, model_b, tie or both_bad"
+        )
+    gold["expected"] = answer.where(is_system, lowered)
+    gold["correct"] = gold["label"].astype(str) == gold["expected"]
+    out = _per_annotator(gold, "correct", "n_gold", "correct", "accuracy")
+    return out[GOLD_COLUMNS]
