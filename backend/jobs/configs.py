@@ -370,13 +370,14 @@ class T2IEvalConfig:
             raise ConfigError("fid/kid need reference_dataset: a dataset of real images to compare with")
         _require_name("clip_model", self.clip_model)
         _require_name("clip_pretrained", self.clip_pretrained)
-        _require_name("extractor", self.extractor)
+        _choice("extractor", self.extractor, FID_EXTRACTORS)
         _at_least("kid_subset_size", self.kid_subset_size, 2)
         _between("batch_size", self.batch_size, 1, 4096)
         _choice("device", self.device, DEVICES)
 
 
 EVAL_METRICS = ("clip_score", "r_precision", "fid", "kid")
+FID_EXTRACTORS = ("inception", "clip")  # torchvision Inception-v3 pool features, or the open_clip image embedding
 
 
 SCHEMAS: dict[str, type] = {
