@@ -1,0 +1,245 @@
+"""The training step of ``t2i_train``, its checkpoints and its validation images.
+
+The step is diffusers' ``train_text_to_image.py`` recipe: latents from the frozen VAE (or the
+latent cache), Gaussian noise at a uniformly drawn timestep, the UNet predicts the noise (or
+the velocity for v-prediction checkpoints such as SD 2.x 768), mean squared error. What differs:
+every random number of a micro-batch comes from a generator seeded with ``(seed, step, micro)``
+(see :mod:`training.t2i.mixdata`), the latent is drawn from cached distribution parameters
+with that generator, and the text goes through :class:`training.t2i.text.CaptionEncoder`
+(truncate or chunk). ``bench/t2i_step.py`` times exactly :meth:`Trainer.step_loss` against a
+plain loop.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F  # noqa: N812 - the usual name
+
+from training.t2i.latents import LatentCache, sample_latents
+from training.t2i.mixdata import MicroBatch, TrainImage, latent_key
+from training.t2i.pipeline import Components
+from training.t2i.text import CaptionEncoder
+
+MAX_GRAD_NORM = 1.0
+CHECKPOINT_PREFIX = "step-"
+
+
+@dataclass
+class Trainer:
+    """The modules and settings one training step needs."""
+
+    parts: Components
+    encoder: CaptionEncoder
+    device: torch.device
+    train_text: bool
+    autocast_dtype: torch.dtype | None = None  # mixed precision on a GPU; None = full precision
+
+    def autocast(self) -> Any:
+        if self.autocast_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    # ------------------------------------------------------------------ latents
+
+    @torch.no_grad()
+    def encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        """VAE latent-distribution parameters ``(B, 2C, h, w)`` of pixels in [-1, 1], float32."""
+        vae = self.parts.vae
+        dtype = next(vae.parameters()).dtype
+        return vae.encode(pixels.to(self.device, dtype)).latent_dist.parameters.float()
+
+    def batch_params(
+        self, batch: MicroBatch, images: list[TrainImage], resolution: int, cache: LatentCache | None
+    ) -> torch.Tensor:
+        """Latent parameters of a loaded micro-batch: cached ones as read, the rest encoded now
+        (and written to the cache when there is one)."""
+        missing = [i for i, ex in enumerate(batch.examples) if ex.params is None]
+        out: list[torch.Tensor | None] = [ex.params for ex in batch.examples]
+        if missing:
+            encoded = self.encode_pixels(torch.stack([batch.examples[i].pixels for i in missing]))  # type: ignore[misc]
+            for j, i in enumerate(missing):
+                out[i] = encoded[j]
+                if cache is not None:
+                    key = latent_key(images[batch.indices[i]], resolution, batch.augments[i])
+                    cache.put(key, encoded[j])
+        return torch.stack([p.to(self.device) for p in out])  # type: ignore[union-attr]
+
+    # ------------------------------------------------------------------ the loss
+
+    def step_loss(
+        self, params: torch.Tensor, captions: list[str], generator: torch.Generator
+    ) -> torch.Tensor:
+        """Diffusion loss of one micro-batch (call ``backward`` on it)."""
+        unet, scheduler = self.parts.unet, self.parts.noise_scheduler
+        latents = sample_latents(params, generator, float(self.parts.vae.config.scaling_factor))
+        noise = torch.randn(latents.shape, generator=generator, device=self.device)
+        timesteps = torch.randint(
+            0,
+            scheduler.config.num_train_timesteps,
+            (latents.shape[0],),
+            generator=generator,
+            device=self.device,
+        )
+        noisy = scheduler.add_noise(latents, noise, timesteps)
+        if scheduler.config.prediction_type == "v_prediction":
+            target = scheduler.get_velocity(latents, noise, timesteps)
+        else:
+            target = noise
+        with self.autocast():
+            with nullcontext() if self.train_text else torch.no_grad():
+                hidden = self.encoder.encode(captions)
+            pred = unet(noisy, timesteps, hidden, return_dict=False)[0]
+        return F.mse_loss(pred.float(), target.float(), reduction="mean")
+
+    def micro_step(
+        self,
+        batch: MicroBatch,
+        texts: list[str],
+        images: list[TrainImage],
+        resolution: int,
+        cache: LatentCache | None,
+        generator: torch.Generator,
+        grad_accum: int = 1,
+        scaler: Any | None = None,
+    ) -> float:
+        """Forward and backward of one micro-batch (gradients accumulate); returns its loss share."""
+        params = self.batch_params(batch, images, resolution, cache)
+        loss = self.step_loss(params, texts, generator) / grad_accum
+        (scaler.scale(loss) if scaler is not None else loss).backward()
+        return float(loss.detach())
+
+
+def optimizer_step(
+    optimizer: torch.optim.Optimizer, trainable: list[torch.nn.Parameter], scaler: Any | None, ema: Any | None
+) -> None:
+    """Clip, step (through the fp16 gradient scaler when there is one), clear, update the EMA."""
+    if scaler is not None:
+        scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(trainable, MAX_GRAD_NORM)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    if ema is not None:
+        ema.step(trainable)
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def trainable_state(modules: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor]:
+    return {
+        f"{prefix}.{name}": p.detach().to("cpu").clone()
+        for prefix, module in modules.items()
+        for name, p in module.named_parameters()
+        if p.requires_grad
+    }
+
+
+def load_trainable(modules: dict[str, torch.nn.Module], state: dict[str, torch.Tensor]) -> None:
+    params = {
+        f"{prefix}.{name}": p for prefix, module in modules.items() for name, p in module.named_parameters()
+    }
+    missing = [n for n, p in params.items() if p.requires_grad and n not in state]
+    if missing:
+        raise ValueError(
+            f"checkpoint lacks {len(missing)} trainable weights (e.g. {missing[0]}); was the config changed?"
+        )
+    with torch.no_grad():
+        for name, value in state.items():
+            params[name].copy_(value)
+
+
+def checkpoints(folder: Path) -> list[Path]:
+    """Complete checkpoints, oldest first (temporary folders of an interrupted write are ignored)."""
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.iterdir() if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX)]
+    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX) :]))
+
+
+def save_checkpoint(folder: Path, step: int, state: dict[str, Any], keep: int) -> Path:
+    """Write ``state`` as ``step-<N>/state.pt`` atomically (temp folder + rename); keep the last ``keep``."""
+    final = folder / f"{CHECKPOINT_PREFIX}{step:08d}"
+    tmp = folder / f".{final.name}.tmp"
+    for stale in folder.glob(f".{CHECKPOINT_PREFIX}*.tmp"):  # left by a write that was killed
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    torch.save(state, tmp / "state.pt")
+    summary = {k: v for k, v in state.items() if k in ("step", "usage", "usage_by_kind", "truncated_draws")}
+    (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    for old in checkpoints(folder)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    return torch.load(path / "state.pt", map_location="cpu", weights_only=False)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+@torch.no_grad()
+def validation_images(
+    trainer: Trainer,
+    prompts: list[str],
+    seed: int,
+    steps: int,
+    guidance_scale: float,
+    resolution: int,
+) -> list[Any]:
+    """One image per prompt, each from a generator seeded with ``seed`` (comparable across steps).
+
+    Prompts go through the trainer's own :class:`CaptionEncoder`, so chunk mode is honoured and
+    the empty (unconditional) embedding has the prompt's length.
+    """
+    from diffusers import StableDiffusionPipeline
+
+    parts = trainer.parts
+    pipe = StableDiffusionPipeline(
+        vae=parts.vae,
+        text_encoder=parts.text_encoder,
+        tokenizer=parts.tokenizer,
+        unet=parts.unet,
+        scheduler=type(parts.scheduler).from_config(parts.scheduler.config),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    modes = {m: m.training for m in (parts.unet, parts.text_encoder)}
+    for module in modes:
+        module.eval()
+    images = []
+    try:
+        for prompt in prompts:
+            cond, uncond = trainer.encoder.encode_with_uncond(prompt)
+            dtype = next(parts.unet.parameters()).dtype
+            with trainer.autocast():
+                out = pipe(
+                    prompt_embeds=cond.to(dtype),
+                    negative_prompt_embeds=uncond.to(dtype),
+                    height=resolution,
+                    width=resolution,
+                    num_inference_steps=steps,
+                    guidance_scale=guidance_scale,
+                    generator=torch.Generator(device=trainer.device).manual_seed(seed),
+                )
+            images.append(out.images[0])
+    finally:
+        for module, was_training in modes.items():
+            module.train(was_training)
+    return images
