@@ -610,3 +610,36 @@ def test_upsample_prompt_building_and_cleaning(tiny_model_dir: Any) -> None:
     assert model_input(tokenizer, "Say: {prompt}", "a cat") == ("Say: a cat", False)  # plain LM: raw text
     tokenizer.chat_template = "{% for m in messages %}<u>{{ m['content'] }}</u>{% endfor %}<a>"
     assert model_input(tokenizer, "Say: {prompt}", "a cat") == ("<u>Say: a cat</u><a>", True)
+
+
+def test_a_chunk_trained_checkpoint_reads_long_prompts_as_in_training(setup: dict[str, Any]) -> None:
+    """A t2i artifact trained with long_captions="chunk" is sampled with chunked prompt embeddings
+    (a plain pipeline call would cut the prompt at 77 tokens) with an empty-prompt embedding of the
+    same length; other checkpoints keep the pipeline's own encoding."""
+    from training.jobs.generate import prompt_inputs, resolve_checkpoints
+
+    ws = setup["ws"]
+    folder = store.artifact_path(ws, setup["artifact"])
+    chunked = store.add_artifact(
+        ws,
+        None,
+        "t2i",
+        "t2i-chunked",
+        folder,
+        {**ARTIFACT_META, "long_caption_mode": "chunk", "config": {"max_chunks": 2}},
+    )
+    [checkpoint] = resolve_checkpoints(ws, [chunked.name])
+    assert checkpoint.max_chunks == 2
+    [plain] = resolve_checkpoints(ws, [setup["artifact"].name])
+    assert plain.max_chunks == 0
+
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(folder)
+    long_prompt = " ".join(["a red circle next to a blue square"] * 12)  # ~100 CLIP tokens
+    inputs = prompt_inputs(pipe, checkpoint, [long_prompt, "a cat"])
+    cond, uncond = inputs["prompt_embeds"], inputs["negative_prompt_embeds"]
+    assert cond.shape == uncond.shape and cond.shape[:2] == (2, 2 * 77)
+    assert prompt_inputs(pipe, plain, ["a cat"]) == {"prompt": ["a cat"]}
+    image = pipe(**inputs, num_inference_steps=2, guidance_scale=2.0, output_type="pil").images[0]
+    assert image.size == (32, 32)

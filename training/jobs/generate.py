@@ -80,6 +80,9 @@ class Checkpoint:
     ref: str  # as stored in the config
     source: str
     artifact_id: int | None = None
+    # a checkpoint trained with long_captions="chunk" reads prompts past 77 tokens in 75-token
+    # windows; generating from it must encode prompts the same way (training.t2i.text)
+    max_chunks: int = 0  # 0 = the pipeline's own encoding (truncates at the tokenizer's limit)
 
 
 @dataclass(frozen=True)
@@ -148,7 +151,12 @@ def resolve_checkpoints(ws: Workspace, refs: Sequence[str]) -> list[Checkpoint]:
                     f"checkpoint {ref!r} is a {model.artifact.kind} artifact, not a text-to-image "
                     f"({T2I_ARTIFACT}) one; name a t2i artifact, a pipeline folder or a hub id"
                 )
-            resolved.append(Checkpoint(model.label, ref, model.source, int(model.artifact.id)))
+            meta = model.artifact.meta or {}
+            chunks = int((meta.get("config") or {}).get("max_chunks", 0) or 0)
+            chunked = meta.get("long_caption_mode") == "chunk" and chunks > 0
+            resolved.append(
+                Checkpoint(model.label, ref, model.source, int(model.artifact.id), chunks if chunked else 0)
+            )
         elif Path(model.source).is_dir():
             resolved.append(Checkpoint(Path(model.source).name, ref, model.source))
         else:
@@ -158,7 +166,11 @@ def resolve_checkpoints(ws: Workspace, refs: Sequence[str]) -> list[Checkpoint]:
     for c in resolved:
         if labels[c.label] > 1 and Path(c.source).is_dir():
             c = Checkpoint(
-                f"{Path(c.source).parent.name}/{Path(c.source).name}", c.ref, c.source, c.artifact_id
+                f"{Path(c.source).parent.name}/{Path(c.source).name}",
+                c.ref,
+                c.source,
+                c.artifact_id,
+                c.max_chunks,
             )
         out.append(c)
     clashes = [label for label, n in Counter(c.label for c in out).items() if n > 1]
@@ -293,6 +305,21 @@ def load_pipeline(checkpoint: Checkpoint, device: torch.device, dtype: str) -> A
     return pipe
 
 
+def prompt_inputs(pipe: Any, checkpoint: Checkpoint, texts: list[str]) -> dict[str, Any]:
+    """What the pipeline call gets for ``texts``: the prompts themselves, or (for a checkpoint
+    trained in chunk mode) embeddings encoded the way it was trained, with an empty-prompt
+    embedding of the same length for classifier-free guidance."""
+    if not checkpoint.max_chunks:
+        return {"prompt": texts}
+    from training.t2i.text import CaptionEncoder
+
+    encoder = CaptionEncoder(pipe.tokenizer, pipe.text_encoder, "chunk", checkpoint.max_chunks)
+    dtype = next(pipe.unet.parameters()).dtype
+    with torch.no_grad():
+        hidden = encoder.encode([*texts, *([""] * len(texts))]).to(dtype)
+    return {"prompt_embeds": hidden[: len(texts)], "negative_prompt_embeds": hidden[len(texts) :]}
+
+
 def truncated_prompts(pipe: Any, texts: set[str]) -> list[str]:
     """The prompts longer than the pipeline tokenizer's context (SD: 77 CLIP tokens), sorted."""
     tokenizer = getattr(pipe, "tokenizer", None)
@@ -398,7 +425,14 @@ def run(ctx: JobContext) -> None:
         pipe = load_pipeline(checkpoint, device, dtype)
         scheduler = type(pipe.scheduler).__name__
         prompts_used = {rewrites[i.prompt].text if i.regime == "upsampled" else i.prompt for i in todo}
-        if long := truncated_prompts(pipe, prompts_used):
+        if checkpoint.max_chunks:
+            log.info(
+                "checkpoint %s was trained with chunked long captions: prompts are encoded in up to %d "
+                "windows of 75 tokens, as in training",
+                checkpoint.label,
+                checkpoint.max_chunks,
+            )
+        elif long := truncated_prompts(pipe, prompts_used):
             log.warning(
                 "%d of the %d distinct prompts fed to %s exceed its text encoder's context and are "
                 "truncated by the pipeline (its tail never conditions the image), e.g. %r",
@@ -418,7 +452,7 @@ def run(ctx: JobContext) -> None:
                 size = {"height": cfg.resolution, "width": cfg.resolution} if cfg.resolution else {}
                 started = time.perf_counter()
                 output = pipe(
-                    prompt=texts,
+                    **prompt_inputs(pipe, checkpoint, texts),
                     num_inference_steps=cfg.inference_steps,
                     guidance_scale=cfg.guidance_scale,
                     generator=[torch.Generator("cpu").manual_seed(i.seed) for i in batch],
