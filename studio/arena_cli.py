@@ -1,7 +1,306 @@
-"""Commands for the Arena: ``arena create|import-votes|export-votes|results`` (placeholder, issue 5)."""
+"""Commands for the Arena: ``arena create|list|close|import-votes|export-votes|results``.
+
+Registered on the main app in :mod:`studio.cli`; like :mod:`studio.runs_cli` this module never
+imports ``studio.cli`` and takes the workspace from the root ``--home`` through the click context.
+
+Exit codes: 0 success, 2 bad usage or bad input (unknown campaign or dataset, malformed CSV rows,
+a corrupt image) — with one ``error:`` line on stderr and nothing written.
+``--json`` prints one JSON object as the last line of stdout.
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+from rich.table import Table
+
+from backend.db import migrate
+from backend.workspace import Workspace, open_workspace
+from studio.console import fail, out
 
 arena_app = typer.Typer(help="Blind pairwise evaluation campaigns.", no_args_is_help=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON summary as the last line of stdout.")]
+DEFAULT_T2I_CRITERIA = "matches the prompt"
+DEFAULT_CAPTION_CRITERIA = "describes the image better"
+
+
+def _ws(ctx: typer.Context) -> Workspace:
+    """The workspace named by the root command's ``--home`` (or the environment / default)."""
+    ws = open_workspace(ctx.find_root().params.get("home"))
+    migrate(ws)
+    return ws
+
+
+def _split(value: str | None) -> list[str]:
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
+def _fmt(value: Any, digits: int = 0) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "—"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+@arena_app.command("create")
+def create_cmd(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Campaign name (unique).")],
+    from_generated: Annotated[
+        str | None, typer.Option("--from-generated", help="Dataset(s) of generated images, comma-separated.")
+    ] = None,
+    from_folders: Annotated[
+        Path | None, typer.Option("--from-folders", help="Folder with one sub-folder of images per system.")
+    ] = None,
+    prompts: Annotated[
+        Path | None,
+        typer.Option(
+            "--prompts", help="CSV for --from-folders: system,file,prompt[,category,seed,caption_condition]."
+        ),
+    ] = None,
+    captions: Annotated[
+        str | None, typer.Option("--captions", help="Dataset whose caption kinds compete (caption arena).")
+    ] = None,
+    kinds: Annotated[
+        str | None, typer.Option("--kinds", help="Caption kinds for --captions, e.g. alttext,recap_long.")
+    ] = None,
+    criteria: Annotated[
+        str | None,
+        typer.Option(
+            "--criteria",
+            help=f"Comma-separated questions (default '{DEFAULT_T2I_CRITERIA}', "
+            f"captions '{DEFAULT_CAPTION_CRITERIA}').",
+        ),
+    ] = None,
+    target: Annotated[int, typer.Option("--target", help="Votes wanted per pair and criterion.")] = 3,
+    repeat_share: Annotated[
+        float, typer.Option("--repeat-share", help="Share of votes asked again with sides swapped (0-0.5).")
+    ] = 0.1,
+    gold_share: Annotated[
+        float, typer.Option("--gold-share", help="Share of votes on gold pairs with a known answer (0-0.5).")
+    ] = 0.0,
+    max_images: Annotated[int, typer.Option("--max-images", help="Images drawn for --captions.")] = 200,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for drawing images and gold pairs.")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a campaign from generated datasets, image folders + prompts CSV, or caption kinds."""
+    from backend import arena
+
+    sources = [
+        o
+        for o, v in (
+            ("--from-generated", from_generated),
+            ("--from-folders", from_folders),
+            ("--captions", captions),
+        )
+        if v
+    ]
+    if len(sources) != 1:
+        raise fail(
+            "give exactly one source: --from-generated DATASET[,DATASET], --from-folders ROOT --prompts CSV, "
+            f"or --captions DATASET --kinds K1,K2 (got {', '.join(sources) or 'none'})"
+        )
+    if from_folders is not None and prompts is None:
+        raise fail("--from-folders needs --prompts CSV (columns system,file,prompt)")
+    if prompts is not None and from_folders is None:
+        raise fail("--prompts goes with --from-folders ROOT")
+    if captions is not None and len(_split(kinds)) < 2:
+        raise fail(
+            "--captions needs --kinds with at least two caption kinds, e.g. --kinds alttext,recap_long"
+        )
+    if kinds is not None and captions is None:
+        raise fail("--kinds goes with --captions DATASET")
+    plan = dict(target_per_pair=target, repeat_share=repeat_share, gold_share=gold_share, seed=seed)
+    ws = _ws(ctx)
+    try:
+        if from_generated:
+            crit = _split(criteria or DEFAULT_T2I_CRITERIA)
+            campaign = arena.create_campaign_from_generated(ws, name, _split(from_generated), crit, **plan)
+        elif from_folders is not None:
+            crit = _split(criteria or DEFAULT_T2I_CRITERIA)
+            campaign = arena.create_campaign_from_folders(ws, name, from_folders, prompts, crit, **plan)  # type: ignore[arg-type]
+        else:
+            crit = _split(criteria or DEFAULT_CAPTION_CRITERIA)
+            campaign = arena.create_caption_campaign(
+                ws, name, captions or "", _split(kinds), criteria=crit, max_images=max_images, **plan
+            )
+    except arena.ArenaError as exc:
+        raise fail(str(exc)) from None
+    summary = next(s for s in arena.list_campaigns(ws) if s.id == campaign.id)
+    if as_json:
+        print(json.dumps(_summary_dict(summary), default=str))
+        return
+    out.print(
+        f"Created {summary.kind} campaign '{summary.name}': {summary.systems} systems, {summary.pairs} pairs"
+        f"{f' + {summary.gold_pairs} gold' if summary.gold_pairs else ''}, criteria: {', '.join(summary.criteria)}; "
+        f"{summary.total} votes wanted ({summary.target_per_pair} per pair and criterion).",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _summary_dict(s: Any) -> dict[str, Any]:
+    return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in s.__dict__.items()}
+
+
+@arena_app.command("list")
+def list_cmd(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Campaigns with their progress."""
+    from backend import arena
+
+    rows = arena.list_campaigns(_ws(ctx))
+    if as_json:
+        print(json.dumps([_summary_dict(s) for s in rows], default=str))
+        return
+    table = Table("campaign", "kind", "status", "systems", "pairs", "votes", "annotators", "progress")
+    for s in rows:
+        table.add_row(
+            s.name, s.kind, s.status, str(s.systems), str(s.pairs), str(s.judgments), str(s.annotators),
+            f"{s.done}/{s.total}",
+        )  # fmt: skip
+    out.print(table)
+
+
+@arena_app.command("close")
+def close_cmd(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Campaign name.")],
+    reopen: Annotated[bool, typer.Option("--reopen", help="Open it again instead.")] = False,
+) -> None:
+    """Stop handing out pairs (votes on pairs already shown are still taken)."""
+    from backend import arena
+
+    try:
+        campaign = arena.close_campaign(_ws(ctx), name, reopen=reopen)
+    except arena.ArenaError as exc:
+        raise fail(str(exc)) from None
+    out.print(f"Campaign '{campaign.name}' is {campaign.status}.", markup=False)
+
+
+@arena_app.command("import-votes")
+def import_votes_cmd(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Campaign (created when new).")],
+    file: Annotated[
+        Path, typer.Argument(help="CSV with columns prompt,left,right,winner,annotator,criterion.")
+    ],
+    as_json: JsonOpt = False,
+) -> None:
+    """Import judgments; any malformed row refuses the whole file (with line numbers)."""
+    from backend import arena
+
+    try:
+        report = arena.import_votes_csv(_ws(ctx), name, file)
+    except arena.ArenaError as exc:
+        raise fail(str(exc)) from None
+    if as_json:
+        print(json.dumps(report.as_dict()))
+        return
+    out.print(
+        f"Imported {report.votes} votes into {'new ' if report.created_campaign else ''}campaign "
+        f"'{report.campaign}' ({len(report.systems_created)} new systems, "
+        f"{len(report.annotators_created)} new annotators, {report.pairs_created} new pairs).",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@arena_app.command("export-votes")
+def export_votes_cmd(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Campaign name.")],
+    file: Annotated[Path, typer.Argument(help="CSV file to write.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Write every judgment (the import columns plus timing, flags and source) to a CSV."""
+    from backend import arena
+
+    try:
+        n = arena.export_votes_csv(_ws(ctx), name, file)
+    except arena.ArenaError as exc:
+        raise fail(str(exc)) from None
+    except OSError as exc:
+        raise fail(f"cannot write {file}: {exc.strerror or exc}", 1) from None
+    if as_json:
+        print(json.dumps({"campaign": name, "votes": n, "path": str(file)}))
+        return
+    out.print(f"Exported {n} votes of '{name}' to {file}", markup=False, highlight=False)
+
+
+@arena_app.command("results")
+def results_cmd(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Campaign name.")],
+    criterion: Annotated[str | None, typer.Option("--criterion", help="Only this criterion.")] = None,
+    bootstrap: Annotated[
+        int, typer.Option("--bootstrap", min=1, help="Bootstrap rounds for intervals.")
+    ] = 100,
+    seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
+    csv_path: Annotated[
+        Path | None, typer.Option("--csv", help="Also write the rating table to this CSV.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Bradley–Terry ratings with 95 % bootstrap intervals, win counts, left bias and agreement."""
+    from backend import arena
+
+    ws = _ws(ctx)
+    try:
+        if csv_path is not None:
+            results = arena.export_results_csv(
+                ws, name, csv_path, criterion=criterion, bootstrap_rounds=bootstrap, seed=seed
+            )
+        else:
+            results = arena.campaign_results(
+                ws, name, criterion=criterion, bootstrap_rounds=bootstrap, seed=seed
+            )
+    except arena.ArenaError as exc:
+        raise fail(str(exc)) from None
+    data = results.to_json()
+    if as_json:
+        print(json.dumps(data, default=str))
+        return
+    title = f"{data['campaign']}: {data['n_votes']} votes" + (f" · {criterion}" if criterion else "")
+    table = Table(
+        "rank",
+        "system",
+        "rating",
+        "95% interval",
+        "W",
+        "L",
+        "T",
+        "caption condition",
+        "captioner",
+        title=title,
+    )
+    for row in data["ratings"]:
+        meta = data["systems"][row["system"]]
+        interval = f"{_fmt(row['lower'])} – {_fmt(row['upper'])}" if row["lower"] is not None else "—"
+        table.add_row(
+            _fmt(row["rank"]), row["system"], _fmt(row["rating"]), interval, str(row["wins"]),
+            str(row["losses"]), str(row["ties"]), meta.get("caption_condition") or "—", meta.get("captioner") or "—",
+        )  # fmt: skip
+    out.print(table)
+    bias = data["left_bias"]
+    if bias and bias["share"] is not None:
+        out.print(
+            f"Left side won {bias['share']:.0%} of {bias['decisive']} decisive votes "
+            f"(95% {bias['lower']:.0%}–{bias['upper']:.0%}, p={bias['p_value']:.3g}).",
+            markup=False,
+            highlight=False,
+        )
+    agreement = data["agreement"]
+    if agreement:
+        out.print(
+            f"Agreement: Fleiss κ {_fmt(agreement['fleiss'].get('kappa'), 2)}, "
+            f"Krippendorff α {_fmt(agreement['alpha'].get('alpha'), 2)}.",
+            markup=False,
+            highlight=False,
+        )
+    for warning in data["warnings"]:
+        out.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)

@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 from sqlmodel import SQLModel
 
+import backend.arena.models  # noqa: F401 - arena campaigns, pairs, tickets and judgments (migration 0005)
 import backend.evaluation  # noqa: F401 - automatic metrics of generated images (migration 0004)
 import backend.jobs.models  # noqa: F401 - the job system's tables (migration 0002)
 import backend.models  # noqa: F401 - registers the tables on SQLModel.metadata

@@ -1,0 +1,178 @@
+"""The Arena: blind pairwise judging of T2I systems or caption sources (see contracts/ARENA.md).
+
+Public API (the CLI, the Arena tab and the load benchmark use exactly this; all take the
+workspace first and a campaign by name or id)::
+
+    create_campaign_from_generated / create_campaign_from_folders / create_caption_campaign
+    list_campaigns, get_campaign, close_campaign
+    next_ticket, submit_vote, skip_ticket
+    import_votes_csv, export_votes_csv, export_results_csv
+    campaign_votes, campaign_results
+
+Modules: :mod:`.models` (tables, migration 0005), :mod:`.campaigns` (creation), :mod:`.scheduling`
+(tickets and votes), :mod:`.votes_io` (CSV), :mod:`.results` (statistics via :mod:`backend.stats`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import text
+from sqlmodel import select
+
+from backend.arena.campaigns import (
+    create_campaign_from_folders,
+    create_campaign_from_generated,
+    create_caption_campaign,
+)
+from backend.arena.common import (
+    ArenaError,
+    CampaignNotFound,
+    CampaignRef,
+    RowErrors,
+    TicketError,
+    find_campaign,
+)
+from backend.arena.models import (
+    ArenaSystem,
+    ArenaTicket,
+    Campaign,
+    CampaignStatus,
+    EvalImage,
+    EvalPair,
+    Judgment,
+)
+from backend.arena.scheduling import Ticket, VoteReceipt, next_ticket, skip_ticket, submit_vote
+from backend.arena.votes_io import ImportReport, export_votes_csv, import_votes_csv
+from backend.db import read_session, write_session
+from backend.workspace import Workspace
+
+if TYPE_CHECKING:
+    from backend.arena.results import CampaignResults, campaign_results, campaign_votes, export_results_csv
+
+_LAZY = {"CampaignResults", "campaign_results", "campaign_votes", "export_results_csv"}
+
+
+def __getattr__(name: str) -> Any:
+    """Results pull in scipy/sklearn (seconds to import): loaded on first use, not for every command."""
+    if name in _LAZY:
+        from backend.arena import results
+
+        return getattr(results, name)
+    raise AttributeError(f"module 'backend.arena' has no attribute {name!r}")
+
+
+__all__ = [
+    "ArenaError",
+    "ArenaSystem",
+    "ArenaTicket",
+    "Campaign",
+    "CampaignNotFound",
+    "CampaignResults",
+    "CampaignSummary",
+    "EvalImage",
+    "EvalPair",
+    "ImportReport",
+    "Judgment",
+    "RowErrors",
+    "Ticket",
+    "TicketError",
+    "VoteReceipt",
+    "campaign_results",
+    "campaign_votes",
+    "close_campaign",
+    "create_caption_campaign",
+    "create_campaign_from_folders",
+    "create_campaign_from_generated",
+    "export_results_csv",
+    "export_votes_csv",
+    "get_campaign",
+    "import_votes_csv",
+    "list_campaigns",
+    "next_ticket",
+    "skip_ticket",
+    "submit_vote",
+]
+
+
+@dataclass(frozen=True)
+class CampaignSummary:
+    id: int
+    name: str
+    kind: str
+    status: str
+    source: str
+    criteria: list[str]
+    target_per_pair: int
+    systems: int
+    pairs: int  # regular pairs (gold pairs not counted)
+    gold_pairs: int
+    judgments: int
+    annotators: int
+    done: int  # votes towards the target (capped per pair and criterion)
+    total: int  # votes wanted: pairs x criteria x target per pair
+    created_at: datetime
+
+
+def get_campaign(ws: Workspace, ref: CampaignRef) -> Campaign:
+    with read_session(ws) as s:
+        return find_campaign(s, ref)
+
+
+def list_campaigns(ws: Workspace) -> list[CampaignSummary]:
+    """Every campaign with its progress, newest first."""
+    out = []
+    with read_session(ws) as s:
+        for c in s.exec(select(Campaign).order_by(Campaign.id.desc())):  # type: ignore[union-attr]
+            q = {"c": c.id, "t": c.target_per_pair}
+            systems, pairs, gold = s.exec(
+                text(
+                    "SELECT (SELECT count(*) FROM arenasystem WHERE campaign_id = :c), "
+                    "(SELECT count(*) FROM evalpair WHERE campaign_id = :c AND is_gold = 0), "
+                    "(SELECT count(*) FROM evalpair WHERE campaign_id = :c AND is_gold = 1)"
+                ).bindparams(c=c.id)
+            ).one()
+            judgments, annotators = s.exec(
+                text(
+                    "SELECT count(*), count(DISTINCT annotator_id) FROM judgment WHERE campaign_id = :c"
+                ).bindparams(c=c.id)
+            ).one()
+            done = s.exec(
+                text(
+                    "SELECT coalesce(sum(min(n, :t)), 0) FROM (SELECT count(*) AS n FROM judgment j "
+                    "JOIN evalpair p ON p.id = j.pair_id WHERE j.campaign_id = :c AND j.is_repeat = 0 "
+                    "AND p.is_gold = 0 GROUP BY j.pair_id, j.criterion)"
+                ).bindparams(**q)
+            ).one()[0]
+            out.append(
+                CampaignSummary(
+                    c.id,  # type: ignore[arg-type]
+                    c.name,
+                    c.kind,
+                    c.status,
+                    c.source,
+                    list(c.criteria),
+                    c.target_per_pair,
+                    systems,
+                    pairs,
+                    gold,
+                    judgments,
+                    annotators,
+                    int(done),
+                    pairs * len(c.criteria) * c.target_per_pair,
+                    c.created_at,
+                )  # fmt: skip
+            )
+    return out
+
+
+def close_campaign(ws: Workspace, ref: CampaignRef, *, reopen: bool = False) -> Campaign:
+    """Stop handing out tickets (votes on tickets already issued are still accepted)."""
+    with write_session(ws) as s:
+        campaign = find_campaign(s, ref)
+        campaign.status = CampaignStatus.open.value if reopen else CampaignStatus.closed.value
+        s.add(campaign)
+        s.flush()
+        return campaign

@@ -1,0 +1,439 @@
+"""Tickets and votes: which pair an annotator judges next, and recording the verdict.
+
+The scheduler runs inside one ``BEGIN IMMEDIATE`` transaction per call, so 20 annotators
+asking at once are served one after another on a consistent view; the load it balances
+counts votes *and* open tickets, so concurrent annotators spread over different pairs instead
+of piling onto the same least-voted one. Order of preference for an annotator:
+
+1. the open ticket they already hold (a reload returns it: same pair, same sides);
+2. a planned swapped-order repeat, when their repeats fall below ``repeat_share`` of their
+   regular votes: one of their earlier pairs (not among their last three) with the sides
+   swapped, so ``swap_consistency`` can tell a preference from a side habit;
+3. a gold pair, when their gold votes fall below ``gold_share`` of their votes;
+4. the regular (pair, criterion) with the fewest votes + open tickets, then the least
+   judged *system pair*, then at random; never one they judged, hold or skipped, and only
+   while it has fewer than ``target_per_pair`` votes.
+
+Sides are drawn from the OS's random source per ticket and stored on the ticket and the
+judgment. The :class:`Ticket` handed out carries an opaque token and what to show — no
+system name, no item or pair id.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, text
+from sqlmodel import Session, select
+
+from backend.arena.common import ArenaError, CampaignRef, TicketError, find_campaign
+from backend.arena.models import (
+    ArenaTicket,
+    Campaign,
+    CampaignKind,
+    CampaignStatus,
+    Choice,
+    Judgment,
+)
+from backend.db import write_session
+from backend.models import utcnow
+from backend.storage import image_path
+from backend.workspace import Workspace
+
+# an open ticket older than this no longer reserves its pair for balancing (the annotator
+# walked away); it is still theirs and is returned when they come back
+TICKET_RESERVE = timedelta(minutes=10)
+RECENT_NOT_REPEATED = 3  # a repeat never re-asks one of the annotator's last few pairs
+MAX_ELAPSED_MS = 24 * 3600 * 1000
+_sides = random.SystemRandom()
+# Within one process (the studio server), arena writers queue on this lock before SQLite's: the
+# busy timeout polls with growing sleeps and lets newcomers overtake, which starved a few of 20
+# concurrent annotators for seconds; a queue on a lock is served far more evenly. Other processes
+# (CLI, jobs) are still serialised by BEGIN IMMEDIATE.
+_writers = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """What the judging page shows. Deliberately nothing that identifies a system or an item."""
+
+    token: str
+    campaign: str
+    kind: str  # "t2i" | "caption"
+    criterion: str
+    prompt: str
+    left_image: Path | None
+    right_image: Path | None
+    left_text: str | None  # caption arena only
+    right_text: str | None
+    done: int  # votes the campaign has towards its target (all annotators)
+    total: int  # votes the campaign needs: regular pairs x criteria x target per pair
+    mine: int = 0  # votes this annotator gave in this campaign
+
+
+@dataclass(frozen=True)
+class VoteReceipt:
+    """Revealed after the vote: which systems were shown, and whether more work is waiting."""
+
+    left_system: str
+    right_system: str
+    next_available: bool
+    duplicate: bool = False  # True when this token had been voted already (double submit)
+
+
+def _check_annotator(session: Session, annotator_id: int) -> None:
+    row = session.exec(text('SELECT active FROM "user" WHERE id = :u').bindparams(u=annotator_id)).first()
+    if row is None or not row[0]:
+        raise ArenaError(f"annotator #{annotator_id} does not exist or is not active")
+
+
+def _progress(session: Session, campaign: Campaign, annotator_id: int | None) -> tuple[int, int, int]:
+    """(votes towards the target, votes wanted, this annotator's votes) in one query."""
+    regular, done, mine = session.exec(
+        text(
+            "SELECT (SELECT count(*) FROM evalpair WHERE campaign_id = :c AND is_gold = 0), "
+            "(SELECT count(*) FROM judgment j JOIN evalpair p ON p.id = j.pair_id "
+            " WHERE j.campaign_id = :c AND j.is_repeat = 0 AND p.is_gold = 0), "
+            "(SELECT count(*) FROM judgment WHERE campaign_id = :c AND annotator_id = :a)"
+        ).bindparams(c=campaign.id, a=annotator_id if annotator_id is not None else -1)
+    ).one()
+    total = regular * len(campaign.criteria) * campaign.target_per_pair
+    return min(int(done), total), total, int(mine)
+
+
+_VIEW_SQL = text(
+    "SELECT p.prompt, pi.sha256, pi.ext, li.sha256, li.ext, ri.sha256, ri.ext, lc.text, rc.text "
+    "FROM arenaticket t JOIN evalpair p ON p.id = t.pair_id "
+    "JOIN evalimage l ON l.id = t.left_id JOIN evalimage r ON r.id = t.right_id "
+    "LEFT JOIN image pi ON pi.id = p.image_id "
+    "LEFT JOIN image li ON li.id = l.image_id LEFT JOIN image ri ON ri.id = r.image_id "
+    "LEFT JOIN caption lc ON lc.id = l.caption_id LEFT JOIN caption rc ON rc.id = r.caption_id "
+    "WHERE t.id = :t"
+)
+
+
+def _view(ws: Workspace, session: Session, campaign: Campaign, ticket: ArenaTicket) -> Ticket:
+    prompt, p_sha, p_ext, l_sha, l_ext, r_sha, r_ext, l_text, r_text = session.exec(
+        _VIEW_SQL.bindparams(t=ticket.id)
+    ).one()
+
+    def path(sha: str | None, ext: str | None) -> Path | None:
+        return image_path(ws, sha, ext) if sha and ext else None
+
+    done, total, mine = _progress(session, campaign, ticket.annotator_id)
+    if campaign.kind == CampaignKind.caption.value:
+        shown = path(p_sha, p_ext)
+        return Ticket(
+            ticket.token, campaign.name, campaign.kind, ticket.criterion, "", shown, shown,
+            l_text, r_text, done, total, mine,
+        )  # fmt: skip
+    return Ticket(
+        ticket.token, campaign.name, campaign.kind, ticket.criterion, prompt,
+        path(l_sha, l_ext), path(r_sha, r_ext), None, None, done, total, mine,
+    )  # fmt: skip
+
+
+@dataclass
+class _PairRow:
+    id: int
+    a_id: int
+    b_id: int
+    system_pair: tuple[int, int]
+    is_gold: bool
+
+
+# pairs never change once written (imports only add), so each process keeps them per campaign
+# and re-reads only when the count or the newest id differs
+_pair_cache: dict[tuple[str, int], tuple[tuple[int, int], list[_PairRow]]] = {}
+_pair_lock = threading.Lock()
+
+
+def _pairs(session: Session, db_url: str, campaign_id: int) -> list[_PairRow]:
+    stamp = tuple(
+        session.exec(
+            text("SELECT count(*), coalesce(max(id), 0) FROM evalpair WHERE campaign_id = :c").bindparams(
+                c=campaign_id
+            )
+        ).one()
+    )
+    with _pair_lock:
+        cached = _pair_cache.get((db_url, campaign_id))
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    rows = session.exec(
+        text(
+            "SELECT id, a_id, b_id, a_system_id, b_system_id, is_gold FROM evalpair WHERE campaign_id = :c"
+        ).bindparams(c=campaign_id)
+    ).all()
+    pairs = [_PairRow(r[0], r[1], r[2], (min(r[3], r[4]), max(r[3], r[4])), bool(r[5])) for r in rows]
+    with _pair_lock:
+        _pair_cache[(db_url, campaign_id)] = (stamp, pairs)  # type: ignore[assignment]
+    return pairs
+
+
+def _choose(
+    session: Session, db_url: str, campaign: Campaign, annotator_id: int, rng: random.Random
+) -> tuple[_PairRow, str, bool, int | None] | None:
+    """(pair, criterion, is_repeat, left item for a repeat) for the annotator's next ticket."""
+    cid = campaign.id
+    pairs = _pairs(session, db_url, cid)  # type: ignore[arg-type]
+    by_id = {p.id: p for p in pairs}
+    mine = session.exec(
+        text(
+            "SELECT pair_id, criterion, is_repeat, left_image_id, id FROM judgment "
+            "WHERE campaign_id = :c AND annotator_id = :a ORDER BY id"
+        ).bindparams(c=cid, a=annotator_id)
+    ).all()
+    held = session.exec(
+        text(
+            "SELECT pair_id, criterion, is_repeat FROM arenaticket WHERE campaign_id = :c AND annotator_id = :a"
+        ).bindparams(c=cid, a=annotator_id)
+    ).all()  # used, skipped or open: never offered again (repeats aside)
+    touched = {(r[0], r[1]) for r in mine} | {(r[0], r[1]) for r in held}
+    regular_mine = [r for r in mine if not r[2] and not by_id[r[0]].is_gold]
+    repeats_mine = {(r[0], r[1]) for r in mine if r[2]} | {(r[0], r[1]) for r in held if r[2]}
+    gold_mine = sum(1 for key in touched if by_id[key[0]].is_gold)
+
+    # 2. planned swapped-order repeat
+    if campaign.repeat_share > 0 and len(repeats_mine) < math.floor(
+        campaign.repeat_share * len(regular_mine)
+    ):
+        older = regular_mine[:-RECENT_NOT_REPEATED] if len(regular_mine) > RECENT_NOT_REPEATED else []
+        eligible = [r for r in older if (r[0], r[1]) not in repeats_mine]
+        if eligible:
+            pair_id, criterion, _, left_before, _ = rng.choice(eligible)
+            pair = by_id[pair_id]
+            return pair, criterion, True, pair.b_id if left_before == pair.a_id else pair.a_id
+
+    # 3. gold pair, asked under the first criterion
+    gold = [p for p in pairs if p.is_gold]
+    gold_due = math.floor(campaign.gold_share * (len(regular_mine) + gold_mine + 1))
+    if gold and gold_mine < gold_due:
+        criterion = campaign.criteria[0]
+        fresh = [p for p in gold if (p.id, criterion) not in touched]
+        if fresh:
+            return rng.choice(fresh), criterion, False, None
+
+    # 4. the least-voted regular (pair, criterion), then the least-voted system pair
+    load: dict[tuple[int, str], int] = {}
+    votes: dict[tuple[int, str], int] = {}
+    for pair_id, criterion, n in session.exec(
+        text(
+            "SELECT pair_id, criterion, count(*) FROM judgment WHERE campaign_id = :c AND is_repeat = 0 "
+            "GROUP BY pair_id, criterion"
+        ).bindparams(c=cid)
+    ).all():
+        votes[(pair_id, criterion)] = n
+        load[(pair_id, criterion)] = n
+    cutoff = utcnow() - TICKET_RESERVE
+    for pair_id, criterion, n in session.exec(
+        select(ArenaTicket.pair_id, ArenaTicket.criterion, func.count())
+        .where(
+            ArenaTicket.campaign_id == cid,
+            ArenaTicket.used == False,  # noqa: E712
+            ArenaTicket.skipped == False,  # noqa: E712
+            ArenaTicket.is_repeat == False,  # noqa: E712
+            ArenaTicket.issued_at > cutoff,
+        )
+        .group_by(ArenaTicket.pair_id, ArenaTicket.criterion)
+    ).all():
+        load[(pair_id, criterion)] = load.get((pair_id, criterion), 0) + n
+    system_load: dict[tuple[tuple[int, int], str], int] = {}
+    for (pair_id, criterion), n in load.items():
+        pair = by_id.get(pair_id)
+        if pair is not None and not pair.is_gold:
+            key = (pair.system_pair, criterion)
+            system_load[key] = system_load.get(key, 0) + n
+    target = campaign.target_per_pair
+    best_rank: tuple[int, int, int] | None = None
+    best: list[tuple[_PairRow, str]] = []  # every slot at the best rank; one is drawn at random
+    spare_rank: tuple[int, int] | None = None  # used only when every free slot is reserved
+    spare: list[tuple[_PairRow, str]] = []
+    for pair in pairs:
+        if pair.is_gold:
+            continue
+        for criterion in campaign.criteria:
+            key = (pair.id, criterion)
+            n_votes = votes.get(key, 0)
+            if n_votes >= target or key in touched:
+                continue
+            n_load = load.get(key, 0)
+            if n_load < target:
+                if best_rank is not None and n_load > best_rank[0]:
+                    continue
+                rank = (n_load, system_load.get((pair.system_pair, criterion), 0), n_votes)
+                if best_rank is None or rank < best_rank:
+                    best_rank, best = rank, [(pair, criterion)]
+                elif rank == best_rank:
+                    best.append((pair, criterion))
+            elif best_rank is None:
+                rank2 = (n_votes, system_load.get((pair.system_pair, criterion), 0))
+                if spare_rank is None or rank2 < spare_rank:
+                    spare_rank, spare = rank2, [(pair, criterion)]
+                elif rank2 == spare_rank:
+                    spare.append((pair, criterion))
+    pool = best or spare
+    if not pool:
+        return None
+    pair, criterion = rng.choice(pool)
+    return pair, criterion, False, None
+
+
+def _open_ticket(session: Session, campaign_id: int, annotator_id: int) -> ArenaTicket | None:
+    return session.exec(
+        select(ArenaTicket).where(
+            ArenaTicket.campaign_id == campaign_id,
+            ArenaTicket.annotator_id == annotator_id,
+            ArenaTicket.used == False,  # noqa: E712
+            ArenaTicket.skipped == False,  # noqa: E712
+        )
+    ).first()
+
+
+def next_ticket(
+    ws: Workspace, campaign: CampaignRef, annotator_id: int, *, rng: random.Random | None = None
+) -> Ticket | None:
+    """The annotator's open ticket, or a new one; None when the campaign needs nothing more from them."""
+    with _writers, write_session(ws) as s:
+        row = find_campaign(s, campaign)
+        _check_annotator(s, annotator_id)
+        ticket = _open_ticket(s, row.id, annotator_id)  # type: ignore[arg-type]
+        if ticket is None:
+            if row.status != CampaignStatus.open.value:
+                return None
+            chosen = _choose(s, ws.db_url, row, annotator_id, rng or random.Random())
+            if chosen is None:
+                return None
+            pair, criterion, is_repeat, left_id = chosen
+            if left_id is None:
+                left_id = pair.a_id if _sides.random() < 0.5 else pair.b_id
+            ticket = ArenaTicket(
+                token=secrets.token_urlsafe(18),
+                campaign_id=row.id,  # type: ignore[arg-type]
+                pair_id=pair.id,
+                annotator_id=annotator_id,
+                criterion=criterion,
+                left_id=left_id,
+                right_id=pair.b_id if left_id == pair.a_id else pair.a_id,
+                is_repeat=is_repeat,
+            )
+            s.add(ticket)
+            s.flush()
+        return _view(ws, s, row, ticket)
+
+
+def _ticket(session: Session, token: str, annotator_id: int) -> ArenaTicket:
+    ticket = session.exec(select(ArenaTicket).where(ArenaTicket.token == str(token))).first()
+    if ticket is None:
+        raise TicketError("unknown ticket; ask for the next pair again")
+    if ticket.annotator_id != annotator_id:
+        raise TicketError("this ticket was issued to another annotator")
+    return ticket
+
+
+def _clean_flags(flags: Any) -> dict[str, Any] | None:
+    if flags is None:
+        return None
+    if isinstance(flags, (list, tuple, set)):
+        return {str(f): True for f in flags}
+    if isinstance(flags, dict):
+        return {str(k): v for k, v in flags.items()}
+    raise ArenaError(f"flags must be a list of names or a mapping, not {type(flags).__name__}")
+
+
+def _receipt(session: Session, ticket: ArenaTicket, campaign: Campaign, duplicate: bool) -> VoteReceipt:
+    left, right = session.exec(
+        text(
+            "SELECT (SELECT s.name FROM evalimage e JOIN arenasystem s ON s.id = e.system_id WHERE e.id = :l), "
+            "(SELECT s.name FROM evalimage e JOIN arenasystem s ON s.id = e.system_id WHERE e.id = :r)"
+        ).bindparams(l=ticket.left_id, r=ticket.right_id)
+    ).one()
+    done, total, _ = _progress(session, campaign, None)
+    more = campaign.status == CampaignStatus.open.value and done < total
+    return VoteReceipt(left or "?", right or "?", more, duplicate)
+
+
+def submit_vote(
+    ws: Workspace,
+    token: str,
+    annotator_id: int,
+    choice: str,
+    elapsed_ms: int | float | None,
+    flags: Any = None,
+) -> VoteReceipt:
+    """Record the verdict for a ticket. A second submit of the same ticket returns the first receipt.
+
+    ``server_ms`` is measured from entry to the moment the row is written (lock wait and
+    inserts included, the commit's fsync not).
+    """
+    started = time.perf_counter()
+    if choice not in {c.value for c in Choice}:
+        raise ArenaError(f"choice {choice!r} must be one of left, right, tie, both_bad")
+    if elapsed_ms is not None:
+        try:
+            elapsed_ms = int(elapsed_ms)
+        except (TypeError, ValueError):
+            raise ArenaError(
+                f"elapsed_ms must be a whole number of milliseconds, not {elapsed_ms!r}"
+            ) from None
+        if not 0 <= elapsed_ms <= MAX_ELAPSED_MS:
+            raise ArenaError(f"elapsed_ms {elapsed_ms} is out of range (0 to {MAX_ELAPSED_MS})")
+    clean_flags = _clean_flags(flags)
+    with _writers, write_session(ws) as s:
+        ticket = _ticket(s, token, annotator_id)
+        campaign = s.get(Campaign, ticket.campaign_id)
+        assert campaign is not None
+        if ticket.used:
+            return _receipt(s, ticket, campaign, duplicate=True)
+        if ticket.skipped:
+            raise TicketError("this ticket was skipped; ask for the next pair")
+        clash = s.exec(
+            select(Judgment.id).where(
+                Judgment.pair_id == ticket.pair_id,
+                Judgment.annotator_id == annotator_id,
+                Judgment.criterion == ticket.criterion,
+                Judgment.is_repeat == ticket.is_repeat,
+            )
+        ).first()
+        if clash is not None:
+            raise TicketError("you have already judged this pair under this criterion")
+        judgment = Judgment(
+            campaign_id=ticket.campaign_id,
+            pair_id=ticket.pair_id,
+            ticket_id=ticket.id,
+            annotator_id=annotator_id,
+            criterion=ticket.criterion,
+            left_image_id=ticket.left_id,
+            choice=choice,
+            elapsed_ms=elapsed_ms,
+            is_repeat=ticket.is_repeat,
+            flags=clean_flags,
+            source="studio",
+        )
+        ticket.used = True
+        s.add(ticket)
+        s.add(judgment)
+        s.flush()
+        judgment.server_ms = round((time.perf_counter() - started) * 1000, 3)
+        s.add(judgment)
+        s.flush()
+        return _receipt(s, ticket, campaign, duplicate=False)
+
+
+def skip_ticket(ws: Workspace, token: str, annotator_id: int) -> None:
+    """Give the ticket back; the pair is not offered to this annotator again (idempotent)."""
+    with _writers, write_session(ws) as s:
+        ticket = _ticket(s, token, annotator_id)
+        if ticket.used:
+            raise TicketError("this ticket already has a vote; it cannot be skipped")
+        if not ticket.skipped:
+            ticket.skipped = True
+            s.add(ticket)
