@@ -436,6 +436,8 @@ def test_import_votes_creates_campaign_and_refuses_malformed_rows(ws: Workspace,
     assert math.isfinite(table.loc["sysA", "rating"]) and table.loc["sysA", "wins"] == 4
     assert table.loc["sysA", "losses"] == 0 and table["rating"].idxmax() == "sysA"
     assert table.loc["sysB", "ties"] == 2  # one tie + one both_bad
+    # an imported campaign has no images to show: nothing is ever handed out for judging
+    assert arena.next_ticket(ws, "imported", users(ws, 1)[0]) is None
 
 
 def test_export_import_round_trip(ws: Workspace, tmp_path: Path) -> None:

@@ -305,6 +305,8 @@ def next_ticket(
     with _writers, write_session(ws) as s:
         row = find_campaign(s, campaign)
         _check_annotator(s, annotator_id)
+        if row.source == "import":  # judgments imported from elsewhere: no images to show here
+            return None
         ticket = _open_ticket(s, row.id, annotator_id)  # type: ignore[arg-type]
         if ticket is None:
             if row.status != CampaignStatus.open.value:
