@@ -20,7 +20,8 @@ from sqlmodel import col, select
 
 from backend import jobs
 from backend.db import read_session
-from backend.models import Caption, Image
+from backend.jobs import configs
+from backend.models import Caption, Dataset, Image
 from backend.storage import thumb_path
 from backend.workspace import UnsafePathError, Workspace
 
@@ -237,6 +238,143 @@ def run_details(ws: Workspace, run: jobs.Run, log_lines: int = 40) -> dict[str, 
     }
 
 
+# --------------------------------------------------------------------------- text-to-image runs
+
+
+def t2i_artifact(ws: Workspace, run_id: int) -> jobs.Artifact | None:
+    """The pipeline a ``t2i_train`` run produced (the newest, if it registered several)."""
+    found = jobs.list_artifacts(ws, kind=configs.T2I_ARTIFACT, run_id=run_id)
+    return found[0] if found else None
+
+
+def t2i_usage(ws: Workspace, run_id: int) -> dict[str, int]:
+    """Caption kinds fed to the text encoder during training (artifact meta ``usage``), e.g.
+    ``{"recap_short": 130, "recap_long": 126, "empty": 28}``; empty before the run finishes."""
+    artifact = t2i_artifact(ws, run_id)
+    usage = (artifact.meta or {}).get("usage") if artifact is not None else None
+    return {str(k): int(v) for k, v in usage.items()} if isinstance(usage, dict) else {}
+
+
+def t2i_train_summary(ws: Workspace, run: jobs.Run) -> dict[str, Any]:
+    """The ``t2i train --json`` line: where the pipeline is and which captions trained it."""
+    run_id = int(run.id)  # type: ignore[arg-type]
+    artifact = t2i_artifact(ws, run_id)
+    output = None
+    if artifact is not None:
+        try:
+            output = str(jobs.artifact_path(ws, artifact).resolve())
+        except UnsafePathError:
+            output = None
+    return {
+        "run_id": run.id,
+        "kind": run.kind,
+        "status": run.status,
+        "output": output,
+        "artifact": artifact.name if artifact is not None else None,
+        "usage": t2i_usage(ws, run_id),
+        "caption_condition": (artifact.meta or {}).get("caption_condition") if artifact is not None else None,
+        "message": run.message,
+    }
+
+
+def artifact_choices(ws: Workspace, kind: str) -> list[tuple[str, str]]:
+    """(label, value) of every artifact of ``kind``, newest first, for the launch forms.
+
+    The value is the artifact's name, or its id where a newer artifact shares that name (a
+    name always resolves to the newest one), as :func:`backend.jobs.configs.captioner_choices`.
+    """
+    seen: set[str] = set()
+    choices = []
+    for artifact in jobs.list_artifacts(ws, kind=kind):
+        value = artifact.name if artifact.name not in seen else str(artifact.id)
+        seen.add(artifact.name)
+        origin = f"run #{artifact.run_id}" if artifact.run_id is not None else "imported"
+        condition = (artifact.meta or {}).get("caption_condition")
+        extra = f", {condition}" if condition else ""
+        choices.append((f"{artifact.name}  ({origin}{extra}, artifact {artifact.id})", value))
+    return choices
+
+
+def generated_datasets(ws: Workspace) -> list[str]:
+    """Names of the datasets ``generate`` runs wrote (newest run first) that still exist."""
+    from backend.evaluation import generated_datasets as listed
+
+    return [entry.name for entry in listed(ws)]
+
+
+def generated_dataset_name(run: jobs.Run) -> str:
+    """The dataset a ``generate`` run writes to (see contracts/GENERATED.md)."""
+    return str((run.config or {}).get("output_dataset") or "") or f"generated-run-{run.id}"
+
+
+def generated_image_count(ws: Workspace, run: jobs.Run) -> int:
+    """Images this generation run stored (a dataset named by the user may hold other runs' too)."""
+    with read_session(ws) as s:
+        n = s.exec(
+            select(func.count())
+            .select_from(Image)
+            .join(Dataset, col(Dataset.id) == col(Image.dataset_id))
+            .where(
+                Dataset.name == generated_dataset_name(run),
+                func.json_extract(Image.meta, "$.generated.run_id") == int(run.id),  # type: ignore[arg-type]
+            )
+        ).one()
+    return int(n)
+
+
+def generate_summary(ws: Workspace, run: jobs.Run) -> dict[str, Any]:
+    """The ``generate --json`` line."""
+    return {
+        "run_id": run.id,
+        "kind": run.kind,
+        "status": run.status,
+        "dataset": generated_dataset_name(run),
+        "images": generated_image_count(ws, run),
+        "message": run.message,
+    }
+
+
+def eval_records(ws: Workspace, run_id: int) -> list[dict[str, Any]]:
+    """The aggregate metrics a ``t2i_eval`` run wrote, one dict per checkpoint × regime × metric."""
+    from backend.evaluation import EvalResult
+
+    with read_session(ws) as s:
+        rows = s.exec(
+            select(EvalResult)
+            .where(EvalResult.run_id == run_id)
+            .order_by(EvalResult.checkpoint, EvalResult.regime, EvalResult.metric)
+        ).all()
+    return [
+        {
+            "checkpoint": r.checkpoint,
+            "regime": r.regime,
+            "metric": r.metric,
+            "value": r.value,
+            "stderr": r.stderr,
+            "n": r.n,
+            "dataset": r.dataset,
+            "model": r.model,
+            "weights": r.weights,
+            "reference": r.reference,
+        }
+        for r in rows
+    ]
+
+
+def fmt_metric(record: dict[str, Any]) -> str:
+    """``31.2 ± 0.41 (n=40)``: a metric with its standard error where it has one."""
+    value = record.get("value")
+    if value is None or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return "—"
+    text = f"{value:.4g}"
+    stderr = record.get("stderr")
+    if isinstance(stderr, (int, float)) and math.isfinite(stderr):
+        text += f" ± {stderr:.2g}"
+    if record.get("n"):
+        text += f" (n={record['n']})"
+    return text
+
+
 # --------------------------------------------------------------------------- validation samples
 
 
@@ -258,7 +396,8 @@ def sample_steps(ws: Workspace, run: jobs.Run) -> list[int]:
 
 
 def load_samples(ws: Workspace, run: jobs.Run, step: int) -> list[dict[str, Any]]:
-    """The validation captions of one evaluation: ``[{image_id, image_path, human, generated}]``.
+    """The validation samples of one evaluation: a captioner's ``[{image_id, image_path, human,
+    generated}]`` or a T2I fine-tune's ``[{image_path, prompt, seed, ...}]`` (see :func:`is_t2i_sample`).
 
     A file being written, or written by a job that crashed, reads as empty rather than failing.
     """
@@ -294,3 +433,55 @@ def sample_image_file(ws: Workspace, sample: dict[str, Any]) -> Path | None:
     if not any(path.is_relative_to(folder) for folder in served):
         return None
     return path if path.is_file() else None
+
+
+def is_t2i_sample(sample: dict[str, Any]) -> bool:
+    """A text-to-image validation sample (prompt → image) rather than a captioner's (image → caption)."""
+    return "prompt" in sample
+
+
+def sample_run_image(ws: Workspace, run: jobs.Run, sample: dict[str, Any]) -> Path | None:
+    """A T2I sample's rendered image: a file inside this run's folder or the folders the studio serves.
+
+    The path may be absolute, relative to the workspace or relative to the run folder (jobs
+    write either); anything resolving elsewhere is refused, so a samples file cannot make
+    the studio read other files.
+    """
+    raw = sample.get("image_path")
+    if not isinstance(raw, str) or not raw:
+        return None
+    folder = jobs.run_dir(ws, run).resolve()
+    allowed = (folder, *served_folders(ws))
+    given = Path(raw)
+    candidates = [given] if given.is_absolute() else [ws.home / given, folder / given]
+    for candidate in candidates:
+        try:
+            path = candidate.resolve()
+        except OSError:
+            continue
+        if any(path.is_relative_to(root) for root in allowed) and path.is_file():
+            return path
+    return None
+
+
+def served_folders(ws: Workspace) -> tuple[Path, ...]:
+    """Folders the studio serves as files (``allowed_paths`` of the server)."""
+    return (ws.images_dir.resolve(), ws.thumbs_dir.resolve())
+
+
+def image_data_uri(path: Path, max_side: int = 256) -> str | None:
+    """A small PNG of ``path`` as a ``data:`` URI, for pages that may not serve run folders."""
+    import base64
+    import io
+
+    from PIL import Image as PILImage
+
+    try:
+        with PILImage.open(path) as im:
+            im = im.convert("RGB")
+            im.thumbnail((max_side, max_side))
+            buffer = io.BytesIO()
+            im.save(buffer, format="PNG")
+    except (OSError, ValueError, PILImage.DecompressionBombError):
+        return None
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")

@@ -45,7 +45,7 @@ from studio.console import err, fail, out
 
 EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 1, 2, 3
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-TINY_FAMILIES = "blip|git|ved|paligemma|qwen2_vl|qwen2_5_vl|idefics3|llava|florence2"
+TINY_FAMILIES = "blip|git|ved|paligemma|qwen2_vl|qwen2_5_vl|idefics3|llava|florence2|sd|causal_lm"
 
 captioner_app = typer.Typer(help="Fine-tune captioners.", no_args_is_help=True)
 score_app = typer.Typer(help="Score captions.", no_args_is_help=True)
@@ -635,12 +635,14 @@ def models_tiny(
     register: Annotated[
         str | None,
         typer.Option(
-            help="Also register it as a captioner artifact with this name (folder must be in the workspace)."
+            help="Also register it as an artifact with this name (folder must be in the workspace): a "
+            "captioner, a t2i pipeline (sd) or an upsampler (causal_lm)."
         ),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Build a tiny random captioner of one family, offline (for tests and demos)."""
+    """Build a tiny random model of one family, offline (for tests and demos): a captioner, a Stable
+    Diffusion pipeline (sd) or a causal language model (causal_lm)."""
     ws = _ws(ctx)
     try:
         target = tiny_out_dir(ws, out_path)
@@ -664,13 +666,18 @@ def models_tiny(
     if result.returncode != 0:
         detail = (result.stderr or result.stdout).strip().splitlines()[-5:]
         raise fail(f"building the tiny {family} model failed:\n" + "\n".join(detail), result.returncode or 1)
+    # what --register records it as: a captioner by default, sd as a T2I pipeline, causal_lm as a
+    # prompt upsampler (generate --upsampler takes it by name)
+    artifact_kind = {"sd": configs.T2I_ARTIFACT, "causal_lm": "upsampler"}.get(
+        family, configs.CAPTIONER_ARTIFACT
+    )
     artifact = None
     if register:
         try:
             artifact = jobs.add_artifact(
                 ws,
                 None,
-                configs.CAPTIONER_ARTIFACT,
+                artifact_kind,
                 register,
                 target,
                 {"tiny": True, "family": family, "seed": seed},
@@ -680,10 +687,18 @@ def models_tiny(
     if as_json:
         print(
             json.dumps(
-                {"family": family, "path": str(target), "artifact_id": artifact.id if artifact else None}
+                {
+                    "family": family,
+                    "path": str(target),
+                    "artifact_id": artifact.id if artifact else None,
+                    "artifact_kind": artifact_kind if artifact else None,
+                }
             )
         )
         return
-    out.print(f"Tiny {family} captioner in {target}", markup=False, highlight=False, soft_wrap=True)
+    what = {"sd": "Stable Diffusion pipeline", "causal_lm": "language model"}.get(family, "captioner")
+    out.print(f"Tiny {family} {what} in {target}", markup=False, highlight=False, soft_wrap=True)
     if artifact is not None:
-        out.print(f"Registered as captioner artifact '{artifact.name}' (id {artifact.id}).", markup=False)
+        out.print(
+            f"Registered as {artifact_kind} artifact '{artifact.name}' (id {artifact.id}).", markup=False
+        )

@@ -5,12 +5,12 @@ from __future__ import annotations
 import gradio as gr
 
 from backend.workspace import Workspace
-from studio import results_arena
+from studio import results_arena, results_auto
 
 
 def build(ws: Workspace, blocks: gr.Blocks) -> None:
     with gr.Tabs(elem_id="results-tabs"):
         with gr.Tab("Human ratings (Arena)", id="results-arena"):
             results_arena.build(ws, blocks)
-        with gr.Tab("Automatic metrics", id="results-auto"):
-            gr.Markdown("Not built yet.")
+        with gr.Tab("Automatic metrics", id="results-auto", elem_id="results-auto-tab") as auto_tab:
+            results_auto.build(ws, blocks, tab=auto_tab)

@@ -57,6 +57,21 @@ HUB_EXAMPLES = [
 D_TRAIN = configs.DEFAULTS["captioner_train"]
 D_RECAP = configs.DEFAULTS["recaption"]
 D_CLIP = configs.DEFAULTS["clip_score"]
+D_T2I = configs.DEFAULTS["t2i_train"]
+D_GEN = configs.DEFAULTS["generate"]
+D_EVAL = configs.DEFAULTS["t2i_eval"]
+T2I_HUB_EXAMPLES = [(f"{configs.DEFAULT_T2I_BASE}  (hub)", configs.DEFAULT_T2I_BASE)]
+CUSTOM_MIX = "custom"
+MIX_PRESETS = [
+    ("RECAP Mix (50% short, 50% long)", "recap_mix"),
+    ("DALL-E 3 blend (95% long, 5% alt-text)", "dalle3"),
+    ("Recap-DataComp, p=0.8 alt-text", "recap_datacomp:p=0.8"),
+    ("Recap-DataComp, p=0.5 alt-text", "recap_datacomp:p=0.5"),
+    ("Alt-text only", "alttext"),
+    ("Short recaptions only", "recap_short=1"),
+    ("Long recaptions only", "recap_long=1"),
+    ("Custom weights →", CUSTOM_MIX),
+]
 
 STYLE = """
 <style>
@@ -77,6 +92,7 @@ STYLE = """
 .run-samples th, .run-samples td { border: 1px solid #ddd; padding: 0.35em 0.5em; vertical-align: top; text-align: left; }
 .run-samples img { width: 96px; height: auto; border-radius: 4px; }
 .run-samples .gen { background: #f3f8ff; }
+.run-samples img.t2i { width: 160px; }
 </style>
 """
 
@@ -236,6 +252,8 @@ def samples_html(ws: Workspace, run: jobs.Run, step: int | None) -> str:
     samples = run_forms.load_samples(ws, run, step)
     if not samples:
         return f"<p>No samples in step {step}.</p>"
+    if any(run_forms.is_t2i_sample(sample) for sample in samples):
+        return t2i_samples_html(ws, run, step, samples)
     rows = []
     for sample in samples[: run_forms.MAX_SAMPLES_SHOWN]:
         path = run_forms.sample_image_file(ws, sample)
@@ -245,14 +263,118 @@ def samples_html(ws: Workspace, run: jobs.Run, step: int | None) -> str:
             f"<td>{html.escape(str(sample.get('human', '')))}</td>"
             f'<td class="gen">{html.escape(str(sample.get("generated", "")))}</td></tr>'
         )
-    more = len(samples) - run_forms.MAX_SAMPLES_SHOWN
-    note = f"<p>… and {more} more in <code>samples/step_{step}.json</code></p>" if more > 0 else ""
     return (
         f"<p>Validation captions at step {step}: generated next to the held-out human caption.</p>"
         '<table class="run-samples"><tr><th>image</th><th>human</th><th>generated</th></tr>'
         + "".join(rows)
         + "</table>"
-        + note
+        + _more_note(len(samples), step)
+    )
+
+
+def t2i_samples_html(ws: Workspace, run: jobs.Run, step: int, samples: list[dict[str, Any]]) -> str:
+    """Validation images of a text-to-image fine-tune: prompt, seed and the image rendered at ``step``.
+
+    Images under the workspace's ``images/`` are linked like any served file; ones a job left
+    in its run folder (not served) are inlined as small PNGs (a few dozen per step at most).
+    """
+    rows = []
+    for sample in samples[: run_forms.MAX_SAMPLES_SHOWN]:
+        path = run_forms.sample_run_image(ws, run, sample)
+        uri = None
+        if path is not None:  # a served file by URL; one in the run folder inlined
+            served = any(path.is_relative_to(root) for root in run_forms.served_folders(ws))
+            uri = f"/gradio_api/file={html.escape(str(path))}" if served else run_forms.image_data_uri(path)
+        image = (
+            f'<img class="t2i" src="{uri}" alt="{html.escape(str(sample.get("prompt", "")))}">'
+            if uri
+            else "<small>(image missing)</small>"
+        )
+        rows.append(
+            f"<tr><td>{image}</td><td>{html.escape(str(sample.get('prompt', '')))}</td>"
+            f"<td>{html.escape(str(sample.get('seed', '')))}</td></tr>"
+        )
+    return (
+        f"<p>Validation images at step {step}: the same prompts and seeds at every evaluation, so "
+        "steps compare directly.</p>"
+        '<table class="run-samples t2i-samples"><tr><th>image</th><th>prompt</th><th>seed</th></tr>'
+        + "".join(rows)
+        + "</table>"
+        + _more_note(len(samples), step)
+    )
+
+
+def _more_note(count: int, step: int) -> str:
+    more = count - run_forms.MAX_SAMPLES_SHOWN
+    return f"<p>… and {more} more in <code>samples/step_{step}.json</code></p>" if more > 0 else ""
+
+
+def outputs_html(ws: Workspace, run: jobs.Run) -> str:
+    """Below the metrics, what the T2I runs produced: a fine-tune's caption usage, a generation's
+    dataset, an evaluation's numbers per checkpoint × regime."""
+    if run.kind == "t2i_train":
+        return usage_html(ws, run)
+    if run.kind == "generate":
+        name = run_forms.generated_dataset_name(run)
+        n = run_forms.generated_image_count(ws, run)
+        return (
+            f"<p><b>Generated images:</b> {n} in dataset <code>{html.escape(name)}</code> "
+            "(browse them in Review; evaluate them with <i>Evaluate generated images</i>).</p>"
+        )
+    if run.kind == "t2i_eval":
+        records = run_forms.eval_records(ws, int(run.id))  # type: ignore[arg-type]
+        if not records:
+            return "<p><i>Metrics appear here when the evaluation finishes.</i></p>"
+        rows = "".join(
+            f"<tr><td>{html.escape(r['checkpoint'])}</td><td>{html.escape(r['regime'])}</td>"
+            f"<td>{html.escape(r['metric'])}</td><td>{html.escape(run_forms.fmt_metric(r))}</td></tr>"
+            for r in records
+        )
+        return (
+            "<h4>Automatic metrics</h4>"
+            '<table class="run-samples" id="run-eval-table"><tr><th>checkpoint</th><th>regime</th>'
+            f"<th>metric</th><th>value ± stderr (n)</th></tr>{rows}</table>"
+            "<p>Compare checkpoints and regimes in <b>Results → Automatic metrics</b>.</p>"
+        )
+    return ""
+
+
+def usage_html(ws: Workspace, run: jobs.Run) -> str:
+    """What a text-to-image fine-tune was trained on: caption condition, mix, and the caption
+    kinds actually fed to the text encoder (artifact meta ``usage``)."""
+    artifact = run_forms.t2i_artifact(ws, int(run.id))  # type: ignore[arg-type]
+    if artifact is None:
+        return "<p><i>Caption kinds used appear here when the fine-tune finishes.</i></p>"
+    meta = artifact.meta or {}
+    usage = run_forms.t2i_usage(ws, int(run.id))  # type: ignore[arg-type]
+    total = sum(usage.values()) or 1
+    rows = "".join(
+        f"<tr><td>{html.escape(kind)}</td><td>{n}</td><td>{100 * n / total:.1f}%</td></tr>"
+        for kind, n in sorted(usage.items(), key=lambda kv: -kv[1])
+    )
+    mix = meta.get("mix") or {}
+    weights = ", ".join(f"{k} {float(w):.2f}" for k, w in (mix.get("weights") or {}).items())
+    facts = [
+        ("Caption condition", meta.get("caption_condition") or "—"),
+        ("Mix", f"{mix.get('name') or run.config.get('mix', '')} ({weights})" if weights else "—"),
+        ("Empty-caption probability", str(mix.get("empty_prob", run.config.get("empty_prob", "—")))),
+        ("Training images", str(meta.get("training_images", "—"))),
+        ("Captions truncated at 77 tokens", str(meta.get("truncated_captions", "—"))),
+    ]
+    captioners = meta.get("captioners") or {}
+    if captioners:
+        facts.append(
+            (
+                "Captioners",
+                "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in captioners.items()),
+            )
+        )
+    fact_html = "".join(f"<b>{html.escape(k)}</b><span>{html.escape(v)}</span>" for k, v in facts)
+    return (
+        "<h4>Caption kinds used in training</h4>"
+        f'<div class="run-facts">{fact_html}</div>'
+        '<table class="run-samples" id="run-usage-table"><tr><th>caption kind</th><th>examples</th>'
+        f"<th>share</th></tr>{rows}</table>"
     )
 
 
@@ -409,6 +531,200 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
                 c_batch = gr.Number(value=D_CLIP["batch_size"], precision=0, label="Batch size", minimum=1)
                 c_device = gr.Dropdown(list(configs.DEVICES), value=D_CLIP["device"], label="Device")
             c_go = gr.Button("Start scoring", variant="primary", elem_id="launch-clip")
+        with gr.Accordion("Fine-tune a text-to-image model", open=False, elem_id="form-t2i-train"):
+            gr.Markdown(
+                "RECAP step 4: fine-tune a Stable Diffusion pipeline on the dataset's captions, drawn per "
+                "example from a **caption mix** (RECAP Mix = 50/50 short/long recaptions). Validation "
+                "images are rendered every N steps and shown in the run's *Validation samples*."
+            )
+            with gr.Row():
+                t2_dataset = gr.Dropdown(
+                    label="Dataset", choices=[], allow_custom_value=True, elem_id="t2i-dataset"
+                )
+                t2_base = gr.Dropdown(
+                    label="Base pipeline (t2i artifact, local folder or hub id)",
+                    choices=T2I_HUB_EXAMPLES,
+                    value=D_T2I["base"],
+                    allow_custom_value=True,
+                    elem_id="t2i-base",
+                )
+            with gr.Row():
+                t2_mix = gr.Dropdown(
+                    MIX_PRESETS,
+                    value=D_T2I["mix"],
+                    label="Caption mix",
+                    elem_id="t2i-mix",
+                )
+                t2_mix_custom = gr.Textbox(
+                    label="Custom weights (with 'custom'), e.g. recap_short=0.3,recap_long=0.7",
+                    elem_id="t2i-mix-custom",
+                )
+                t2_empty = gr.Number(
+                    value=D_T2I["empty_prob"],
+                    label="Empty-caption probability",
+                    minimum=0,
+                    maximum=0.99,
+                    elem_id="t2i-empty",
+                )
+            with gr.Row():
+                t2_train = gr.Radio(
+                    list(configs.T2I_TRAIN_TARGETS), value=D_T2I["train"], label="Train", elem_id="t2i-train"
+                )
+                t2_lora = gr.Checkbox(value=D_T2I["lora"], label="LoRA (peft) instead of full fine-tune")
+                t2_rank = gr.Number(value=D_T2I["lora_rank"], precision=0, label="LoRA rank", minimum=1)
+            with gr.Row():
+                t2_lr_unet = gr.Number(value=D_T2I["lr_unet"], label="UNet learning rate")
+                t2_lr_te = gr.Number(value=D_T2I["lr_text_encoder"], label="Text-encoder learning rate")
+                t2_steps = gr.Number(
+                    value=D_T2I["steps"], precision=0, label="Steps", minimum=1, elem_id="t2i-steps"
+                )
+                t2_batch = gr.Number(
+                    value=D_T2I["batch_size"], precision=0, label="Batch size", minimum=1, elem_id="t2i-batch"
+                )
+                t2_res = gr.Number(
+                    value=D_T2I["resolution"], precision=0, label="Resolution", minimum=8, elem_id="t2i-res"
+                )
+            with gr.Row():
+                t2_ema = gr.Checkbox(value=D_T2I["ema"], label="EMA of the UNet")
+                t2_cache = gr.Checkbox(value=D_T2I["cache_latents"], label="Cache latents")
+                t2_long = gr.Radio(
+                    list(configs.LONG_CAPTIONS),
+                    value=D_T2I["long_captions"],
+                    label="Captions past 77 tokens",
+                )
+                t2_workers = gr.Number(
+                    value=D_T2I["num_workers"],
+                    precision=0,
+                    label="Loader workers",
+                    minimum=0,
+                    elem_id="t2i-workers",
+                )
+            t2_prompts = gr.Textbox(
+                value="\n".join(D_T2I["validation_prompts"]),
+                lines=3,
+                label="Validation prompts (one per line)",
+                elem_id="t2i-val-prompts",
+            )
+            with gr.Row():
+                t2_val_every = gr.Number(
+                    value=D_T2I["validation_every"],
+                    precision=0,
+                    label="Validate every N steps",
+                    minimum=1,
+                    elem_id="t2i-val-every",
+                )
+                t2_val_steps = gr.Number(
+                    value=D_T2I["validation_inference_steps"],
+                    precision=0,
+                    label="Validation denoising steps",
+                    minimum=1,
+                    elem_id="t2i-val-steps",
+                )
+                t2_mp = gr.Dropdown(
+                    list(configs.MIXED_PRECISION),
+                    value=D_T2I["mixed_precision"],
+                    label="Mixed precision (GPU)",
+                )
+                t2_device = gr.Dropdown(list(configs.DEVICES), value=D_T2I["device"], label="Device")
+            t2_go = gr.Button("Start text-to-image fine-tune", variant="primary", elem_id="launch-t2i")
+        with gr.Accordion("Generate images", open=False, elem_id="form-generate"):
+            gr.Markdown(
+                "Prompts × checkpoints × seeds → a dataset of generated images (`generated-run-<id>`) with "
+                "full provenance. *Upsampled* rewrites each prompt with a language model first (DALL-E 3)."
+            )
+            with gr.Row():
+                g_prompts = gr.Dropdown(
+                    label="Prompt set (shipped set or a file path)",
+                    choices=[],
+                    value=D_GEN["prompts"],
+                    allow_custom_value=True,
+                    elem_id="gen-prompts",
+                )
+                g_checkpoints = gr.Dropdown(
+                    label="Checkpoints (t2i artifacts, folders or hub ids)",
+                    choices=[],
+                    multiselect=True,
+                    allow_custom_value=True,
+                    elem_id="gen-checkpoints",
+                )
+            with gr.Row():
+                g_seeds = gr.Textbox(value="0", label="Seeds (comma-separated)", elem_id="gen-seeds")
+                g_regime = gr.Radio(
+                    list(configs.PROMPT_REGIMES), value=D_GEN["regime"], label="Prompt regime"
+                )
+                g_upsampler = gr.Dropdown(
+                    label="Upsampler (language model: artifact, folder or hub id)",
+                    choices=[],
+                    allow_custom_value=True,
+                    elem_id="gen-upsampler",
+                )
+            g_template = gr.Textbox(
+                value=D_GEN["upsample_template"],
+                lines=4,
+                label="Upsampling template ({prompt} is replaced by the short prompt)",
+                elem_id="gen-template",
+            )
+            with gr.Row():
+                g_steps = gr.Number(
+                    value=D_GEN["inference_steps"],
+                    precision=0,
+                    label="Denoising steps",
+                    minimum=1,
+                    elem_id="gen-steps",
+                )
+                g_guidance = gr.Number(value=D_GEN["guidance_scale"], label="Guidance scale", minimum=0)
+                g_max = gr.Number(
+                    value=D_GEN["max_prompts"],
+                    precision=0,
+                    label="Max prompts (0 = all)",
+                    minimum=0,
+                    elem_id="gen-max",
+                )
+                g_batch = gr.Number(value=D_GEN["batch_size"], precision=0, label="Batch size", minimum=1)
+            with gr.Row():
+                g_output = gr.Textbox(label="Output dataset (empty = generated-run-<id>)")
+                g_device = gr.Dropdown(list(configs.DEVICES), value=D_GEN["device"], label="Device")
+            g_go = gr.Button("Start generation", variant="primary", elem_id="launch-generate")
+        with gr.Accordion("Evaluate generated images", open=False, elem_id="form-t2i-eval"):
+            gr.Markdown(
+                "CLIP score and CLIP R-precision against each image's prompt; FID/KID against a dataset of "
+                "real images. Results appear in **Results → Automatic metrics**."
+            )
+            with gr.Row():
+                e_dataset = gr.Dropdown(
+                    label="Generated dataset", choices=[], allow_custom_value=True, elem_id="eval-dataset"
+                )
+                e_metrics = gr.CheckboxGroup(
+                    list(configs.EVAL_METRICS),
+                    value=list(D_EVAL["metrics"]),
+                    label="Metrics",
+                    elem_id="eval-metrics",
+                )
+            with gr.Row():
+                e_clip_model = gr.Textbox(
+                    value=D_EVAL["clip_model"], label="CLIP model (open_clip)", elem_id="eval-clip-model"
+                )
+                e_clip_pretrained = gr.Textbox(
+                    value=D_EVAL["clip_pretrained"],
+                    label="CLIP pretrained tag or local checkpoint",
+                    elem_id="eval-clip-pretrained",
+                )
+            with gr.Row():
+                e_reference = gr.Dropdown(
+                    label="Reference dataset (real images, FID/KID)",
+                    choices=[],
+                    allow_custom_value=True,
+                    elem_id="eval-reference",
+                )
+                e_extractor = gr.Dropdown(
+                    ["inception", "clip"],
+                    value=D_EVAL["extractor"],
+                    label="FID/KID feature extractor",
+                    allow_custom_value=True,
+                )
+                e_weights = gr.Textbox(label="Extractor weights (local file)", elem_id="eval-weights")
+                e_device = gr.Dropdown(list(configs.DEVICES), value=D_EVAL["device"], label="Device")
+            e_go = gr.Button("Start evaluation", variant="primary", elem_id="launch-eval")
         if dev:
             with gr.Accordion("Self-test job (developer mode)", open=False, elem_id="form-selftest"):
                 gr.Markdown(f"A job without models that checks the job machinery (`{DEV_ENV}=1`).")
@@ -497,6 +813,7 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
                 interactive=False,
                 elem_id="run-metrics",
             )
+            usage_view = gr.HTML(elem_id="run-usage")
         with gr.Tab("Validation samples", id="run-samples-tab"):
             sample_step = gr.Dropdown(label="Evaluation step", choices=[], elem_id="run-sample-step")
             samples = gr.HTML(elem_id="run-samples")
@@ -517,7 +834,17 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
     # each part of the detail carries a signature (gr.State) of what it shows, so the timer
     # re-sends only what changed: no flicker, no reset scroll position, little traffic
     light_outputs = [light_sig, header, log_box, cancel_btn, resume_btn]
-    heavy_outputs = [sig, curves, curves_note, metrics, sample_step, samples, artifacts, config_view]
+    heavy_outputs = [
+        sig,
+        curves,
+        curves_note,
+        metrics,
+        usage_view,
+        sample_step,
+        samples,
+        artifacts,
+        config_view,
+    ]
     detail_outputs = [run_id, *light_outputs, *heavy_outputs]
 
     def light(run: jobs.Run | None, old_sig: str = "") -> tuple[Any, ...]:
@@ -533,7 +860,7 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
         if new_sig == old_sig and run is not None:
             return (old_sig, *[gr.skip()] * (len(heavy_outputs) - 1))
         if run is None:
-            return (new_sig, None, "", [], gr.update(choices=[], value=None), "", [], None)
+            return (new_sig, None, "", [], "", gr.update(choices=[], value=None), "", [], None)
         rid = int(run.id)  # type: ignore[arg-type]
         figure = loss_figure(ws, rid)
         steps = run_forms.sample_steps(ws, run)
@@ -545,6 +872,7 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
             if figure is not None
             else "_No loss values yet (fine-tune runs log train_loss and val_loss)._",
             metrics_rows(ws, rid),
+            outputs_html(ws, run),
             gr.update(choices=[(f"step {s}", s) for s in reversed(steps)], value=chosen),
             samples_html(ws, run, chosen),
             artifacts_rows(ws, rid),
@@ -573,17 +901,30 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
         return (
             gr.update(visible=admin),
             gr.update(visible=admin),
-            *(_list_updates(ws) if admin else [gr.skip()] * 4),
+            *(_list_updates(ws) if admin else [gr.skip()] * len(list_outputs)),
             rows,
             label,
             shown,
         )
 
-    dataset_inputs = [t_dataset, r_dataset, c_dataset]
+    # the dropdowns filled from the database, in the order _list_updates returns them
+    list_outputs = [
+        t_dataset,
+        r_dataset,
+        c_dataset,
+        r_captioner,
+        t2_dataset,
+        t2_base,
+        g_prompts,
+        g_checkpoints,
+        g_upsampler,
+        e_dataset,
+        e_reference,
+    ]
     blocks.load(
         on_load,
         None,
-        [launch_box, actions, *dataset_inputs, r_captioner, *table_outputs],
+        [launch_box, actions, *list_outputs, *table_outputs],
         api_visibility="private",
     )
 
@@ -591,9 +932,7 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
         require_admin_ui(ws, request)
         return _list_updates(ws)
 
-    refresh_lists.click(
-        do_refresh_lists, None, [*dataset_inputs, r_captioner], api_visibility="private", queue=False
-    )
+    refresh_lists.click(do_refresh_lists, None, list_outputs, api_visibility="private", queue=False)
 
     def on_timer(
         page_no: Any, status: str, rid: Any, old_tsig: str, old_lsig: str, old_sig: str, step: Any
@@ -804,6 +1143,183 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
         api_name="launch_clip_score",
     )
 
+    def launch_t2i_train(
+        dataset: str,
+        base: str,
+        mix: str,
+        mix_custom: str,
+        empty_prob: float,
+        train: str,
+        lora: bool,
+        lora_rank: float,
+        lr_unet: float,
+        lr_text_encoder: float,
+        steps: float,
+        batch_size: float,
+        resolution: float,
+        ema: bool,
+        cache_latents: bool,
+        long_captions: str,
+        num_workers: float,
+        validation_prompts: str,
+        validation_every: float,
+        validation_inference_steps: float,
+        mixed_precision: str,
+        device: str,
+        request: gr.Request,
+    ) -> tuple[Any, ...]:
+        """Queue a text-to-image fine-tune on a caption mix (admins only)."""
+        values = {
+            "dataset": dataset or "",
+            "base": base or "",
+            "mix": mix_spec(mix, mix_custom),
+            "empty_prob": empty_prob,
+            "train": train,
+            "lora": lora,
+            "lora_rank": lora_rank,
+            "lr_unet": lr_unet,
+            "lr_text_encoder": lr_text_encoder,
+            "steps": steps,
+            "batch_size": batch_size,
+            "resolution": resolution,
+            "ema": ema,
+            "cache_latents": cache_latents,
+            "long_captions": long_captions,
+            "num_workers": num_workers,
+            "validation_prompts": _lines(validation_prompts),
+            "validation_every": validation_every,
+            "validation_inference_steps": validation_inference_steps,
+            "mixed_precision": mixed_precision,
+            "device": device,
+        }
+        if not values["validation_prompts"]:
+            raise gr.Error("Validation prompts: give at least one prompt (one per line).")
+        return launched("t2i_train", _present(values), request)
+
+    t2_go.click(
+        launch_t2i_train,
+        [
+            t2_dataset,
+            t2_base,
+            t2_mix,
+            t2_mix_custom,
+            t2_empty,
+            t2_train,
+            t2_lora,
+            t2_rank,
+            t2_lr_unet,
+            t2_lr_te,
+            t2_steps,
+            t2_batch,
+            t2_res,
+            t2_ema,
+            t2_cache,
+            t2_long,
+            t2_workers,
+            t2_prompts,
+            t2_val_every,
+            t2_val_steps,
+            t2_mp,
+            t2_device,
+        ],
+        launch_outputs,
+        api_name="launch_t2i_train",
+    )
+
+    def launch_generate(
+        prompts: str,
+        checkpoints: list[str] | str | None,
+        seeds: str,
+        regime: str,
+        upsampler: str,
+        template: str,
+        inference_steps: float,
+        guidance_scale: float,
+        max_prompts: float,
+        batch_size: float,
+        output_dataset: str,
+        device: str,
+        request: gr.Request,
+    ) -> tuple[Any, ...]:
+        """Queue a generation: prompt set × checkpoints × seeds, raw and/or upsampled (admins only)."""
+        if isinstance(checkpoints, str):
+            checkpoints = [part.strip() for part in checkpoints.split(",") if part.strip()]
+        values = {
+            "prompts": prompts or "",
+            "checkpoints": list(checkpoints or []),
+            "seeds": seeds or "",
+            "regime": regime,
+            "upsampler": upsampler or "",
+            "upsample_template": template or D_GEN["upsample_template"],
+            "inference_steps": inference_steps,
+            "guidance_scale": guidance_scale,
+            "max_prompts": max_prompts,
+            "batch_size": batch_size,
+            "output_dataset": output_dataset or "",
+            "device": device,
+        }
+        return launched("generate", _present(values), request)
+
+    g_go.click(
+        launch_generate,
+        [
+            g_prompts,
+            g_checkpoints,
+            g_seeds,
+            g_regime,
+            g_upsampler,
+            g_template,
+            g_steps,
+            g_guidance,
+            g_max,
+            g_batch,
+            g_output,
+            g_device,
+        ],
+        launch_outputs,
+        api_name="launch_generate",
+    )
+
+    def launch_t2i_eval(
+        dataset: str,
+        metrics: list[str],
+        clip_model: str,
+        clip_pretrained: str,
+        reference_dataset: str,
+        extractor: str,
+        extractor_weights: str,
+        device: str,
+        request: gr.Request,
+    ) -> tuple[Any, ...]:
+        """Queue automatic metrics of a generated dataset (admins only)."""
+        values = {
+            "dataset": dataset or "",
+            "metrics": list(metrics or []),
+            "clip_model": clip_model or "",
+            "clip_pretrained": clip_pretrained or "",
+            "reference_dataset": reference_dataset or "",
+            "extractor": extractor or "",
+            "extractor_weights": extractor_weights or "",
+            "device": device,
+        }
+        return launched("t2i_eval", _present(values), request)
+
+    e_go.click(
+        launch_t2i_eval,
+        [
+            e_dataset,
+            e_metrics,
+            e_clip_model,
+            e_clip_pretrained,
+            e_reference,
+            e_extractor,
+            e_weights,
+            e_device,
+        ],
+        launch_outputs,
+        api_name="launch_t2i_eval",
+    )
+
     if dev:
 
         def launch_selftest(
@@ -860,13 +1376,43 @@ def _present(values: dict[str, Any], keep: tuple[str, ...] = ()) -> dict[str, An
     return {k: v for k, v in values.items() if v is not None or k in keep}
 
 
+def mix_spec(preset: str | None, custom: str | None) -> str:
+    """The ``mix`` config value: the chosen preset, or the custom weights when 'custom' is chosen
+    (or when no preset is chosen but weights are typed)."""
+    custom = (custom or "").strip()
+    if preset == CUSTOM_MIX or (not preset and custom):
+        if not custom:
+            raise gr.Error(
+                "Caption mix: you chose custom weights; type them, e.g. recap_short=0.3,recap_long=0.7"
+            )
+        return custom
+    return preset or ""
+
+
+def _lines(text: str | None) -> list[str]:
+    return [line.strip() for line in (text or "").splitlines() if line.strip()]
+
+
 def _list_updates(ws: Workspace) -> list[Any]:
-    """Dataset dropdowns (three forms) and the captioner dropdown, fresh from the database."""
+    """The launch forms' dropdowns fresh from the database (order: ``list_outputs`` in :func:`build`)."""
+    from backend.prompt_sets import builtin_prompt_sets
+
     names = dataset_names(ws)
     first = names[0] if names else None
     captioners = configs.captioner_choices(ws)
     newest = captioners[0][1] if captioners else None
+    pipelines = run_forms.artifact_choices(ws, configs.T2I_ARTIFACT)
+    upsamplers = run_forms.artifact_choices(ws, "upsampler")
+    generated = run_forms.generated_datasets(ws)
+    real = [n for n in names if n not in generated]
     return [
         *[gr.update(choices=names, value=first) for _ in range(3)],
         gr.update(choices=[*captioners, *HUB_EXAMPLES], value=newest),
+        gr.update(choices=real, value=real[0] if real else first),
+        gr.update(choices=[*pipelines, *T2I_HUB_EXAMPLES]),
+        gr.update(choices=list(builtin_prompt_sets())),
+        gr.update(choices=pipelines, value=[pipelines[0][1]] if pipelines else []),
+        gr.update(choices=upsamplers),
+        gr.update(choices=generated, value=generated[0] if generated else None),
+        gr.update(choices=real, value=None),
     ]
