@@ -129,7 +129,10 @@ def login(url: str, name: str, attempts: int = 3):  # noqa: ANN201 - gradio_clie
     return None
 
 
-def annotator(client, name: str, seconds: float, start: threading.Barrier, stats: WorkerStats) -> None:  # noqa: ANN001
+def annotator(  # noqa: ANN001
+    client, name: str, seconds: float, start: threading.Barrier, stats: WorkerStats, think_s: float = 0.0
+) -> None:
+    """One annotator: next pair, look at it ``think_s`` (±50 %, 0 = vote at once), vote, repeat."""
     rng = random.Random(name)
     start.wait()
     deadline = time.monotonic() + seconds
@@ -144,6 +147,8 @@ def annotator(client, name: str, seconds: float, start: threading.Barrier, stats
                 return
             choice = rng.choice(("left", "right", "left", "right", "tie", "both_bad"))
             elapsed = rng.randint(800, 6000)
+            if think_s > 0:
+                time.sleep(think_s * rng.uniform(0.5, 1.5))
             t2 = time.perf_counter()
             answer = client.predict(ticket["token"], choice, elapsed, api_name="/arena_vote")
             stats.vote_ms.append((time.perf_counter() - t2) * 1000)
@@ -292,6 +297,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="how long the annotators vote")
     parser.add_argument("--annotators", type=int, default=20)
+    parser.add_argument(
+        "--think-s",
+        type=float,
+        default=0.0,
+        help="seconds an annotator looks at a pair before voting (±50%%); 0 = no pause, the worst case",
+    )
     parser.add_argument("--prompts", type=int, default=400, help="prompts per system (15 pairs each)")
     parser.add_argument("--rating-votes", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=100)
@@ -320,7 +331,9 @@ def main() -> int:
                 )
                 start = threading.Barrier(len(names))
                 threads = [
-                    threading.Thread(target=annotator, args=(c, n, args.seconds, start, r), daemon=True)
+                    threading.Thread(
+                        target=annotator, args=(c, n, args.seconds, start, r, args.think_s), daemon=True
+                    )
                     for c, n, r in zip(clients, names, results, strict=True)
                 ]
                 for t in threads:
@@ -338,7 +351,8 @@ def main() -> int:
             log = studio.log.read_text(errors="replace")
         integrity = log.count("IntegrityError")
         print(
-            f"\n{args.annotators} annotators x {args.seconds:.0f}s through arena_next/arena_vote on {studio.url}"
+            f"\n{args.annotators} annotators x {args.seconds:.0f}s (think {args.think_s:g} s per pair) through "
+            f"arena_next/arena_vote on {studio.url}"
         )
         print(f"  acknowledged votes:   {len(acked)}  ({len(acked) / args.seconds:.1f}/s), "
               f"double submits {sum(r.double_submits for r in results)}")  # fmt: skip

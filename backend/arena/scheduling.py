@@ -31,6 +31,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sqlalchemy import func, text
 from sqlmodel import Session, select
 
@@ -43,7 +44,7 @@ from backend.arena.models import (
     Choice,
     Judgment,
 )
-from backend.db import write_session
+from backend.db import read_session, write_session
 from backend.models import utcnow
 from backend.storage import image_path
 from backend.workspace import Workspace
@@ -150,13 +151,52 @@ class _PairRow:
     is_gold: bool
 
 
+@dataclass(frozen=True)
+class _Choice:
+    """What :func:`_choose` picked; ``seen_load`` (votes + open tickets of a regular slot when it
+    was chosen) lets the write phase check that nobody took the slot in between."""
+
+    pair: _PairRow
+    criterion: str
+    is_repeat: bool
+    left_id: int | None  # the side a planned repeat must show on the left (swapped); else drawn
+    seen_load: int | None = None
+
+
+@dataclass(frozen=True)
+class _PairTable:
+    """A campaign's pairs as rows and as arrays: the choice of the next pair is vectorised, because
+    a Python loop over thousands of pairs per request would hold the GIL (and stall every vote
+    in the server) for milliseconds."""
+
+    rows: list[_PairRow]
+    ids: np.ndarray  # pair ids, ascending
+    system_pair: np.ndarray  # a code per unordered system pair
+    gold: np.ndarray  # bool
+
+    @classmethod
+    def of(cls, rows: list[_PairRow]) -> _PairTable:
+        rows = sorted(rows, key=lambda r: r.id)
+        codes: dict[tuple[int, int], int] = {}
+        system_pair = np.array([codes.setdefault(r.system_pair, len(codes)) for r in rows], dtype=np.int64)
+        return cls(
+            rows,
+            np.array([r.id for r in rows], dtype=np.int64),
+            system_pair,
+            np.array([r.is_gold for r in rows], dtype=bool),
+        )
+
+    def positions(self, pair_ids: list[int]) -> np.ndarray:
+        return np.searchsorted(self.ids, np.asarray(pair_ids, dtype=np.int64))
+
+
 # pairs never change once written (imports only add), so each process keeps them per campaign
 # and re-reads only when the count or the newest id differs
-_pair_cache: dict[tuple[str, int], tuple[tuple[int, int], list[_PairRow]]] = {}
+_pair_cache: dict[tuple[str, int], tuple[tuple[int, int], _PairTable]] = {}
 _pair_lock = threading.Lock()
 
 
-def _pairs(session: Session, db_url: str, campaign_id: int) -> list[_PairRow]:
+def _pairs(session: Session, db_url: str, campaign_id: int) -> _PairTable:
     stamp = tuple(
         session.exec(
             text("SELECT count(*), coalesce(max(id), 0) FROM evalpair WHERE campaign_id = :c").bindparams(
@@ -173,18 +213,21 @@ def _pairs(session: Session, db_url: str, campaign_id: int) -> list[_PairRow]:
             "SELECT id, a_id, b_id, a_system_id, b_system_id, is_gold FROM evalpair WHERE campaign_id = :c"
         ).bindparams(c=campaign_id)
     ).all()
-    pairs = [_PairRow(r[0], r[1], r[2], (min(r[3], r[4]), max(r[3], r[4])), bool(r[5])) for r in rows]
+    table = _PairTable.of(
+        [_PairRow(r[0], r[1], r[2], (min(r[3], r[4]), max(r[3], r[4])), bool(r[5])) for r in rows]
+    )
     with _pair_lock:
-        _pair_cache[(db_url, campaign_id)] = (stamp, pairs)  # type: ignore[assignment]
-    return pairs
+        _pair_cache[(db_url, campaign_id)] = (stamp, table)  # type: ignore[assignment]
+    return table
 
 
 def _choose(
     session: Session, db_url: str, campaign: Campaign, annotator_id: int, rng: random.Random
-) -> tuple[_PairRow, str, bool, int | None] | None:
-    """(pair, criterion, is_repeat, left item for a repeat) for the annotator's next ticket."""
+) -> _Choice | None:
+    """The annotator's next (pair, criterion), with the load the choice was based on."""
     cid = campaign.id
-    pairs = _pairs(session, db_url, cid)  # type: ignore[arg-type]
+    table = _pairs(session, db_url, cid)  # type: ignore[arg-type]
+    pairs = table.rows
     by_id = {p.id: p for p in pairs}
     mine = session.exec(
         text(
@@ -211,7 +254,7 @@ def _choose(
         if eligible:
             pair_id, criterion, _, left_before, _ = rng.choice(eligible)
             pair = by_id[pair_id]
-            return pair, criterion, True, pair.b_id if left_before == pair.a_id else pair.a_id
+            return _Choice(pair, criterion, True, pair.b_id if left_before == pair.a_id else pair.a_id)
 
     # 3. gold pair, asked under the first criterion
     gold = [p for p in pairs if p.is_gold]
@@ -220,21 +263,23 @@ def _choose(
         criterion = campaign.criteria[0]
         fresh = [p for p in gold if (p.id, criterion) not in touched]
         if fresh:
-            return rng.choice(fresh), criterion, False, None
+            return _Choice(rng.choice(fresh), criterion, False, None)
 
     # 4. the least-voted regular (pair, criterion), then the least-voted system pair
-    load: dict[tuple[int, str], int] = {}
-    votes: dict[tuple[int, str], int] = {}
-    for pair_id, criterion, n in session.exec(
+    criteria = list(campaign.criteria)
+    k = {c: i for i, c in enumerate(criteria)}
+    n = len(pairs)
+    votes = np.zeros((len(criteria), n), dtype=np.int64)
+    rows = session.exec(
         text(
             "SELECT pair_id, criterion, count(*) FROM judgment WHERE campaign_id = :c AND is_repeat = 0 "
             "GROUP BY pair_id, criterion"
         ).bindparams(c=cid)
-    ).all():
-        votes[(pair_id, criterion)] = n
-        load[(pair_id, criterion)] = n
+    ).all()
+    _add_counts(votes, table, k, rows)
+    load = votes.copy()
     cutoff = utcnow() - TICKET_RESERVE
-    for pair_id, criterion, n in session.exec(
+    rows = session.exec(
         select(ArenaTicket.pair_id, ArenaTicket.criterion, func.count())
         .where(
             ArenaTicket.campaign_id == cid,
@@ -244,47 +289,52 @@ def _choose(
             ArenaTicket.issued_at > cutoff,
         )
         .group_by(ArenaTicket.pair_id, ArenaTicket.criterion)
-    ).all():
-        load[(pair_id, criterion)] = load.get((pair_id, criterion), 0) + n
-    system_load: dict[tuple[tuple[int, int], str], int] = {}
-    for (pair_id, criterion), n in load.items():
-        pair = by_id.get(pair_id)
-        if pair is not None and not pair.is_gold:
-            key = (pair.system_pair, criterion)
-            system_load[key] = system_load.get(key, 0) + n
+    ).all()
+    _add_counts(load, table, k, rows)
+    touched_mask = np.zeros((len(criteria), n), dtype=bool)
+    mine_keys = [(pid, c) for pid, c in touched if c in k]
+    if mine_keys:
+        touched_mask[[k[c] for _, c in mine_keys], table.positions([pid for pid, _ in mine_keys])] = True
+    regular = ~table.gold
+    system_load = np.zeros((len(criteria), 0))
+    if n:
+        n_codes = int(table.system_pair.max()) + 1
+        system_load = np.stack(
+            [
+                np.bincount(table.system_pair[regular], weights=load[i, regular], minlength=n_codes)
+                for i in range(len(criteria))
+            ]
+        )
+    load_of_system_pair = system_load[:, table.system_pair] if n else np.zeros((len(criteria), 0))
     target = campaign.target_per_pair
-    best_rank: tuple[int, int, int] | None = None
-    best: list[tuple[_PairRow, str]] = []  # every slot at the best rank; one is drawn at random
-    spare_rank: tuple[int, int] | None = None  # used only when every free slot is reserved
-    spare: list[tuple[_PairRow, str]] = []
-    for pair in pairs:
-        if pair.is_gold:
-            continue
-        for criterion in campaign.criteria:
-            key = (pair.id, criterion)
-            n_votes = votes.get(key, 0)
-            if n_votes >= target or key in touched:
-                continue
-            n_load = load.get(key, 0)
-            if n_load < target:
-                if best_rank is not None and n_load > best_rank[0]:
-                    continue
-                rank = (n_load, system_load.get((pair.system_pair, criterion), 0), n_votes)
-                if best_rank is None or rank < best_rank:
-                    best_rank, best = rank, [(pair, criterion)]
-                elif rank == best_rank:
-                    best.append((pair, criterion))
-            elif best_rank is None:
-                rank2 = (n_votes, system_load.get((pair.system_pair, criterion), 0))
-                if spare_rank is None or rank2 < spare_rank:
-                    spare_rank, spare = rank2, [(pair, criterion)]
-                elif rank2 == spare_rank:
-                    spare.append((pair, criterion))
-    pool = best or spare
-    if not pool:
+    eligible = regular[None, :] & (votes < target) & ~touched_mask
+    free = eligible & (load < target)
+    if free.any():  # slots not yet reserved up to target: least load, least-loaded system pair, fewest votes
+        mask = free
+        keys = (load[mask], load_of_system_pair[mask], votes[mask])
+    elif eligible.any():  # every slot is reserved by open tickets: double up on the least voted
+        mask = eligible
+        keys = (votes[mask], load_of_system_pair[mask])
+    else:
         return None
-    pair, criterion = rng.choice(pool)
-    return pair, criterion, False, None
+    slots = np.argwhere(mask)  # (criterion index, pair position), in the same order as keys
+    best = np.ones(len(slots), dtype=bool)
+    for key in keys:  # lexicographic minimum: keep the slots at each key's minimum, most significant first
+        best &= key == key[best].min()
+    ci, pos = (int(x) for x in slots[np.flatnonzero(best)[rng.randrange(int(best.sum()))]])
+    return _Choice(pairs[pos], criteria[ci], False, None, int(load[ci, pos]))
+
+
+def _add_counts(into: np.ndarray, table: _PairTable, k: dict[str, int], rows: list[Any]) -> None:
+    """Add (pair_id, criterion, count) rows into a criteria × pairs array (unknown pairs ignored)."""
+    rows = [r for r in rows if r[1] in k]
+    if not rows:
+        return
+    pos = table.positions([r[0] for r in rows])
+    pos = np.minimum(pos, len(table.ids) - 1)
+    known = table.ids[pos] == np.array([r[0] for r in rows])
+    crit = np.array([k[r[1]] for r in rows])
+    np.add.at(into, (crit[known], pos[known]), np.array([r[2] for r in rows])[known])
 
 
 def _open_ticket(session: Session, campaign_id: int, annotator_id: int) -> ArenaTicket | None:
@@ -298,38 +348,115 @@ def _open_ticket(session: Session, campaign_id: int, annotator_id: int) -> Arena
     ).first()
 
 
+OPTIMISTIC_TRIES = 3
+
+
 def next_ticket(
     ws: Workspace, campaign: CampaignRef, annotator_id: int, *, rng: random.Random | None = None
 ) -> Ticket | None:
-    """The annotator's open ticket, or a new one; None when the campaign needs nothing more from them."""
-    with _writers, write_session(ws) as s:
+    """The annotator's open ticket, or a new one; None when the campaign needs nothing more from them.
+
+    Why in two phases: choosing scans every pair of the campaign (milliseconds for thousands of
+    pairs), and under the write lock that scan would make every vote of 20 annotators wait behind
+    it. So the choice is made on a read snapshot, and only a short check-and-insert takes the
+    lock: the slot must still be free (not judged or held by this annotator, under target, and
+    no busier than when it was chosen). If another annotator took it meanwhile, choose again; after
+    a few lost races the whole decision is made under the lock, as a fallback that always ends.
+    """
+    rng = rng or random.Random()
+    with read_session(ws) as s:
         row = find_campaign(s, campaign)
         _check_annotator(s, annotator_id)
         if row.source == "import":  # judgments imported from elsewhere: no images to show here
             return None
         ticket = _open_ticket(s, row.id, annotator_id)  # type: ignore[arg-type]
-        if ticket is None:
+        if ticket is not None:
+            return _view(ws, s, row, ticket)
+    ticket_id: int | None = None
+    for attempt in range(OPTIMISTIC_TRIES + 1):
+        locked_choice = attempt == OPTIMISTIC_TRIES
+        choice = None
+        if not locked_choice:
+            with read_session(ws) as s:
+                row = find_campaign(s, campaign)
+                if row.status != CampaignStatus.open.value:
+                    return None
+                choice = _choose(s, ws.db_url, row, annotator_id, rng)
+            if choice is None:
+                return None
+        with _writers, write_session(ws) as s:
+            row = find_campaign(s, campaign)
+            held = _open_ticket(s, row.id, annotator_id)  # type: ignore[arg-type]
+            if held is not None:  # another tab of this annotator opened one meanwhile
+                ticket_id = held.id
+                break
             if row.status != CampaignStatus.open.value:
                 return None
-            chosen = _choose(s, ws.db_url, row, annotator_id, rng or random.Random())
-            if chosen is None:
-                return None
-            pair, criterion, is_repeat, left_id = chosen
-            if left_id is None:
-                left_id = pair.a_id if _sides.random() < 0.5 else pair.b_id
-            ticket = ArenaTicket(
-                token=secrets.token_urlsafe(18),
-                campaign_id=row.id,  # type: ignore[arg-type]
-                pair_id=pair.id,
-                annotator_id=annotator_id,
-                criterion=criterion,
-                left_id=left_id,
-                right_id=pair.b_id if left_id == pair.a_id else pair.a_id,
-                is_repeat=is_repeat,
-            )
-            s.add(ticket)
-            s.flush()
-        return _view(ws, s, row, ticket)
+            if locked_choice:
+                choice = _choose(s, ws.db_url, row, annotator_id, rng)
+                if choice is None:
+                    return None
+            elif not _still_free(s, row, annotator_id, choice):  # type: ignore[arg-type]
+                continue
+            ticket_id = _issue(s, row, annotator_id, choice).id  # type: ignore[arg-type]
+            break
+    with read_session(ws) as s:
+        ticket = s.get(ArenaTicket, ticket_id)
+        row = s.get(Campaign, ticket.campaign_id)  # type: ignore[union-attr]
+        return _view(ws, s, row, ticket)  # type: ignore[arg-type]
+
+
+def _still_free(session: Session, campaign: Campaign, annotator_id: int, choice: _Choice) -> bool:
+    """Inside the write lock: may ``choice`` (made on an older snapshot) still be issued?"""
+    pair_id, criterion = choice.pair.id, choice.criterion
+    mine = session.exec(
+        text(
+            "SELECT (SELECT count(*) FROM judgment WHERE pair_id = :p AND criterion = :k "
+            "        AND annotator_id = :a AND is_repeat = :r) + "
+            "       (SELECT count(*) FROM arenaticket WHERE pair_id = :p AND criterion = :k "
+            "        AND annotator_id = :a AND is_repeat = :r)"
+        ).bindparams(p=pair_id, k=criterion, a=annotator_id, r=choice.is_repeat)
+    ).one()[0]
+    if mine:
+        return False
+    if choice.seen_load is None:  # a planned repeat or a gold pair: only this annotator matters
+        return True
+    votes = session.exec(
+        text(
+            "SELECT count(*) FROM judgment WHERE pair_id = :p AND criterion = :k AND is_repeat = 0"
+        ).bindparams(p=pair_id, k=criterion)
+    ).one()[0]
+    open_tickets = session.exec(
+        select(func.count()).where(
+            ArenaTicket.pair_id == pair_id,
+            ArenaTicket.criterion == criterion,
+            ArenaTicket.used == False,  # noqa: E712
+            ArenaTicket.skipped == False,  # noqa: E712
+            ArenaTicket.is_repeat == False,  # noqa: E712
+            ArenaTicket.issued_at > utcnow() - TICKET_RESERVE,
+        )
+    ).one()
+    return votes < campaign.target_per_pair and votes + open_tickets <= choice.seen_load
+
+
+def _issue(session: Session, campaign: Campaign, annotator_id: int, choice: _Choice) -> ArenaTicket:
+    pair = choice.pair
+    left_id = choice.left_id
+    if left_id is None:
+        left_id = pair.a_id if _sides.random() < 0.5 else pair.b_id
+    ticket = ArenaTicket(
+        token=secrets.token_urlsafe(18),
+        campaign_id=campaign.id,  # type: ignore[arg-type]
+        pair_id=pair.id,
+        annotator_id=annotator_id,
+        criterion=choice.criterion,
+        left_id=left_id,
+        right_id=pair.b_id if left_id == pair.a_id else pair.a_id,
+        is_repeat=choice.is_repeat,
+    )
+    session.add(ticket)
+    session.flush()
+    return ticket
 
 
 def _ticket(session: Session, token: str, annotator_id: int) -> ArenaTicket:
@@ -389,45 +516,61 @@ def submit_vote(
         if not 0 <= elapsed_ms <= MAX_ELAPSED_MS:
             raise ArenaError(f"elapsed_ms {elapsed_ms} is out of range (0 to {MAX_ELAPSED_MS})")
     clean_flags = _clean_flags(flags)
+    # the lock covers the check and the insert only; the receipt (system names, progress) is read
+    # after the commit, so the next voter does not wait for it
     with _writers, write_session(ws) as s:
         ticket = _ticket(s, token, annotator_id)
-        campaign = s.get(Campaign, ticket.campaign_id)
-        assert campaign is not None
-        if ticket.used:
-            return _receipt(s, ticket, campaign, duplicate=True)
-        if ticket.skipped:
-            raise TicketError("this ticket was skipped; ask for the next pair")
-        clash = s.exec(
-            select(Judgment.id).where(
-                Judgment.pair_id == ticket.pair_id,
-                Judgment.annotator_id == annotator_id,
-                Judgment.criterion == ticket.criterion,
-                Judgment.is_repeat == ticket.is_repeat,
-            )
-        ).first()
-        if clash is not None:
-            raise TicketError("you have already judged this pair under this criterion")
-        judgment = Judgment(
-            campaign_id=ticket.campaign_id,
-            pair_id=ticket.pair_id,
-            ticket_id=ticket.id,
-            annotator_id=annotator_id,
-            criterion=ticket.criterion,
-            left_image_id=ticket.left_id,
-            choice=choice,
-            elapsed_ms=elapsed_ms,
-            is_repeat=ticket.is_repeat,
-            flags=clean_flags,
-            source="studio",
+        ticket_id, duplicate = ticket.id, ticket.used
+        if not duplicate:
+            _record_vote(s, ticket, annotator_id, choice, elapsed_ms, clean_flags, started)
+    with read_session(ws) as s:
+        ticket = s.get(ArenaTicket, ticket_id)
+        campaign = s.get(Campaign, ticket.campaign_id)  # type: ignore[union-attr]
+        return _receipt(s, ticket, campaign, duplicate=duplicate)  # type: ignore[arg-type]
+
+
+def _record_vote(
+    s: Session,
+    ticket: ArenaTicket,
+    annotator_id: int,
+    choice: str,
+    elapsed_ms: int | None,
+    clean_flags: dict[str, Any] | None,
+    started: float,
+) -> None:
+    """Inside the write lock: refuse a skipped ticket or a second verdict, then write the judgment."""
+    if ticket.skipped:
+        raise TicketError("this ticket was skipped; ask for the next pair")
+    clash = s.exec(
+        select(Judgment.id).where(
+            Judgment.pair_id == ticket.pair_id,
+            Judgment.annotator_id == annotator_id,
+            Judgment.criterion == ticket.criterion,
+            Judgment.is_repeat == ticket.is_repeat,
         )
-        ticket.used = True
-        s.add(ticket)
-        s.add(judgment)
-        s.flush()
-        judgment.server_ms = round((time.perf_counter() - started) * 1000, 3)
-        s.add(judgment)
-        s.flush()
-        return _receipt(s, ticket, campaign, duplicate=False)
+    ).first()
+    if clash is not None:
+        raise TicketError("you have already judged this pair under this criterion")
+    judgment = Judgment(
+        campaign_id=ticket.campaign_id,
+        pair_id=ticket.pair_id,
+        ticket_id=ticket.id,
+        annotator_id=annotator_id,
+        criterion=ticket.criterion,
+        left_image_id=ticket.left_id,
+        choice=choice,
+        elapsed_ms=elapsed_ms,
+        is_repeat=ticket.is_repeat,
+        flags=clean_flags,
+        source="studio",
+    )
+    ticket.used = True
+    s.add(ticket)
+    s.add(judgment)
+    s.flush()
+    judgment.server_ms = round((time.perf_counter() - started) * 1000, 3)
+    s.add(judgment)
+    s.flush()
 
 
 def skip_ticket(ws: Workspace, token: str, annotator_id: int) -> None:
