@@ -326,7 +326,10 @@ def test_blind_judging_with_keyboard_and_results(studio: Studio, browser, campai
     assert "judgments" in page.locator("#arena-progress").inner_text()
     assert_dom_blind(page)
     # the pair reached the browser through the recorded responses (so the search is not vacuous)
-    page.wait_for_timeout(300)
+    for _ in range(100):  # DevTools events arrive asynchronously: give them up to ~10 s
+        if rec.contains(prompt):
+            break
+        page.wait_for_timeout(100)
     assert rec.contains(prompt), "the recorded responses do not hold the pair's payload"
     assert not rec.leaks(), rec.leaks()
     # the admin sub-tab is not there for annotators
