@@ -204,6 +204,11 @@ def report(ws: Workspace, run: jobs.Run, as_json: bool) -> None:
             markup=False,
             highlight=False,
         )
+    exit_unless_succeeded(run)
+
+
+def exit_unless_succeeded(run: jobs.Run) -> None:
+    """Exit 3 for a cancelled run, 1 (with its error lines on stderr) for a failed or interrupted one."""
     if run.status == jobs.RunStatus.succeeded.value:
         return
     if run.status == jobs.RunStatus.cancelled.value:

@@ -25,16 +25,15 @@ from backend import jobs
 from backend.jobs import configs
 from backend.workspace import Workspace
 from studio import run_forms
-from studio.console import err, fail, out
+from studio.console import fail, out
 from studio.runs_cli import (
-    EXIT_CANCELLED,
-    EXIT_FAILED,
     DetachOpt,
     DeviceOpt,
     JsonOpt,
     ThreadsOpt,
     _given,
     _ws,
+    exit_unless_succeeded,
     run_in_foreground,
 )
 
@@ -80,19 +79,8 @@ def _finish(run: jobs.Run, summary: dict[str, Any], line: str, *, as_json: bool,
         return
     else:
         out.print(line, markup=False, highlight=False, soft_wrap=True)
-    if detach or run.status == jobs.RunStatus.succeeded.value:
-        return
-    if run.status == jobs.RunStatus.cancelled.value:
-        err.print(f"run {run.id} was cancelled: {run.message}", markup=False, highlight=False)
-        raise typer.Exit(EXIT_CANCELLED)
-    err.print(
-        f"error: run {run.id} {run.status}:\n{run.message}\n(log: {run.output_dir}/log.txt; "
-        f"`recap-studio runs resume {run.id}` continues it)",
-        markup=False,
-        highlight=False,
-        soft_wrap=True,
-    )
-    raise typer.Exit(EXIT_FAILED)
+    if not detach:
+        exit_unless_succeeded(run)
 
 
 def _read_template(value: str | None) -> str | None:
