@@ -319,7 +319,26 @@ LABELS = {
 def test_canonical_labels_see_through_sides():
     v = judged({"ann": ["X", "Y", "tie"]}, seed=1)
     assert set(zip(v["model_a"], v["outcome"], strict=True)) != {("X", "left")}  # sides did vary
-    assert list(canonical_labels(v)["label"]) == ["X", "Y", "tie"]
+    assert list(canonical_labels(v)["label"]) == ["first", "second", "tie"]  # X sorts before Y
+
+
+def test_coin_flipping_annotators_over_many_systems_do_not_seem_to_agree():
+    """Labels are relative to each pair's own order: with 8 systems, chance agreement stays ~1/2."""
+    rng = np.random.default_rng(4)
+    systems = [f"s{i}" for i in range(8)]
+    rows = []
+    for item in range(400):
+        a, b = rng.choice(systems, size=2, replace=False)
+        for annotator in ("p", "q", "r"):
+            left, right = (a, b) if rng.random() < 0.5 else (b, a)
+            rows.append(
+                {"model_a": left, "model_b": right, "outcome": rng.choice(["left", "right"]),
+                 "annotator": annotator, "pair_id": item, "criterion": "quality"}
+            )  # fmt: skip
+    votes = pd.DataFrame(rows)
+    assert abs(fleiss(votes).kappa) < 0.1
+    assert abs(krippendorff_alpha(votes).alpha) < 0.1
+    assert cohen_kappa_pairs(votes)["kappa"].abs().max() < 0.15
 
 
 def test_cohen_matches_sklearn_and_perfect_agreement_is_one():

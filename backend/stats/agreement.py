@@ -1,8 +1,12 @@
 """Annotator agreement and annotator quality checks for pairwise votes.
 
 **Canonical label.** "left" when system X was on the left and "right" when X was on the right are the
-same judgement, so before comparing annotators each vote becomes an orientation-free label: the
-winning system's name, ``"tie"`` or ``"both_bad"``. An *item* is one ``(pair_id, criterion)``: the
+same judgement, so before comparing annotators each vote becomes an orientation-free label relative
+to a fixed order of the pair's two systems (sorted by name): ``"first"`` or ``"second"`` for the
+winner, ``"tie"`` or ``"both_bad"``. Why not the winner's name: an item can only ever be won by its
+own two systems, but κ and α take chance agreement from label frequencies pooled over all items, so
+with k systems chance would look like ~1/k instead of ~1/2 and coin-flipping annotators would seem
+to agree (κ ≈ 0.44 with 8 systems). An *item* is one ``(pair_id, criterion)``: the
 same two outputs judged on the same question. Without a ``criterion`` column all votes are taken as
 one criterion.
 
@@ -101,8 +105,18 @@ def canonical_labels(votes: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in LABEL_COLUMNS})
     if "is_repeat" in clean.columns:
         clean = clean[~_flag(clean, "is_repeat", "agreement")]
-    first = clean.drop_duplicates(["pair_id", "criterion", "annotator"], keep="first")
+    first = clean.drop_duplicates(["pair_id", "criterion", "annotator"], keep="first").copy()
+    first["label"] = _pair_order_label(first)
     return first[LABEL_COLUMNS].reset_index(drop=True)
+
+
+def _pair_order_label(clean: pd.DataFrame) -> pd.Series:
+    """``"first"``/``"second"`` for the winner by the sorted order of the pair's systems; ties kept."""
+    label = clean["label"].astype(object).copy()
+    decisive = ~label.isin(["tie", "both_bad"])
+    first_system = clean[["model_a", "model_b"]].min(axis=1)
+    label[decisive] = np.where(label[decisive] == first_system[decisive], "first", "second")
+    return label
 
 
 def _quiet(fn, *args, **kwargs) -> float:
