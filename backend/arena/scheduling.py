@@ -101,10 +101,15 @@ def _progress(session: Session, campaign: Campaign, annotator_id: int | None) ->
     regular, done, mine = session.exec(
         text(
             "SELECT (SELECT count(*) FROM evalpair WHERE campaign_id = :c AND is_gold = 0), "
-            "(SELECT count(*) FROM judgment j JOIN evalpair p ON p.id = j.pair_id "
-            " WHERE j.campaign_id = :c AND j.is_repeat = 0 AND p.is_gold = 0), "
+            # votes beyond a slot's target (a slot doubled up while every slot was reserved) do
+            # not count towards the others: sum of min(votes, target) per (pair, criterion)
+            "(SELECT coalesce(sum(min(n, :t)), 0) FROM (SELECT count(*) AS n FROM judgment j "
+            " JOIN evalpair p ON p.id = j.pair_id WHERE j.campaign_id = :c AND j.is_repeat = 0 "
+            " AND p.is_gold = 0 GROUP BY j.pair_id, j.criterion)), "
             "(SELECT count(*) FROM judgment WHERE campaign_id = :c AND annotator_id = :a)"
-        ).bindparams(c=campaign.id, a=annotator_id if annotator_id is not None else -1)
+        ).bindparams(
+            c=campaign.id, a=annotator_id if annotator_id is not None else -1, t=campaign.target_per_pair
+        )
     ).one()
     total = regular * len(campaign.criteria) * campaign.target_per_pair
     return min(int(done), total), total, int(mine)
