@@ -40,7 +40,6 @@ DEMO_ADMIN = "admin"
 DEMO_ANNOTATOR = "demo-annotator"
 DEMO_SET = "demo-caption-set"
 DEMO_SET_SIZE = 24
-DEMO_ARENA = "demo-caption-arena"  # alt-text vs the human short captions, judged blind in the Arena
 PASSWORD_ENV = "RECAP_STUDIO_DEMO_PASSWORD"
 CREDENTIALS_FILE = "demo_credentials.txt"
 STUDIO_URL = "http://127.0.0.1:7860"
@@ -410,7 +409,6 @@ class DemoInfo:
     created: bool  # did this run add anything?
     admin_password_note: str = ""
     annotation_set: str | None = None
-    arena_campaign: str | None = None
 
     def describe(self) -> str:
         lines = [
@@ -427,8 +425,6 @@ class DemoInfo:
         lines.append(f"Annotator '{self.annotator}': password in {self.credentials_file}")
         if self.annotation_set:
             lines.append(f"Annotation set '{self.annotation_set}' is ready in the Annotate tab.")
-        if self.arena_campaign:
-            lines.append(f"Caption campaign '{self.arena_campaign}' is ready to judge in the Arena tab.")
         return "\n".join(lines)
 
 
@@ -539,26 +535,6 @@ def _ensure_annotation_set(ws: Workspace, dataset: str, admin_id: int) -> bool:
     return True
 
 
-def _ensure_arena_campaign(ws: Workspace, admin_id: int | None) -> bool:
-    """A small caption campaign (web alt-text vs the approved human short captions), so the Arena
-    has something to judge on a fresh demo. Returns True when it was created now."""
-    from backend import arena
-
-    if any(c.name == DEMO_ARENA for c in arena.list_campaigns(ws)):
-        return False
-    arena.create_caption_campaign(
-        ws,
-        DEMO_ARENA,
-        DEMO_DATASET,
-        ["alttext", "human_short"],
-        target_per_pair=2,
-        repeat_share=0.2,
-        gold_share=0.2,
-        created_by=admin_id,
-    )
-    return True
-
-
 def create_demo(ws: Workspace) -> DemoInfo:
     """Create (or find) the offline demo: dataset, users, alt-text, human examples, annotation set."""
     admin_password, note, created = _ensure_users(ws)
@@ -602,7 +578,6 @@ def create_demo(ws: Workspace) -> DemoInfo:
         n_images = s.exec(select(func.count()).select_from(Image).where(Image.dataset_id == dataset.id)).one()
         admin_id = admin.id
     created |= _ensure_annotation_set(ws, DEMO_DATASET, admin_id)
-    created |= _ensure_arena_campaign(ws, admin_id)
     return DemoInfo(
         dataset=DEMO_DATASET,
         images=n_images,
@@ -613,5 +588,4 @@ def create_demo(ws: Workspace) -> DemoInfo:
         created=created,
         admin_password_note=note,
         annotation_set=DEMO_SET,
-        arena_campaign=DEMO_ARENA,
     )

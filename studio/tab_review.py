@@ -19,6 +19,7 @@ from typing import Any
 
 import gradio as gr
 
+from backend.arena import blinded_datasets
 from backend.clip_tokens import CONTEXT_LENGTH
 from backend.datasets import DatasetNotFound, dataset_names
 from backend.review import (
@@ -35,6 +36,7 @@ from backend.review import (
 )
 from backend.workspace import Workspace
 from studio import plots
+from studio.session import is_admin
 
 PAGE_SIZES = [16, 32, 64, 96]
 DEFAULT_PAGE_SIZE = 32
@@ -362,7 +364,28 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
 
     page_outputs = [gallery, ids_state, page_state, page_info, prev_btn, next_btn]
 
-    def load_page(name: str | None, has: list[str], missing: list[str], text: str, page: int, size: Any):
+    def hidden_from(request: gr.Request | None) -> set[str]:
+        """Datasets this user may not browse: for annotators, those an open Arena campaign judges."""
+        return set() if is_admin(ws, request) else blinded_datasets(ws)
+
+    def load_page(
+        name: str | None,
+        has: list[str],
+        missing: list[str],
+        text: str,
+        page: int,
+        size: Any,
+        hidden: set[str] | None = None,
+    ):
+        if name and name in (hidden or set()):
+            return (
+                [],
+                [],
+                0,
+                f"Dataset {name!r} is being judged blind in the Arena; it opens again when the campaign closes.",
+                gr.update(interactive=False),
+                gr.update(interactive=False),
+            )
         if not name:
             return (
                 [],
@@ -398,12 +421,12 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
 
     filters = [dataset, has_kinds, missing_kinds, search]
 
-    def first_page(name, has, missing, text, size):  # noqa: ANN001, ANN202 - Gradio values
-        return load_page(name, has, missing, text, 0, size)
+    def first_page(name, has, missing, text, size, request: gr.Request):  # noqa: ANN001, ANN202 - Gradio values
+        return load_page(name, has, missing, text, 0, size, hidden_from(request))
 
     def step(delta: int) -> Callable[..., Any]:
-        def go(name, has, missing, text, page, size):  # noqa: ANN001, ANN202 - Gradio values
-            return load_page(name, has, missing, text, int(page or 0) + delta, size)
+        def go(name, has, missing, text, page, size, request: gr.Request):  # noqa: ANN001, ANN202 - Gradio values
+            return load_page(name, has, missing, text, int(page or 0) + delta, size, hidden_from(request))
 
         return go
 
@@ -415,7 +438,7 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
 
     detail_outputs = [image, meta, variants, diff_a, diff_b, diff, texts_state]
 
-    def open_image(ids: list[int], evt: gr.SelectData):
+    def open_image(ids: list[int], evt: gr.SelectData, request: gr.Request):
         index = evt.index[0] if isinstance(evt.index, list | tuple) else evt.index
         if not isinstance(index, int) or not 0 <= index < len(ids):
             return (gr.skip(),) * len(detail_outputs)
@@ -423,6 +446,8 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
             detail = image_variants(ws, ids[index])
         except ReviewError as exc:
             raise gr.Error(str(exc)) from None
+        if detail.dataset in hidden_from(request):  # a campaign opened after the gallery was loaded
+            raise gr.Error(f"Dataset {detail.dataset!r} is being judged blind in the Arena.")
         labels = [v.label for v in detail.variants]
         texts = {v.label: v.text for v in detail.variants}
         a, b = _default_pair(labels, detail)
@@ -462,8 +487,17 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
 
     # ------------------------------------------------------------------ load / tab refresh
 
-    def refresh(current: str | None, has: list[str], missing: list[str], text: str, page: int, size: Any):
-        names = dataset_names(ws)
+    def refresh(
+        current: str | None,
+        has: list[str],
+        missing: list[str],
+        text: str,
+        page: int,
+        size: Any,
+        request: gr.Request,
+    ):
+        hidden = hidden_from(request)
+        names = [n for n in dataset_names(ws) if n not in hidden]
         chosen = pick_dataset(names, current)
         kinds = caption_kinds(ws)
         kind_choices = [(kind_label(k), k) for k in kinds]
@@ -472,7 +506,7 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
             gr.update(choices=names, value=chosen),
             gr.update(choices=kind_choices),
             gr.update(choices=kind_choices),
-            *load_page(chosen, has, missing, text, keep_page, size),
+            *load_page(chosen, has, missing, text, keep_page, size, hidden),
         )
 
     refresh_inputs = [dataset, has_kinds, missing_kinds, search, page_state, page_size]

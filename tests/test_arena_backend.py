@@ -476,3 +476,14 @@ def test_export_import_round_trip(ws: Workspace, tmp_path: Path) -> None:
         header.startswith("system,rating,lower,upper,rank,wins,losses,ties") and "caption_condition" in header
     )
     assert out.to_json()["systems"]["a"]["caption_condition"] == "RECAP Mix"
+
+
+def test_datasets_under_open_campaigns_are_blinded_until_closed(ws: Workspace) -> None:
+    """Review hides these from annotators: a generated image's key names its checkpoint."""
+    make_generated(ws, "gen-blind", {"a": ["raw"], "b": ["raw"]}, prompts=2, seeds=(0,))
+    make_generated(ws, "gen-free", {"a": ["raw"], "b": ["raw"]}, prompts=2, seeds=(0,))
+    assert arena.blinded_datasets(ws) == set()
+    arena.create_campaign_from_generated(ws, "blind", ["gen-blind"], ["q"])
+    assert arena.blinded_datasets(ws) == {"gen-blind"}
+    arena.close_campaign(ws, "blind")
+    assert arena.blinded_datasets(ws) == set()

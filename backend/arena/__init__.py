@@ -66,6 +66,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ArenaError",
+    "blinded_datasets",
     "ArenaSystem",
     "ArenaTicket",
     "Campaign",
@@ -166,6 +167,24 @@ def list_campaigns(ws: Workspace) -> list[CampaignSummary]:
                 )  # fmt: skip
             )
     return out
+
+
+def blinded_datasets(ws: Workspace) -> set[str]:
+    """Datasets whose images an open campaign is judging: annotators must not browse them.
+
+    Why: elsewhere in the studio such a dataset shows which system made an image (a generated
+    image's key starts with its checkpoint) or which caption is which kind (Review labels every
+    variant), which would unblind the judging. Admins still see everything.
+    """
+    with read_session(ws) as s:
+        rows = s.exec(
+            text(
+                "SELECT DISTINCT d.name FROM campaign c JOIN evalimage e ON e.campaign_id = c.id "
+                "JOIN image i ON i.id = e.image_id JOIN dataset d ON d.id = i.dataset_id "
+                "WHERE c.status = :open"
+            ).bindparams(open=CampaignStatus.open.value)
+        ).all()
+    return {r[0] for r in rows}
 
 
 def close_campaign(ws: Workspace, ref: CampaignRef, *, reopen: bool = False) -> Campaign:
