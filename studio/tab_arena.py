@@ -263,7 +263,7 @@ def _flags(left_h: bool, left_o: bool, right_h: bool, right_o: bool) -> list[str
 def _int(value: Any, default: int = 0) -> int:
     try:
         return int(float(value))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: "1e400", Infinity
         return default
 
 
