@@ -641,5 +641,8 @@ def test_a_chunk_trained_checkpoint_reads_long_prompts_as_in_training(setup: dic
     cond, uncond = inputs["prompt_embeds"], inputs["negative_prompt_embeds"]
     assert cond.shape == uncond.shape and cond.shape[:2] == (2, 2 * 77)
     assert prompt_inputs(pipe, plain, ["a cat"]) == {"prompt": ["a cat"]}
+    # a short prompt is encoded the same alone or beside a long one (max_chunks windows each)
+    alone = prompt_inputs(pipe, checkpoint, ["a cat"])["prompt_embeds"]
+    assert torch.allclose(alone[0], cond[1], atol=1e-5)
     image = pipe(**inputs, num_inference_steps=2, guidance_scale=2.0, output_type="pil").images[0]
     assert image.size == (32, 32)

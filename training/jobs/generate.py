@@ -316,7 +316,8 @@ def prompt_inputs(pipe: Any, checkpoint: Checkpoint, texts: list[str]) -> dict[s
     encoder = CaptionEncoder(pipe.tokenizer, pipe.text_encoder, "chunk", checkpoint.max_chunks)
     dtype = next(pipe.unet.parameters()).dtype
     with torch.no_grad():
-        hidden = encoder.encode([*texts, *([""] * len(texts))]).to(dtype)
+        # every prompt padded to max_chunks windows: an image must not depend on its batch-mates
+        hidden = encoder.encode([*texts, *([""] * len(texts))], windows=checkpoint.max_chunks).to(dtype)
     return {"prompt_embeds": hidden[: len(texts)], "negative_prompt_embeds": hidden[len(texts) :]}
 
 

@@ -72,20 +72,24 @@ class CaptionEncoder:
         ids = [self.tokenizer.bos_token_id, *window, self.tokenizer.eos_token_id]
         return ids + [self.tokenizer.pad_token_id] * (self.max_length - len(ids))
 
-    def token_ids(self, texts: list[str]) -> torch.Tensor:
-        """``(batch, n_windows, max_length)`` token ids; ``n_windows`` is 1 in truncate mode."""
+    def token_ids(self, texts: list[str], windows: int | None = None) -> torch.Tensor:
+        """``(batch, n_windows, max_length)`` token ids; ``n_windows`` is 1 in truncate mode.
+
+        In chunk mode ``n_windows`` is the longest caption's count, or ``windows`` when given (at
+        generation: ``max_chunks``, so an image never depends on the prompts batched with it).
+        """
         if self.mode == "truncate":
             ids = self.tokenizer(
                 texts, padding="max_length", max_length=self.max_length, truncation=True, return_tensors="pt"
             ).input_ids
             return ids[:, None, :]
-        windows = []
+        chunked = []
         for text in texts:
             content = self.content_ids(text)
             chunks = [content[i : i + self.window] for i in range(0, len(content), self.window)]
-            windows.append(chunks[: self.max_chunks] or [[]])
-        n = max(len(w) for w in windows)
-        rows = [[self._wrap(c) for c in w] + [self._wrap([])] * (n - len(w)) for w in windows]
+            chunked.append(chunks[: self.max_chunks] or [[]])
+        n = max(max(len(w) for w in chunked), windows or 0)
+        rows = [[self._wrap(c) for c in w] + [self._wrap([])] * (n - len(w)) for w in chunked]
         return torch.tensor(rows, dtype=torch.long)
 
     # ------------------------------------------------------------------ hidden states
@@ -97,8 +101,8 @@ class CaptionEncoder:
         hidden = self.text_encoder(ids.reshape(batch * n, length).to(device))[0]
         return hidden.reshape(batch, n * length, hidden.shape[-1])
 
-    def encode(self, texts: list[str]) -> torch.Tensor:
-        return self.encode_ids(self.token_ids(texts))
+    def encode(self, texts: list[str], windows: int | None = None) -> torch.Tensor:
+        return self.encode_ids(self.token_ids(texts, windows))
 
     def encode_with_uncond(self, prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(prompt, empty) embeddings of equal length, for classifier-free guidance at sampling."""
