@@ -452,6 +452,17 @@ def finish(
         save_lora(layers.get("unet"), layers.get("text_encoder"), ctx.run_dir / "lora")
         for module in learn.values():
             merge_lora(module)
+    frozen_in_half = [
+        name
+        for name in ("unet", "text_encoder", "vae")
+        if name not in learn and next(getattr(parts, name).parameters()).dtype != torch.float32
+    ]
+    if frozen_in_half:
+        # frozen parts ran in fp16/bf16: save the base's own float32 weights for them, not a lossy
+        # round trip, so base-vs-trained comparisons differ only by what was trained
+        fresh = load_components(base.source)
+        for name in frozen_in_half:
+            setattr(parts, name, getattr(fresh, name))
     for module in (parts.unet, parts.text_encoder, parts.vae):
         module.to("cpu")
         if next(module.parameters()).dtype != torch.float32:
