@@ -250,6 +250,10 @@ def test_admin_reviews_and_annotator_sees_rejection(studio: Studio, browser, ui_
     page.wait_for_function(
         "() => document.querySelector('#review-status').innerText.includes('Name the shapes')", timeout=30_000
     )
+    # the status line and the caption box are two outputs of one event: the box may render a tick later
+    page.wait_for_function(
+        "() => document.querySelector('#short-caption textarea').value === 'a shape'", timeout=10_000
+    )
     assert page.locator("#short-caption textarea").input_value() == "a shape"
     page.context.close()
 
