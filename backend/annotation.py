@@ -804,7 +804,9 @@ def save_draft(
     """Upsert the annotator's draft of an image; refreshes their claim on it.
 
     Returns ``None`` (and removes any draft) when there is nothing unsaved: both boxes
-    empty with no draft yet, or the text equal to what they already submitted.
+    empty, or the text equal to what they already submitted. Why never an empty draft: a
+    page that sends its boxes before they were filled (switching sets while an image loads)
+    would otherwise hide the annotator's submitted caption behind an empty draft.
     """
     short_text = short_text or ""
     long_text = long_text or ""
@@ -835,8 +837,8 @@ def save_draft(
             and short.text == short_text.strip()
             and long.text == long_text.strip()
         )
-        nothing = not short_text.strip() and not long_text.strip() and short is None and long is None
-        if same_as_submitted or (nothing and draft is None):
+        nothing = not short_text.strip() and not long_text.strip()
+        if same_as_submitted or nothing:
             if draft is not None:
                 s.delete(draft)
             return None

@@ -329,6 +329,10 @@ def test_drafts_persist_and_submit_appends_revisions(ws: Workspace, team: dict[s
     assert ann.load_draft(ws, view.image_id, team["ann"]) is None
     # a late autosave of the submitted text does not resurrect a draft
     assert ann.save_draft(ws, view.image_id, team["ann"], "a red circle", "a red circle on blue") is None
+    # nor does a page that sends its boxes before they were filled: no empty draft hides the caption
+    assert ann.save_draft(ws, view.image_id, team["ann"], "", "") is None
+    assert ann.load_draft(ws, view.image_id, team["ann"]) is None
+    assert ann.item_view(ws, aset.id, view.image_id, team["ann"]).short_text == "a red circle"
 
     # go back and revise: a new revision, the old text stays in history
     nxt = ann.next_item(ws, aset.id, team["ann"])
