@@ -97,8 +97,11 @@ def launch_selftest(page, items: int, delay: float, fail: bool = False) -> int: 
     form = page.locator("#form-selftest")
     if not page.locator("#launch-selftest").is_visible():
         form.get_by_text("Self-test job (developer mode)").click()
-    page.locator("#selftest-items input").fill(str(items))
-    page.locator("#selftest-delay input").fill(str(delay))
+    # Enter commits a number box's value to the app before the launch click reads it (a bare
+    # fill sometimes lost the race and the run started with the defaults: 20 items)
+    for box, value in (("#selftest-items input", items), ("#selftest-delay input", delay)):
+        page.locator(box).fill(str(value))
+        page.locator(box).press("Enter")
     checkbox = page.locator("#selftest-fail input")
     if checkbox.is_checked() != fail:
         checkbox.click()
