@@ -190,10 +190,14 @@ def demo(
     port: Annotated[int, typer.Option(help="Port (with --serve).")] = 7860,
 ) -> None:
     """Create the offline demo workspace (idempotent) and print how to log in."""
-    from backend.demo import create_demo
+    from backend.demo import PASSWORD_ENV, create_demo
+    from backend.users import UserError
 
     ws = _ws()
-    info = create_demo(ws)
+    try:
+        info = create_demo(ws)
+    except UserError as exc:  # the users come first, so nothing else was written
+        raise fail(f"demo admin password from ${PASSWORD_ENV}: {exc}") from None
     out.print(info.describe(), markup=False, highlight=False, soft_wrap=True)
     if serve_after:
         from studio.app import serve as serve_app

@@ -6,15 +6,18 @@ the suite lean; each test opens its own context so cookies never leak between us
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -32,7 +35,12 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+# How long a browser test waits for the page to show what the server sent. Generous on
+# purpose: CI machines are shared and now and then stall for many seconds; a passing test
+# never waits this long, so only a real failure pays for it.
+UI_WAIT_MS = 60_000
 ADMIN = ("admin", "admin-pass")
+T = TypeVar("T")
 ANNOTATOR = ("ann", "ann-pass")
 ANNOTATOR2 = ("bob", "bob-pass")
 
@@ -44,7 +52,23 @@ def ws(tmp_path: Path) -> Workspace:
     return workspace
 
 
-def run_cli(home: Path, *args: str, stdin: str | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def wait_for(
+    check: Callable[[], T], timeout: float = 30.0, what: str = "condition", interval: float = 0.25
+) -> T:
+    """Poll ``check`` until it returns something truthy and return that; fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def run_cli(
+    home: Path, *args: str, stdin: str | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     """Run the real ``recap-studio`` command line in a subprocess.
 
     The demo admin's password is pinned (RECAP_STUDIO_DEMO_PASSWORD) so tests can log in.
@@ -113,6 +137,32 @@ def start_studio(home: Path, *, demo: bool = True, timeout: float = 120) -> Stud
     return Studio(url=url, home=home, ws=ws, process=process, log=log)
 
 
+@contextlib.contextmanager
+def environment(**values: str) -> Iterator[None]:
+    """Set environment variables for the duration of the block (e.g. while a server starts, so
+    its process inherits them), then put back exactly what was there."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def stop_runs_and_studio(studio: Studio) -> None:
+    """Cancel the runs a browser test left queued or running, then stop the server."""
+    from backend import jobs
+
+    for run in jobs.list_runs(studio.ws, status=jobs.ACTIVE):
+        with contextlib.suppress(jobs.JobError):
+            jobs.cancel_run(studio.ws, int(run.id), grace_s=5)
+    stop_studio(studio)
+
+
 def stop_studio(studio: Studio) -> None:
     studio.process.terminate()
     try:
@@ -139,13 +189,91 @@ def browser():
         chromium.close()
 
 
+def launched_id(page) -> int | None:  # noqa: ANN001 - playwright page
+    """The run id the Runs tab's launch message names (None before the first launch)."""
+    match = re.search(r"Launched run #(\d+) \(", page.locator("#launch-result").inner_text())
+    return int(match.group(1)) if match else None
+
+
+# Pages opened by login() in the running test, so a failure report can show what they showed.
+_open_pages: list = []
+
+
 def login(browser, studio: Studio, user: tuple[str, str]):  # noqa: ANN001, ANN201 - playwright objects
-    """A fresh browser context logged in as ``user``; returns its page on the studio."""
+    """A fresh browser context logged in as ``user``; returns its page on the studio.
+
+    Every Playwright wait without its own timeout gets :data:`UI_WAIT_MS`.
+    """
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(UI_WAIT_MS)
     page = context.new_page()
+    _open_pages.append(page)
     page.goto(studio.url)
     page.get_by_label("username").fill(user[0])
     page.get_by_label("password").fill(user[1])
     page.get_by_role("button", name="Login").click()
-    page.wait_for_selector("#main-tabs", timeout=30_000)
+    page.wait_for_selector("#main-tabs", timeout=UI_WAIT_MS)
     return page
+
+
+def open_tab(page, name: str, ready_selector: str) -> None:  # noqa: ANN001 - playwright page
+    """Select a main tab and wait until ``ready_selector`` is visible in it.
+
+    The click is repeated if the tab is not selected a few seconds later: a click that lands
+    while the page is still applying its load events can be lost on a slow machine.
+    """
+    tab = page.locator("#main-tabs").get_by_role("tab", name=name, exact=True)
+    deadline = time.monotonic() + UI_WAIT_MS / 1000
+    while True:
+        tab.click()
+        try:
+            page.wait_for_selector(ready_selector, state="visible", timeout=5_000)
+            return
+        except Exception:  # noqa: BLE001 - playwright's TimeoutError; retried below
+            if time.monotonic() >= deadline:
+                raise
+            if tab.get_attribute("aria-selected") == "true":
+                page.wait_for_selector(ready_selector, state="visible", timeout=UI_WAIT_MS)
+                return
+
+
+def open_runs(page) -> None:  # noqa: ANN001 - playwright page
+    """The Runs tab, once its runs table has been filled in."""
+    open_tab(page, "Runs", "#runs-page")
+    page.wait_for_function(
+        "() => document.querySelector('#runs-page').innerText.trim()", timeout=UI_WAIT_MS
+    )
+
+
+def _page_state(page) -> str:  # noqa: ANN001
+    """What a page showed when its test failed: address, selected tabs, visible text."""
+    try:
+        if page.is_closed():
+            return "(closed)"
+        tabs = page.evaluate(
+            "() => [...document.querySelectorAll('[role=tab][aria-selected=true]')].map(t => t.innerText)"
+        )
+        text = re.sub(r"\n\s*\n+", "\n", page.locator("body").inner_text(timeout=5_000))
+        return f"url: {page.url}\nselected tabs: {tabs}\nvisible text (first 3000 chars):\n{text[:3000]}"
+    except Exception as exc:  # noqa: BLE001 - a report must never fail
+        return f"(could not read the page: {exc})"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # noqa: ANN201
+    """On a failing browser test, attach what its pages showed and the server's last log lines.
+
+    Why: CI prints only the report; without these a timing failure there cannot be told from
+    a real one.
+    """
+    report = yield
+    if call.when == "teardown":
+        _open_pages.clear()
+    if report.failed and call.when in ("setup", "call"):
+        for n, page in enumerate(_open_pages):
+            report.sections.append((f"page {n}", _page_state(page)))
+        studio = getattr(item, "funcargs", {}).get("studio")
+        if isinstance(studio, Studio) and studio.log.exists():
+            lines = studio.log.read_text(errors="replace").splitlines()[-60:]
+            report.sections.append(("studio server log (last 60 lines)", "\n".join(lines)))
+    return report

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import os
 import stat
+import subprocess
+import sys
 import time
 
 import pytest
@@ -207,3 +209,20 @@ def test_demo_cli_twice(tmp_path) -> None:  # noqa: ANN001
     assert second.returncode == 0, second.stderr
     assert "nothing added" in second.stdout and ADMIN[1] in second.stdout
     assert _counts(ws) == counts
+
+
+def test_demo_cli_refuses_a_too_short_env_password(tmp_path) -> None:  # noqa: ANN001
+    """One clear line and exit 2, not a traceback; nothing is built with a password nobody chose."""
+    home = tmp_path / "home"
+    env = {**os.environ, "RECAP_STUDIO_DEMO_PASSWORD": "abc"}
+    result = subprocess.run(
+        [sys.executable, "-m", "studio.cli", "--home", str(home), "demo"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "RECAP_STUDIO_DEMO_PASSWORD" in result.stderr and "password" in result.stderr
+    assert not (home / "images").exists() or not any((home / "images").iterdir())

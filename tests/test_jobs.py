@@ -6,6 +6,7 @@ kills and resumes is a count in the database.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import signal
@@ -13,7 +14,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -24,6 +24,7 @@ from backend.db import write_session
 from backend.jobs.launch import group_alive, pid_alive
 from backend.jobs.progress import RateMeter, eta_seconds
 from backend.workspace import UnsafePathError, Workspace
+from tests.conftest import wait_for as shared_wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -31,14 +32,8 @@ T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def wait_for(check: Callable[[], T], timeout: float = 30.0, interval: float = 0.05, what: str = "") -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what or check}")
+# polls often: the kill tests stop a run at a chosen point of its progress
+wait_for = functools.partial(shared_wait_for, interval=0.05)
 
 
 def wait_status(ws: Workspace, run_id: int, *statuses: str, timeout: float = 30.0) -> jobs.Run:

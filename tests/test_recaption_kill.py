@@ -11,6 +11,7 @@ Set ``RECAPTION_KILL_SEED`` to replay a failure.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import re
@@ -35,6 +36,7 @@ from backend.jobs.configs import new_run
 from backend.jobs.launch import group_alive
 from backend.models import Caption, Image
 from backend.workspace import Workspace
+from tests.conftest import wait_for as shared_wait_for
 
 pytest_plugins = ("tests.tiny_models",)
 pytestmark = pytest.mark.timeout(300)
@@ -56,14 +58,8 @@ def demo_ws(tmp_path: Path) -> Workspace:
     return ws
 
 
-def wait_for(check: Callable[[], T], timeout: float = 60.0, what: str = "") -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what or check}")
+# polls often: the kill tests stop a run at a chosen point of its progress
+wait_for = functools.partial(shared_wait_for, interval=0.02)
 
 
 def written(ws: Workspace, run_id: int) -> int:

@@ -7,12 +7,12 @@ command for exactly this); the model commands are checked for the config they st
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from backend.jobs import configs
 from backend.jobs.launch import group_alive
 from backend.workspace import Workspace
 from tests.conftest import run_cli
+from tests.conftest import wait_for as shared_wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -37,14 +38,8 @@ def last_json(stdout: str) -> object:
     return json.loads(lines[-1])
 
 
-def wait_for(check, timeout: float = 30.0, what: str = ""):  # noqa: ANN001, ANN201
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+# polls often: the kill tests stop a run at a chosen point of its progress
+wait_for = functools.partial(shared_wait_for, interval=0.1)
 
 
 def item_counts(ws: Workspace, run_id: int) -> Counter[int]:

@@ -8,7 +8,6 @@ they do not depend on what the demo annotated.
 from __future__ import annotations
 
 import json
-import time
 
 import httpx
 import pytest
@@ -18,7 +17,7 @@ from backend import annotation as ann
 from backend.db import read_session
 from backend.models import Caption, Dataset
 from backend.users import get_user
-from tests.conftest import ADMIN, ANNOTATOR, ANNOTATOR2, Studio, login
+from tests.conftest import ADMIN, ANNOTATOR, ANNOTATOR2, UI_WAIT_MS, Studio, login, open_tab, wait_for
 
 SET_NAME = "ui-caption-set"
 SHORT = "A yellow square and two other shapes on a light blue background."
@@ -55,18 +54,7 @@ def user_id(studio: Studio, name: str) -> int:
 
 
 def open_annotate(page) -> None:  # noqa: ANN001 - playwright page
-    page.get_by_role("tab", name="Annotate").click()
-    page.wait_for_selector("#annotate-image img", timeout=20_000)
-
-
-def wait_for(predicate, timeout: float = 15.0, what: str = "condition"):  # noqa: ANN001, ANN201
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+    open_tab(page, "Annotate", "#annotate-image img")
 
 
 def test_annotator_types_autosaves_reloads_and_submits(studio: Studio, browser, ui_set: int) -> None:  # noqa: ANN001
@@ -101,17 +89,17 @@ def test_annotator_types_autosaves_reloads_and_submits(studio: Studio, browser, 
     page.locator("#short-caption textarea").click()
     page.keyboard.type(SHORT)
     page.wait_for_function(
-        "() => document.querySelector('#short-counts').innerText.includes('12 words')", timeout=30_000
+        "() => document.querySelector('#short-counts').innerText.includes('12 words')", timeout=UI_WAIT_MS
     )
     assert "CLIP tokens" in page.locator("#short-counts").inner_text()
     page.locator("#long-caption textarea").click()
     page.keyboard.type(LONG_WORDS)
     page.wait_for_function(
-        "() => document.querySelector('#long-counts .over') !== null", timeout=30_000
+        "() => document.querySelector('#long-counts .over') !== null", timeout=UI_WAIT_MS
     )  # > 77 tokens is flagged
     assert "past 77" in page.locator("#long-counts").inner_text()
     page.wait_for_function(
-        "() => document.querySelector('#draft-status').innerText.includes('Draft saved')", timeout=30_000
+        "() => document.querySelector('#draft-status').innerText.includes('Draft saved')", timeout=UI_WAIT_MS
     )
     page.screenshot(path="/tmp/annotate_typing.png", full_page=True)
     draft = wait_for(
@@ -123,15 +111,15 @@ def test_annotator_types_autosaves_reloads_and_submits(studio: Studio, browser, 
         what="the draft in the database",
     )
     assert draft.short_text == SHORT
-    page.wait_for_function("() => !window.recapAnnotate.pending()", timeout=30_000)
+    page.wait_for_function("() => !window.recapAnnotate.pending()", timeout=UI_WAIT_MS)
 
     # reload: the same image with the draft restored
     page.reload()
-    page.wait_for_selector("#main-tabs", timeout=30_000)
+    page.wait_for_selector("#main-tabs", timeout=UI_WAIT_MS)
     open_annotate(page)
     page.wait_for_function(
         f"() => document.querySelector('#short-caption textarea').value === {json.dumps(SHORT)}",
-        timeout=30_000,
+        timeout=UI_WAIT_MS,
     )
     assert page.locator("#long-caption textarea").input_value() == LONG_WORDS
     assert "Draft restored" in page.locator("#draft-status").inner_text()
@@ -141,7 +129,7 @@ def test_annotator_types_autosaves_reloads_and_submits(studio: Studio, browser, 
     page.locator("#long-caption textarea").click()
     page.keyboard.press("Control+Enter")
     page.wait_for_function(
-        "() => document.querySelector('#short-caption textarea').value === ''", timeout=30_000
+        "() => document.querySelector('#short-caption textarea').value === ''", timeout=UI_WAIT_MS
     )
     with read_session(studio.ws) as s:
         captions = s.exec(
@@ -160,12 +148,12 @@ def test_annotator_types_autosaves_reloads_and_submits(studio: Studio, browser, 
     page.keyboard.press("Alt+ArrowLeft")
     page.wait_for_function(
         f"() => document.querySelector('#short-caption textarea').value === {json.dumps(SHORT)}",
-        timeout=30_000,
+        timeout=UI_WAIT_MS,
     )
     assert "waiting for review" in page.locator("#review-status").inner_text()
     page.keyboard.press("Alt+ArrowRight")
     page.wait_for_function(
-        "() => document.querySelector('#short-caption textarea').value === ''", timeout=30_000
+        "() => document.querySelector('#short-caption textarea').value === ''", timeout=UI_WAIT_MS
     )
     page.screenshot(path="/tmp/annotate.png", full_page=True)
     page.context.close()
@@ -188,16 +176,16 @@ def test_admin_reviews_and_annotator_sees_rejection(studio: Studio, browser, ui_
     page.locator("#tab-annotate-button").click()
     # an admin opening the page holds no image (they come to review)
     page.wait_for_function(
-        "() => document.querySelector('#annotate-info').innerText.includes('Press Next')", timeout=30_000
+        "() => document.querySelector('#annotate-info').innerText.includes('Press Next')", timeout=UI_WAIT_MS
     )
     assert ann.resume_item(studio.ws, ui_set, user_id(studio, ADMIN[0]), claim=False) is None
     page.locator("#annotate-admin-button").click()
-    page.wait_for_selector("#annotate-progress .ann-bar", timeout=30_000)
+    page.wait_for_selector("#annotate-progress .ann-bar", timeout=UI_WAIT_MS)
     progress_text = page.locator("#annotate-progress").inner_text()
     assert SET_NAME in progress_text and "2 / 6" in progress_text
     assert "ann" in progress_text and "bob" in progress_text
     page.wait_for_function(
-        "() => document.querySelector('#review-queue').innerText.includes('bob')", timeout=30_000
+        "() => document.querySelector('#review-queue').innerText.includes('bob')", timeout=UI_WAIT_MS
     )
 
     page.screenshot(path="/tmp/annotate_review.png", full_page=True)
@@ -206,22 +194,22 @@ def test_admin_reviews_and_annotator_sees_rejection(studio: Studio, browser, ui_
     assert page.locator("#review-short textarea").input_value() == SHORT
     page.locator("#btn-review").click()
     page.wait_for_function(
-        "() => document.querySelector('#review-result').innerText.startsWith('Approved')", timeout=30_000
+        "() => document.querySelector('#review-result').innerText.startsWith('Approved')", timeout=UI_WAIT_MS
     )
     assert ann.item_view(studio.ws, ui_set, ann_done[0].image_id, ann_id).status == "approved"
 
     # now bob's pair is shown; rejecting without a comment is refused, with one it works
     page.wait_for_function(
-        "() => document.querySelector('#review-short textarea').value === 'a shape'", timeout=30_000
+        "() => document.querySelector('#review-short textarea').value === 'a shape'", timeout=UI_WAIT_MS
     )
     page.locator("#review-decision").get_by_text("reject").click()
     page.locator("#btn-review").click()
-    page.get_by_text("needs a comment").first.wait_for(timeout=30_000)
+    page.get_by_text("needs a comment").first.wait_for(timeout=UI_WAIT_MS)
     assert ann.item_view(studio.ws, ui_set, bob_item.image_id, bob_id).status == "submitted"
     page.locator("#review-comment textarea").fill("Name the shapes and their colours.")
     page.locator("#btn-review").click()
     page.wait_for_function(
-        "() => document.querySelector('#review-result').innerText.startsWith('Rejected')", timeout=30_000
+        "() => document.querySelector('#review-result').innerText.startsWith('Rejected')", timeout=UI_WAIT_MS
     )
     assert ann.item_view(studio.ws, ui_set, bob_item.image_id, bob_id).status == "rejected"
     assert "1 approved" in page.locator("#annotate-progress").inner_text()
@@ -235,7 +223,7 @@ def test_admin_reviews_and_annotator_sees_rejection(studio: Studio, browser, ui_
     size_box.press("Enter")
     page.locator("#btn-create-set").click()
     page.wait_for_function(
-        "() => document.querySelector('#create-set-result').innerText.startsWith('Created')", timeout=30_000
+        "() => document.querySelector('#create-set-result').innerText.startsWith('Created')", timeout=UI_WAIT_MS
     )
     assert "ui-made-set" in [s.name for s in ann.list_sets(studio.ws)]
     page.screenshot(path="/tmp/annotate_admin.png", full_page=True)
@@ -248,11 +236,11 @@ def test_admin_reviews_and_annotator_sees_rejection(studio: Studio, browser, ui_
     page.locator("#annotate-set input").click()
     page.get_by_role("option", name=SET_NAME).click()
     page.wait_for_function(
-        "() => document.querySelector('#review-status').innerText.includes('Name the shapes')", timeout=30_000
+        "() => document.querySelector('#review-status').innerText.includes('Name the shapes')", timeout=UI_WAIT_MS
     )
     # the status line and the caption box are two outputs of one event: the box may render a tick later
     page.wait_for_function(
-        "() => document.querySelector('#short-caption textarea').value === 'a shape'", timeout=10_000
+        "() => document.querySelector('#short-caption textarea').value === 'a shape'", timeout=UI_WAIT_MS
     )
     assert page.locator("#short-caption textarea").input_value() == "a shape"
     page.context.close()

@@ -14,7 +14,6 @@ import base64
 import contextlib
 import io
 import json
-import time
 from pathlib import Path
 
 import httpx
@@ -30,7 +29,7 @@ from backend.db import read_session, write_session
 from backend.images import add_image, decode_image
 from backend.jobs.models import Artifact
 from backend.users import get_user
-from tests.conftest import ADMIN, ANNOTATOR, ANNOTATOR2, Studio, login
+from tests.conftest import ADMIN, ANNOTATOR, ANNOTATOR2, UI_WAIT_MS, Studio, login, open_tab, wait_for
 
 CAMPAIGN = "ui-arena-t2i"
 CAPTION_CAMPAIGN = "ui-arena-captions"
@@ -186,16 +185,6 @@ def system_of_item(studio: Studio, item_id: int) -> str:
         return s.get(ArenaSystem, item.system_id).name
 
 
-def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):  # noqa: ANN001, ANN201
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 class Recorder:
     """Every byte the page received, in arrival order, so nothing it was sent goes unchecked.
 
@@ -282,7 +271,7 @@ def login_recorded(browser, studio: Studio, user: tuple[str, str]):  # noqa: ANN
     page.get_by_label("username").fill(user[0])
     page.get_by_label("password").fill(user[1])
     page.get_by_role("button", name="Login").click()
-    page.wait_for_selector("#main-tabs", timeout=30_000)
+    page.wait_for_selector("#main-tabs", timeout=UI_WAIT_MS)
     return page, rec
 
 
@@ -293,8 +282,7 @@ def assert_dom_blind(page) -> None:  # noqa: ANN001
 
 
 def open_arena(page) -> None:  # noqa: ANN001
-    page.locator("#tab-arena-button").click()
-    page.wait_for_selector("#arena-left-image img", timeout=30_000)
+    open_tab(page, "Arena", "#arena-left-image img")
 
 
 def pair_seq(page) -> str:  # noqa: ANN001
@@ -307,7 +295,7 @@ def wait_pair_changed(page, old: str) -> str:  # noqa: ANN001
         "(old) => { const p = document.querySelector('#arena-progress .arena-progress');"
         " return p && p.getAttribute('data-seq') !== old && window.recapArena && !window.recapArena.busy; }",
         arg=old,
-        timeout=30_000,
+        timeout=UI_WAIT_MS,
     )
     return pair_seq(page)
 
@@ -317,7 +305,7 @@ def test_blind_judging_with_keyboard_and_results(studio: Studio, browser, campai
     page, rec = login_recorded(browser, studio, ANNOTATOR)
     open_arena(page)
     page.wait_for_function(
-        "() => document.querySelector('#arena-question').innerText.includes('prompt')", timeout=30_000
+        "() => document.querySelector('#arena-question').innerText.includes('prompt')", timeout=UI_WAIT_MS
     )
     prompt = page.locator("#arena-question .arena-prompt").inner_text()
     assert prompt in PROMPTS
@@ -342,7 +330,7 @@ def test_blind_judging_with_keyboard_and_results(studio: Studio, browser, campai
     before_vote = rec.mark()
     page.keyboard.press("1")  # left better
     page.wait_for_function(
-        "() => document.querySelector('#arena-reveal').innerText.includes('You preferred')", timeout=30_000
+        "() => document.querySelector('#arena-reveal').innerText.includes('You preferred')", timeout=UI_WAIT_MS
     )
     assert not rec.leaks(0, before_vote)
     votes = wait_for(lambda: judgments(studio, ANNOTATOR[0]), what="ann's first vote")
@@ -372,7 +360,7 @@ def test_blind_judging_with_keyboard_and_results(studio: Studio, browser, campai
     # caption campaign: one image, two captions, hallucination/omission boxes per side
     page.locator("#arena-campaign input").click()
     page.get_by_role("option", name=CAPTION_CAMPAIGN).click()
-    page.wait_for_selector("#arena-left-text .arena-caption", timeout=30_000)
+    page.wait_for_selector("#arena-left-text .arena-caption", timeout=UI_WAIT_MS)
     src = wait_pair_changed(page, src)
     assert page.locator("#arena-caption-image img").is_visible()
     assert not page.locator("#arena-left-image").is_visible()
@@ -414,7 +402,7 @@ def test_blind_judging_with_keyboard_and_results(studio: Studio, browser, campai
     page.locator("#tab-arena-button").click()
     page.locator("#arena-admin-button").click()
     page.wait_for_function(
-        f"() => document.querySelector('#arena-campaigns').innerText.includes('{CAMPAIGN}')", timeout=30_000
+        f"() => document.querySelector('#arena-campaigns').innerText.includes('{CAMPAIGN}')", timeout=UI_WAIT_MS
     )
     page.locator("#arena-new-name input, #arena-new-name textarea").first.fill("ui-made-campaign")
     page.locator("#arena-new-datasets input").click()
@@ -422,18 +410,18 @@ def test_blind_judging_with_keyboard_and_results(studio: Studio, browser, campai
     page.locator("#arena-new-name input, #arena-new-name textarea").first.click()  # close the list
     page.locator("#arena-btn-create").click()
     page.wait_for_function(
-        "() => document.querySelector('#arena-create-result').innerText.startsWith('Created')", timeout=30_000
+        "() => document.querySelector('#arena-create-result').innerText.startsWith('Created')", timeout=UI_WAIT_MS
     )
     made = {c.name: c for c in arena.list_campaigns(studio.ws)}["ui-made-campaign"]
     assert made.systems == 3 and made.pairs == 9 and made.status == "open"
     page.wait_for_function(
         "() => document.querySelector('#arena-campaigns').innerText.includes('ui-made-campaign')",
-        timeout=30_000,
+        timeout=UI_WAIT_MS,
     )
     page.screenshot(path="/tmp/arena_admin.png", full_page=True)
     page.locator("#arena-btn-close").click()  # the newest open campaign is preselected
     page.wait_for_function(
-        "() => document.querySelector('#arena-close-result').innerText.startsWith('Closed')", timeout=30_000
+        "() => document.querySelector('#arena-close-result').innerText.startsWith('Closed')", timeout=UI_WAIT_MS
     )
     assert {c.name: c for c in arena.list_campaigns(studio.ws)}["ui-made-campaign"].status == "closed"
 
@@ -441,7 +429,7 @@ def test_blind_judging_with_keyboard_and_results(studio: Studio, browser, campai
     page.locator("#ar-rounds input").fill("30")  # enough for the test, keeps it quick
     page.locator("#ar-campaign input").click()
     page.get_by_role("option", name=CAMPAIGN).click()  # picking a campaign shows its results
-    page.wait_for_selector("#ar-ratings-table", timeout=60_000)
+    page.wait_for_selector("#ar-ratings-table", timeout=UI_WAIT_MS)
     table = page.locator("#ar-ratings").inner_text()
     for name, (condition, _, _, _) in SYSTEMS.items():
         assert name in table and condition in table
@@ -455,17 +443,17 @@ def test_blind_judging_with_keyboard_and_results(studio: Studio, browser, campai
 
     # CSV export of the judgments; CSV import of external judgments
     page.locator("#ar-btn-export-votes").click()
-    page.wait_for_selector("#ar-export-file a", timeout=30_000)
+    page.wait_for_selector("#ar-export-file a", timeout=UI_WAIT_MS)
     href = page.locator("#ar-export-file a").first.get_attribute("href")
     exported = page.request.get(href if href.startswith("http") else studio.url + href).text()
     assert len(exported.strip().splitlines()) == 1 + 8  # header + one row per judgment
     page.get_by_text("Import external judgments (admin)").click()
     page.locator("#ar-import-name input, #ar-import-name textarea").first.fill("ui-imported")
     page.locator("#ar-import-file input[type=file]").set_input_files(str(imported_csv(studio)))
-    page.wait_for_selector("#ar-import-file a", timeout=30_000)
+    page.wait_for_selector("#ar-import-file a", timeout=UI_WAIT_MS)
     page.locator("#ar-btn-import").click()
     page.wait_for_function(
-        "() => document.querySelector('#ar-import-result').innerText.startsWith('Imported')", timeout=30_000
+        "() => document.querySelector('#ar-import-result').innerText.startsWith('Imported')", timeout=UI_WAIT_MS
     )
     assert "Imported 3 judgments" in page.locator("#ar-import-result").inner_text()
     assert len(arena.campaign_votes(studio.ws, "ui-imported")) == 3

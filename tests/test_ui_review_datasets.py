@@ -21,7 +21,7 @@ from backend.captions import add_caption
 from backend.datasets import dataset_names, dataset_summary
 from backend.db import read_session, write_session
 from backend.models import Caption, Dataset, Image
-from tests.conftest import ADMIN, ANNOTATOR, Studio, login
+from tests.conftest import ADMIN, ANNOTATOR, UI_WAIT_MS, Studio, login, open_tab
 
 MARKER = "zanzibar"
 LONG_CAPTION = (
@@ -92,7 +92,7 @@ def pick_option(page, dropdown_id: str, option: str, *, prefix: bool = False) ->
 
 def test_admin_imports_a_folder_and_sees_counts(studio: Studio, browser, source_folder: Path) -> None:  # noqa: ANN001
     page = login(browser, studio, ADMIN)
-    page.wait_for_selector("#datasets-admin", state="visible", timeout=20_000)
+    page.wait_for_selector("#datasets-admin", state="visible", timeout=UI_WAIT_MS)
     wait_text(page, "#datasets-table", "demo-shapes")
     page.locator("#import-path textarea, #import-path input").first.fill(str(source_folder))
     page.locator("#import-dataset textarea, #import-dataset input").first.fill("ui-import")
@@ -111,7 +111,7 @@ def test_admin_imports_a_folder_and_sees_counts(studio: Studio, browser, source_
     assert dataset_summary(studio.ws, "ui-import").images == 4
     # statistics of the imported dataset in the Datasets tab too
     wait_text(page, "#datasets-stats-summary", "Statistics of ui-import", timeout=30)
-    page.wait_for_selector("#datasets-length-histogram img", timeout=30_000)
+    page.wait_for_selector("#datasets-length-histogram img", timeout=UI_WAIT_MS)
     page.screenshot(path="/tmp/datasets.png", full_page=True)
 
     # the same from uploaded files (images with sidecars): staged under the workspace's uploads/
@@ -156,8 +156,7 @@ def test_admin_reviews_pages_filters_variants_diff_and_stats(
     studio: Studio, browser, long_image: int
 ) -> None:  # noqa: ANN001
     page = login(browser, studio, ADMIN)
-    page.get_by_role("tab", name="Review").click()
-    page.wait_for_selector("#review-gallery img", timeout=20_000)
+    open_tab(page, "Review", "#review-gallery img")
     total = dataset_summary(studio.ws, "demo-shapes").images
     pages = -(-total // 32)
     wait_text(page, "#rv-page-info", rf"page 1 of {pages} · {total} images")
@@ -217,7 +216,7 @@ def test_admin_reviews_pages_filters_variants_diff_and_stats(
 
     # statistics with the length histogram
     page.locator("#rv-stats").get_by_text("Statistics").first.click()
-    page.wait_for_selector("#length-histogram img", timeout=30_000)
+    page.wait_for_selector("#length-histogram img", timeout=UI_WAIT_MS)
     summary = wait_text(page, "#rv-stats-summary", "recap long")
     assert "past 77 tokens" in summary
     wait_text(page, "#rv-junk-alttext", "of alt-text looks like junk")
@@ -233,8 +232,7 @@ def test_annotator_sees_no_admin_controls_and_api_refuses(
     wait_text(page, "#datasets-annotator-note", "admin actions")
     for selector in ("#datasets-admin", "#import-button", "#export-button", "#delete-button"):
         assert not page.locator(selector).is_visible(), selector
-    page.get_by_role("tab", name="Review").click()
-    page.wait_for_selector("#review-gallery img", timeout=20_000)
+    open_tab(page, "Review", "#review-gallery img")
     page.context.close()
 
     client = Client(studio.url, auth=ANNOTATOR, verbose=False, analytics_enabled=False)

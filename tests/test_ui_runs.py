@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,7 +28,21 @@ from backend.jobs import configs
 from backend.models import Image
 from backend.users import get_user
 from studio.run_forms import caption_counts
-from tests.conftest import ADMIN, ANNOTATOR, Studio, login, run_cli, start_studio, stop_studio
+from tests.conftest import (
+    ADMIN,
+    ANNOTATOR,
+    UI_WAIT_MS,
+    Studio,
+    environment,
+    launched_id,
+    login,
+    open_runs,
+    run_cli,
+    start_studio,
+    stop_runs_and_studio,
+    stop_studio,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 
@@ -41,40 +53,10 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studio]:
     """This module's own studio, in developer mode (the self-test form)."""
-    env = {"RECAP_STUDIO_DEV": "1"}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+    with environment(RECAP_STUDIO_DEV="1"):
         server = start_studio(tmp_path_factory.mktemp("studio-runs") / "home")
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     yield server
-    for run in jobs.list_runs(server.ws, status=jobs.ACTIVE):
-        with contextlib.suppress(jobs.JobError):
-            jobs.cancel_run(server.ws, int(run.id), grace_s=5)
-    stop_studio(server)
-
-
-def wait_for(predicate, timeout: float = 30.0, what: str = "condition", interval: float = 0.25):  # noqa: ANN001, ANN201
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def open_runs(page) -> None:  # noqa: ANN001 - playwright page
-    page.get_by_role("tab", name="Runs").click()
-    page.wait_for_function(
-        "() => document.querySelector('#runs-page') && document.querySelector('#runs-page').innerText.trim()",
-        timeout=20_000,
-    )
+    stop_runs_and_studio(server)
 
 
 def table_row(page, run_id: int) -> str:  # noqa: ANN001
@@ -85,12 +67,6 @@ def table_row(page, run_id: int) -> str:  # noqa: ANN001
         if cells and cells[0] == str(run_id):
             return " ".join(cells)
     return ""
-
-
-def launched_id(page) -> int | None:  # noqa: ANN001
-    """The run id the launch message names (None before the first launch)."""
-    match = re.search(r"Launched run #(\d+) \(", page.locator("#launch-result").inner_text())
-    return int(match.group(1)) if match else None
 
 
 def launch_selftest(page, items: int, delay: float, fail: bool = False) -> int:  # noqa: ANN001
@@ -147,7 +123,7 @@ def test_admin_launches_a_run_and_watches_it_finish(studio: Studio, browser) -> 
     # what a fine-tune adds (losses, validation samples, a checkpoint) appears without a reload
     add_training_outputs(studio, run_id)
     page.get_by_role("tab", name="Loss curves").click()
-    page.locator("#run-curves img, #run-curves svg").first.wait_for(timeout=20_000)
+    page.locator("#run-curves img, #run-curves svg").first.wait_for(timeout=UI_WAIT_MS)
     page.get_by_role("tab", name="Metrics").click()
     wait_for(lambda: "val_loss" in page.locator("#run-metrics").inner_text(), what="the metrics table")
     page.get_by_role("tab", name="Validation samples").click()
@@ -246,7 +222,7 @@ def test_real_forms_store_the_job_contract(studio: Studio, browser, gpu_busy: in
     captioner.press("Enter")
     page.locator("#launch-recaption").click()
     page.get_by_text("is not a captioner artifact, an existing folder, or a hub id").first.wait_for(
-        timeout=15_000
+        timeout=UI_WAIT_MS
     )
     assert len(jobs.list_runs(studio.ws)) == before
 
@@ -332,7 +308,7 @@ def test_fine_tune_then_recaption_from_the_forms(studio: Studio, browser) -> Non
     assert trained and trained[0].kind == "captioner"
 
     page.get_by_role("tab", name="Loss curves").click()
-    page.locator("#run-curves img, #run-curves svg").first.wait_for(timeout=20_000)
+    page.locator("#run-curves img, #run-curves svg").first.wait_for(timeout=UI_WAIT_MS)
     page.get_by_role("tab", name="Validation samples").click()
     wait_for(lambda: page.locator("#run-samples td.gen").count() > 0, what="the validation samples")
     page.get_by_role("tab", name="Artifacts").click()
@@ -360,16 +336,16 @@ def test_fine_tune_then_recaption_from_the_forms(studio: Studio, browser) -> Non
 
     # the recaptions stand side by side with alt-text and human captions in Review
     page.locator("#tab-review-button").click()
-    page.wait_for_selector("#review-gallery img", timeout=30_000)
+    page.wait_for_selector("#review-gallery img", timeout=UI_WAIT_MS)
     page.locator("#rv-has input").click()
     page.get_by_role("option", name="human long").first.click()
     page.keyboard.press("Escape")
     page.wait_for_function(
-        "() => !/· 60 images/.test(document.querySelector('#rv-page-info').innerText)", timeout=30_000
+        "() => !/· 60 images/.test(document.querySelector('#rv-page-info').innerText)", timeout=UI_WAIT_MS
     )
     page.locator("#review-gallery .thumbnail-item").first.click()
     page.wait_for_function(
-        "() => document.querySelector('#variants').innerText.toLowerCase().includes('recap short')", timeout=30_000
+        "() => document.querySelector('#variants').innerText.toLowerCase().includes('recap short')", timeout=UI_WAIT_MS
     )
     headers = [h.strip().lower() for h in page.locator("#variants th").all_inner_texts()]
     assert headers[0] == "alt-text" and "human long" in headers and "recap short" in headers

@@ -9,10 +9,7 @@ them with a tiny CLIP; read the numbers in Results → Automatic metrics.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -22,7 +19,19 @@ import pytest
 from backend import jobs
 from backend.jobs import configs
 from backend.workspace import Workspace
-from tests.conftest import ADMIN, ANNOTATOR, Studio, login, start_studio, stop_studio
+from tests.conftest import (
+    ADMIN,
+    ANNOTATOR,
+    UI_WAIT_MS,
+    Studio,
+    environment,
+    launched_id,
+    login,
+    open_runs,
+    start_studio,
+    stop_runs_and_studio,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.timeout(300)]
 pytest_plugins = ("tests.tiny_models",)
@@ -34,35 +43,10 @@ VALIDATION_PROMPTS = ["a red square on the left", "two blue circles"]
 @pytest.fixture(scope="module")
 def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studio]:
     """The demo studio, its jobs at one torch thread (the test machine's cores are shared)."""
-    saved = os.environ.get("OMP_NUM_THREADS")
-    os.environ["OMP_NUM_THREADS"] = "1"
-    try:
+    with environment(OMP_NUM_THREADS="1"):
         server = start_studio(tmp_path_factory.mktemp("studio-t2i") / "home")
-    finally:
-        if saved is None:
-            os.environ.pop("OMP_NUM_THREADS", None)
-        else:
-            os.environ["OMP_NUM_THREADS"] = saved
     yield server
-    for run in jobs.list_runs(server.ws, status=jobs.ACTIVE):
-        with contextlib.suppress(jobs.JobError):
-            jobs.cancel_run(server.ws, int(run.id), grace_s=5)
-    stop_studio(server)
-
-
-def wait_for(predicate, timeout: float = 30.0, what: str = "condition", interval: float = 0.25):  # noqa: ANN001, ANN201
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def launched_id(page) -> int | None:  # noqa: ANN001 - playwright page
-    match = re.search(r"Launched run #(\d+) \(", page.locator("#launch-result").inner_text())
-    return int(match.group(1)) if match else None
+    stop_runs_and_studio(server)
 
 
 def launch(page, button: str) -> int:  # noqa: ANN001
@@ -102,11 +86,7 @@ def test_fine_tune_generate_and_evaluate_from_the_studio(
     clip_name, clip_weights = build_tiny_clip(tmp_path / "clip")
 
     page = login(browser, studio, ADMIN)
-    page.get_by_role("tab", name="Runs").click()
-    page.wait_for_function(
-        "() => document.querySelector('#runs-page') && document.querySelector('#runs-page').innerText.trim()",
-        timeout=20_000,
-    )
+    open_runs(page)
 
     # ---- fine-tune the tiny pipeline on the demo dataset (alt-text + human captions; the job falls back)
     page.locator("#form-t2i-train").get_by_text("Fine-tune a text-to-image model").click()
@@ -144,7 +124,7 @@ def test_fine_tune_generate_and_evaluate_from_the_studio(
     assert all(prompt in samples.inner_text() for prompt in VALIDATION_PROMPTS)
     assert samples.locator("img.t2i").first.evaluate("img => img.complete && img.naturalWidth > 0")
     page.get_by_role("tab", name="Loss curves", exact=True).click()
-    page.locator("#run-curves img, #run-curves svg").first.wait_for(timeout=20_000)
+    page.locator("#run-curves img, #run-curves svg").first.wait_for(timeout=UI_WAIT_MS)
     page.get_by_role("tab", name="Metrics", exact=True).click()
     usage = page.locator("#run-usage")
     wait_for(lambda: "Caption kinds used in training" in usage.inner_text(), what="the caption usage")
@@ -192,13 +172,13 @@ def test_fine_tune_generate_and_evaluate_from_the_studio(
     page.locator("#auto-long-box").get_by_text("Every number with its provenance").click()
     numbers = page.locator("#auto-long").inner_text()
     assert "clip_score" in numbers and "r_precision" in numbers and clip_name in numbers
-    with page.expect_download(timeout=20_000) as download:
+    with page.expect_download(timeout=UI_WAIT_MS) as download:
         page.locator("#auto-csv").click()
     csv_text = Path(download.value.path()).read_text(encoding="utf-8")
     assert csv_text.startswith("dataset,checkpoint,caption_condition,")
     assert f"{dataset},{artifact.name},{artifact.meta['caption_condition']}," in csv_text
     assert csv_text.count("\n") == 3 and "clip_score" in csv_text and str(eval_id) in csv_text
-    page.locator("#auto-plot img, #auto-plot svg").first.wait_for(timeout=20_000)
+    page.locator("#auto-plot img, #auto-plot svg").first.wait_for(timeout=UI_WAIT_MS)
     assert "checkpoints" in page.locator("#auto-summary").inner_text()
     page.screenshot(path=str(SHOT.with_name("t2i_results.png")), full_page=True)
     page.context.close()
