@@ -429,6 +429,11 @@ def test_import_votes_creates_campaign_and_refuses_malformed_rows(ws: Workspace,
     message = str(info.value)
     assert "line 8: winner 'lft'" in message and "line 9: left and right are the same" in message
     assert "line 10: empty annotator" in message and "nothing was written" in message
+    doubled = tmp_path / "doubled.csv"
+    doubled.write_text(VOTES_CSV + VOTES_CSV.split("\n", 1)[1].splitlines()[2] + "\n")
+    with pytest.raises(RowErrors) as info:
+        arena.import_votes_csv(ws, "imported", doubled)
+    assert "line 8: repeats line 4 exactly" in str(info.value)
     assert arena.list_campaigns(ws) == [] and judgments(ws) == []
     good = tmp_path / "good.csv"
     good.write_text(VOTES_CSV)
@@ -478,7 +483,14 @@ def test_export_import_round_trip(ws: Workspace, tmp_path: Path) -> None:
     )
     assert a.ratings["rating"].round(6).tolist() == b.ratings["rating"].round(6).tolist()
     assert a.gold_accuracy.to_dict() == b.gold_accuracy.to_dict()
-    # importing the same file again into the original attaches to pairs nobody of them judged yet
+    # the same timed votes again (into the copy, or back into the original) are refused, not doubled
+    for campaign in ("copy", "orig"):
+        with pytest.raises(RowErrors) as again:
+            arena.import_votes_csv(ws, campaign, first)
+        assert "line 2: this vote is already in campaign" in str(again.value)
+        assert "40 bad row(s), nothing was written" in str(again.value)
+    assert arena.export_votes_csv(ws, "copy", tmp_path / "third.csv") == 40
+    assert arena.export_votes_csv(ws, "orig", tmp_path / "third.csv") == 40
     out = arena.export_results_csv(ws, "orig", tmp_path / "results.csv")
     header = (tmp_path / "results.csv").read_text().splitlines()[0]
     assert (

@@ -9,6 +9,11 @@ Imported votes attach to an existing pair with the same prompt, seed and two sys
 annotator has not judged it yet under that criterion; otherwise a pair without images is made
 (votes from elsewhere need no files). Unknown systems become systems of the campaign, unknown
 annotators become *inactive* annotator accounts that cannot log in (no usable password).
+
+Votes are never counted twice by accident: a row that repeats an earlier row of the file cell for
+cell, or a timed row (``created_at``) equal to a vote the campaign already holds (same annotator,
+prompt, seed, systems, criterion, repeat flag and time: the file was imported before), refuses
+the file with its line numbers.
 A gold row has ``is_gold`` 1 and ``gold_answer`` = the side (in that row) that is right; its two
 sides may be the same system (an image for the prompt vs one made for another prompt).
 """
@@ -176,6 +181,21 @@ def _pair_key(prompt: str, seed: int | None, a: str, b: str, is_gold: bool) -> t
     return (prompt, seed, a, b, True) if is_gold else (prompt, seed, *sorted((a, b)), False)
 
 
+def _vote_identity(vote: dict[str, Any]) -> tuple[Any, ...]:
+    """What makes two timed votes the same vote, from an exported row or a parsed import row."""
+    when = vote["created_at"]
+    when = (when.astimezone(UTC) if when.tzinfo else when).replace(tzinfo=None)
+    return (
+        vote["annotator"],
+        vote["prompt"],
+        vote["seed"],
+        frozenset((vote["left"], vote["right"])),
+        vote["criterion"],
+        bool(vote["is_repeat"]),
+        when,
+    )
+
+
 def import_votes_csv(
     ws: Workspace, name: str, path: Path | str, *, created_by: int | None = None
 ) -> ImportReport:
@@ -185,9 +205,15 @@ def import_votes_csv(
         raise ArenaError("campaign name must not be empty")
     parsed: list[_Row] = []
     errors: list[str] = []
+    seen: dict[tuple[tuple[str, str], ...], int] = {}
     for line, raw in _read_rows(path, REQUIRED, OPTIONAL):
         row, problems = _parse(line, raw)
         errors += problems
+        cells = tuple(sorted(raw.items()))
+        if cells in seen:
+            errors.append(f"line {line}: repeats line {seen[cells]} exactly (was the file joined twice?)")
+        else:
+            seen[cells] = line
         if row is not None:
             parsed.append(row)
     if errors:
@@ -218,6 +244,15 @@ def import_votes_csv(
             ]
             if unknown:
                 raise RowErrors(path.name, unknown)
+            held = {_vote_identity(v) for v in judgment_rows(s, campaign) if v["created_at"] is not None}
+            again = [
+                f"line {r.line}: this vote is already in campaign {campaign.name!r} (same annotator, "
+                "pair, criterion and time): was the file imported before?"
+                for r in parsed
+                if r.created_at is not None and _vote_identity(r.__dict__) in held
+            ]
+            if again:
+                raise RowErrors(path.name, again)
         report = ImportReport(campaign.name, created_campaign, len(parsed))
         cid = campaign.id
         systems = {r.name: r.id for r in s.exec(select(ArenaSystem).where(ArenaSystem.campaign_id == cid))}
