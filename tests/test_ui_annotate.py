@@ -11,6 +11,7 @@ import json
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 from sqlmodel import select
 
 from backend import annotation as ann
@@ -64,10 +65,10 @@ def test_annotator_types_autosaves_reloads_and_submits(studio: Studio, browser, 
     open_annotate(page)
 
     # the image, the guidelines beside it, the alt-text with its toggle, the shortcuts
-    assert page.locator("#annotate-image img").is_visible()
-    assert "Short caption" in page.locator("#guidelines-text").inner_text()
-    assert "Ctrl" in page.locator("#annotate-shortcuts").inner_text()
-    assert "Alt-text" in page.locator("#alttext").inner_text()
+    expect(page.locator("#annotate-image img")).to_be_visible()
+    expect(page.locator("#guidelines-text")).to_contain_text("Short caption", use_inner_text=True)
+    expect(page.locator("#annotate-shortcuts")).to_contain_text("Ctrl", use_inner_text=True)
+    expect(page.locator("#alttext")).to_contain_text("Alt-text", use_inner_text=True)
     page.locator("#show-alttext input").uncheck()
     page.wait_for_selector("#alttext", state="hidden")
     page.locator("#show-alttext input").check()
@@ -91,13 +92,13 @@ def test_annotator_types_autosaves_reloads_and_submits(studio: Studio, browser, 
     page.wait_for_function(
         "() => document.querySelector('#short-counts').innerText.includes('12 words')", timeout=UI_WAIT_MS
     )
-    assert "CLIP tokens" in page.locator("#short-counts").inner_text()
+    expect(page.locator("#short-counts")).to_contain_text("CLIP tokens", use_inner_text=True)
     page.locator("#long-caption textarea").click()
     page.keyboard.type(LONG_WORDS)
     page.wait_for_function(
         "() => document.querySelector('#long-counts .over') !== null", timeout=UI_WAIT_MS
     )  # > 77 tokens is flagged
-    assert "past 77" in page.locator("#long-counts").inner_text()
+    expect(page.locator("#long-counts")).to_contain_text("past 77", use_inner_text=True)
     page.wait_for_function(
         "() => document.querySelector('#draft-status').innerText.includes('Draft saved')", timeout=UI_WAIT_MS
     )
@@ -121,9 +122,9 @@ def test_annotator_types_autosaves_reloads_and_submits(studio: Studio, browser, 
         f"() => document.querySelector('#short-caption textarea').value === {json.dumps(SHORT)}",
         timeout=UI_WAIT_MS,
     )
-    assert page.locator("#long-caption textarea").input_value() == LONG_WORDS
-    assert "Draft restored" in page.locator("#draft-status").inner_text()
-    assert "12 words" in page.locator("#short-counts").inner_text()
+    expect(page.locator("#long-caption textarea")).to_have_value(LONG_WORDS)
+    expect(page.locator("#draft-status")).to_contain_text("Draft restored", use_inner_text=True)
+    expect(page.locator("#short-counts")).to_contain_text("12 words", use_inner_text=True)
 
     # Ctrl+Enter submits from inside the text box; the next image appears, empty
     page.locator("#long-caption textarea").click()
@@ -150,7 +151,7 @@ def test_annotator_types_autosaves_reloads_and_submits(studio: Studio, browser, 
         f"() => document.querySelector('#short-caption textarea').value === {json.dumps(SHORT)}",
         timeout=UI_WAIT_MS,
     )
-    assert "waiting for review" in page.locator("#review-status").inner_text()
+    expect(page.locator("#review-status")).to_contain_text("waiting for review", use_inner_text=True)
     page.keyboard.press("Alt+ArrowRight")
     page.wait_for_function(
         "() => document.querySelector('#short-caption textarea').value === ''", timeout=UI_WAIT_MS
@@ -191,7 +192,7 @@ def test_admin_reviews_and_annotator_sees_rejection(studio: Studio, browser, ui_
     page.screenshot(path="/tmp/annotate_review.png", full_page=True)
 
     # the first queue entry is ann's pair (oldest first): approve it
-    assert page.locator("#review-short textarea").input_value() == SHORT
+    expect(page.locator("#review-short textarea")).to_have_value(SHORT)
     page.locator("#btn-review").click()
     page.wait_for_function(
         "() => document.querySelector('#review-result').innerText.startsWith('Approved')", timeout=UI_WAIT_MS
@@ -212,7 +213,7 @@ def test_admin_reviews_and_annotator_sees_rejection(studio: Studio, browser, ui_
         "() => document.querySelector('#review-result').innerText.startsWith('Rejected')", timeout=UI_WAIT_MS
     )
     assert ann.item_view(studio.ws, ui_set, bob_item.image_id, bob_id).status == "rejected"
-    assert "1 approved" in page.locator("#annotate-progress").inner_text()
+    expect(page.locator("#annotate-progress")).to_contain_text("1 approved", use_inner_text=True)
 
     # create a set from the UI
     page.locator("#new-set-name textarea, #new-set-name input").first.fill("ui-made-set")
@@ -242,7 +243,7 @@ def test_admin_reviews_and_annotator_sees_rejection(studio: Studio, browser, ui_
     page.wait_for_function(
         "() => document.querySelector('#short-caption textarea').value === 'a shape'", timeout=UI_WAIT_MS
     )
-    assert page.locator("#short-caption textarea").input_value() == "a shape"
+    expect(page.locator("#short-caption textarea")).to_have_value("a shape")
     page.context.close()
 
 

@@ -20,6 +20,7 @@ import httpx
 import pytest
 from PIL import Image as PILImage
 from PIL import PngImagePlugin
+from playwright.sync_api import expect
 from sqlmodel import select
 
 from backend import arena
@@ -309,9 +310,9 @@ def test_blind_judging_with_keyboard_and_results(studio: Studio, browser, campai
     )
     prompt = page.locator("#arena-question .arena-prompt").inner_text()
     assert prompt in PROMPTS
-    assert "Left better" in page.locator("#arena-btn-left").inner_text()
-    assert "1" in page.locator("#arena-shortcuts").inner_text()
-    assert "judgments" in page.locator("#arena-progress").inner_text()
+    expect(page.locator("#arena-btn-left")).to_contain_text("Left better", use_inner_text=True)
+    expect(page.locator("#arena-shortcuts")).to_contain_text("1", use_inner_text=True)
+    expect(page.locator("#arena-progress")).to_contain_text("judgments", use_inner_text=True)
     assert_dom_blind(page)
     # the pair reached the browser through the recorded responses (so the search is not vacuous)
     for _ in range(100):  # DevTools events arrive asynchronously: give them up to ~10 s
@@ -337,7 +338,7 @@ def test_blind_judging_with_keyboard_and_results(studio: Studio, browser, campai
     first = votes[0]
     assert first.choice == "left" and first.elapsed_ms is not None and first.elapsed_ms > 0
     preferred = system_of_item(studio, first.left_image_id)
-    assert f"You preferred {preferred}" in page.locator("#arena-reveal").inner_text()
+    expect(page.locator("#arena-reveal")).to_contain_text(f"You preferred {preferred}", use_inner_text=True)
     src = wait_pair_changed(page, src)
     # a new pair: nothing names its systems in the DOM except the reveal of the previous vote
     page.locator("#arena-reveal-toggle input").uncheck()
@@ -354,7 +355,7 @@ def test_blind_judging_with_keyboard_and_results(studio: Studio, browser, campai
     page.keyboard.press("s")
     src = wait_pair_changed(page, src)
     assert len(judgments(studio, ANNOTATOR[0])) == 4
-    assert "Skipped" in page.locator("#arena-reveal").inner_text()
+    expect(page.locator("#arena-reveal")).to_contain_text("Skipped", use_inner_text=True)
     page.screenshot(path="/tmp/arena_judge.png", full_page=True)
 
     # caption campaign: one image, two captions, hallucination/omission boxes per side
@@ -362,9 +363,9 @@ def test_blind_judging_with_keyboard_and_results(studio: Studio, browser, campai
     page.get_by_role("option", name=CAPTION_CAMPAIGN).click()
     page.wait_for_selector("#arena-left-text .arena-caption", timeout=UI_WAIT_MS)
     src = wait_pair_changed(page, src)
-    assert page.locator("#arena-caption-image img").is_visible()
-    assert not page.locator("#arena-left-image").is_visible()
-    assert "caption" in page.locator("#arena-question").inner_text()
+    expect(page.locator("#arena-caption-image img")).to_be_visible()
+    expect(page.locator("#arena-left-image")).to_be_hidden()
+    expect(page.locator("#arena-question")).to_contain_text("caption", use_inner_text=True)
     page.locator("#arena-left-hallucination input").check()
     page.locator("#arena-right-omission input").check()
     page.keyboard.press("2")
@@ -373,7 +374,7 @@ def test_blind_judging_with_keyboard_and_results(studio: Studio, browser, campai
     assert caption_vote.choice == "right"
     assert caption_vote.flags == {"left_hallucination": True, "right_omission": True}
     src = wait_pair_changed(page, src)
-    assert not page.locator("#arena-left-hallucination input").is_checked()  # reset for the next pair
+    expect(page.locator("#arena-left-hallucination input")).not_to_be_checked()  # reset for the next pair
     page.screenshot(path="/tmp/arena_caption.png", full_page=True)
     page.context.close()
 
@@ -437,8 +438,8 @@ def test_blind_judging_with_keyboard_and_results(studio: Studio, browser, campai
     conditions = page.locator("#ar-conditions").inner_text()
     assert "RECAP Mix" in conditions and "alt-text only" in conditions
     assert page.locator("#ar-ratings-plot img, #ar-ratings-plot svg").count() > 0
-    assert "Left-side bias" in page.locator("#ar-left-bias").inner_text()
-    assert "8 judgments" in page.locator("#ar-summary").inner_text()
+    expect(page.locator("#ar-left-bias")).to_contain_text("Left-side bias", use_inner_text=True)
+    expect(page.locator("#ar-summary")).to_contain_text("8 judgments", use_inner_text=True)
     page.screenshot(path="/tmp/arena_results.png", full_page=True)
 
     # CSV export of the judgments; CSV import of external judgments
@@ -455,7 +456,7 @@ def test_blind_judging_with_keyboard_and_results(studio: Studio, browser, campai
     page.wait_for_function(
         "() => document.querySelector('#ar-import-result').innerText.startsWith('Imported')", timeout=UI_WAIT_MS
     )
-    assert "Imported 3 judgments" in page.locator("#ar-import-result").inner_text()
+    expect(page.locator("#ar-import-result")).to_contain_text("Imported 3 judgments", use_inner_text=True)
     assert len(arena.campaign_votes(studio.ws, "ui-imported")) == 3
     page.context.close()
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from gradio_client import Client
 from PIL import Image as PILImage
+from playwright.sync_api import expect
 from sqlmodel import select
 
 from backend.captions import add_caption
@@ -231,7 +232,7 @@ def test_annotator_sees_no_admin_controls_and_api_refuses(
     wait_text(page, "#datasets-table", "demo-shapes")
     wait_text(page, "#datasets-annotator-note", "admin actions")
     for selector in ("#datasets-admin", "#import-button", "#export-button", "#delete-button"):
-        assert not page.locator(selector).is_visible(), selector
+        expect(page.locator(selector)).to_be_hidden()
     open_tab(page, "Review", "#review-gallery img")
     page.context.close()
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 from sqlalchemy import func
 from sqlmodel import select
 
@@ -89,7 +90,7 @@ def launch_selftest(page, items: int, delay: float, fail: bool = False) -> int: 
 def test_admin_launches_a_run_and_watches_it_finish(studio: Studio, browser) -> None:  # noqa: ANN001
     page = login(browser, studio, ADMIN)
     open_runs(page)
-    assert page.locator("#runs-launch").is_visible()
+    expect(page.locator("#runs-launch")).to_be_visible()
     run_id = launch_selftest(page, items=12, delay=0.35)
     run = jobs.get_run(studio.ws, run_id)
     assert run.kind == "selftest" and run.created_by == get_user(studio.ws, ADMIN[0]).id
@@ -243,7 +244,7 @@ def test_real_forms_store_the_job_contract(studio: Studio, browser, gpu_busy: in
     }
     assert run.needs_gpu and run.status == "queued"  # behind the run holding the GPU
     wait_for(lambda: "queued" in table_row(page, run_id), what="the queued run in the table")
-    assert "starts when the GPU is free" in page.locator("#launch-result").inner_text()
+    expect(page.locator("#launch-result")).to_contain_text("starts when the GPU is free", use_inner_text=True)
 
     page.locator("#form-captioner-train").get_by_text("Fine-tune a captioner").click()
     page.locator("#launch-train").click()
@@ -350,7 +351,7 @@ def test_fine_tune_then_recaption_from_the_forms(studio: Studio, browser) -> Non
     headers = [h.strip().lower() for h in page.locator("#variants th").all_inner_texts()]
     assert headers[0] == "alt-text" and "human long" in headers and "recap short" in headers
     assert headers.index("human long") < headers.index("recap short")
-    assert f"run {recap_id}" in page.locator("#variants").inner_text()
+    expect(page.locator("#variants")).to_contain_text(f"run {recap_id}", use_inner_text=True)
     page.context.close()
 
 
@@ -380,13 +381,14 @@ def test_annotators_see_runs_but_cannot_launch_or_cancel(studio: Studio, browser
     page = login(browser, studio, ANNOTATOR)
     open_runs(page)
     wait_for(lambda: table_row(page, victim.id), what="the runs table")
-    assert not page.locator("#runs-launch").is_visible()
-    assert not page.locator("#run-cancel").is_visible() and not page.locator("#run-resume").is_visible()
+    expect(page.locator("#runs-launch")).to_be_hidden()
+    expect(page.locator("#run-cancel")).to_be_hidden()
+    expect(page.locator("#run-resume")).to_be_hidden()
     page.locator("#run-id input").fill(str(victim.id))
     page.locator("#run-open").click()
     wait_for(lambda: f"Run #{victim.id}" in page.locator("#run-header").inner_text(), what="the detail")
-    assert "running" in page.locator("#run-header").inner_text()
-    assert not page.locator("#run-cancel").is_visible()  # running, yet no cancel for an annotator
+    expect(page.locator("#run-header")).to_contain_text("running", use_inner_text=True)
+    expect(page.locator("#run-cancel")).to_be_hidden()  # running, yet no cancel for an annotator
     page.context.close()
 
     before = len(jobs.list_runs(studio.ws, limit=1000))

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 
 from backend import jobs
 from backend.jobs import configs
@@ -130,7 +131,7 @@ def test_fine_tune_generate_and_evaluate_from_the_studio(
     wait_for(lambda: "Caption kinds used in training" in usage.inner_text(), what="the caption usage")
     for kind, n in artifact.meta["usage"].items():
         assert re.search(rf"{re.escape(kind)}\s+{n}\b", usage.inner_text()), (kind, n, usage.inner_text())
-    assert "train_loss" in page.locator("#run-metrics").inner_text()
+    expect(page.locator("#run-metrics")).to_contain_text("train_loss", use_inner_text=True)
     page.screenshot(path=str(SHOT), full_page=True)
 
     # ---- generate with the new checkpoint (offered first once the lists are refreshed)
@@ -179,7 +180,7 @@ def test_fine_tune_generate_and_evaluate_from_the_studio(
     assert f"{dataset},{artifact.name},{artifact.meta['caption_condition']}," in csv_text
     assert csv_text.count("\n") == 3 and "clip_score" in csv_text and str(eval_id) in csv_text
     page.locator("#auto-plot img, #auto-plot svg").first.wait_for(timeout=UI_WAIT_MS)
-    assert "checkpoints" in page.locator("#auto-summary").inner_text()
+    expect(page.locator("#auto-summary")).to_contain_text("checkpoints", use_inner_text=True)
     page.screenshot(path=str(SHOT.with_name("t2i_results.png")), full_page=True)
     page.context.close()
 
