@@ -223,6 +223,29 @@ def make_captioned(ws: Workspace, n: int = 6) -> None:
                 add_caption(s, im.id, "recap_short", f"short {i}")
 
 
+def test_gold_pairs_only_while_regular_work_is_left(ws: Workspace) -> None:
+    """Gold checks attention during real judging: once an annotator has no regular pair left,
+    no gold pair is handed out to make up their gold share (before, one came last)."""
+    make_captioned(ws)
+    arena.create_caption_campaign(
+        ws, "caps", "photos", ["alttext", "recap_long", "recap_short"], gold_share=0.3, repeat_share=0,
+        target_per_pair=1,
+    )  # fmt: skip
+    first, second = users(ws, 2)
+    vote_all(ws, "caps", first, limit=9)
+    vote_all(ws, "caps", second)  # takes the regular pairs the first left, then runs out
+    with read_session(ws) as s:
+        rows = s.exec(
+            select(Judgment.annotator_id, EvalPair.is_gold)
+            .join(EvalPair, EvalPair.id == Judgment.pair_id)
+            .order_by(Judgment.id)
+        ).all()
+    for annotator in (first, second):
+        kinds = "".join("G" if gold else "r" for who, gold in rows if who == annotator)
+        assert "G" in kinds and kinds.endswith("r"), kinds
+    assert "".join("G" if g else "r" for who, g in rows if who == second) == "rrrGrr"
+
+
 def test_caption_campaign_compares_kinds_with_gold_decoys(ws: Workspace) -> None:
     make_captioned(ws)
     with pytest.raises(ArenaError, match="no usable caption of kind\\(s\\) human_long"):

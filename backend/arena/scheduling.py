@@ -9,7 +9,8 @@ of piling onto the same least-voted one. Order of preference for an annotator:
 2. a planned swapped-order repeat, when their repeats fall below ``repeat_share`` of their
    regular votes: one of their earlier pairs (not among their last three) with the sides
    swapped, so ``swap_consistency`` can tell a preference from a side habit;
-3. a gold pair, when their gold votes fall below ``gold_share`` of their votes;
+3. a gold pair, when their gold votes fall below ``gold_share`` of their votes and a regular
+   pair is still left for them (gold checks attention during judging, it is not work of its own);
 4. the regular (pair, criterion) with the fewest votes + open tickets, then the least
    judged *system pair*, then at random; never one they judged, hold or skipped, and only
    while it has fewer than ``target_per_pair`` votes.
@@ -261,16 +262,8 @@ def _choose(
             pair = by_id[pair_id]
             return _Choice(pair, criterion, True, pair.b_id if left_before == pair.a_id else pair.a_id)
 
-    # 3. gold pair, asked under the first criterion
-    gold = [p for p in pairs if p.is_gold]
-    gold_due = math.floor(campaign.gold_share * (len(regular_mine) + gold_mine + 1))
-    if gold and gold_mine < gold_due:
-        criterion = campaign.criteria[0]
-        fresh = [p for p in gold if (p.id, criterion) not in touched]
-        if fresh:
-            return _Choice(rng.choice(fresh), criterion, False, None)
-
-    # 4. the least-voted regular (pair, criterion), then the least-voted system pair
+    # 4. the least-voted regular (pair, criterion), then the least-voted system pair (its
+    # counts are read first: step 3 asks whether any regular slot is left)
     criteria = list(campaign.criteria)
     k = {c: i for i, c in enumerate(criteria)}
     n = len(pairs)
@@ -313,6 +306,17 @@ def _choose(
     load_of_system_pair = system_load[:, table.system_pair] if n else np.zeros((len(criteria), 0))
     target = campaign.target_per_pair
     eligible = regular[None, :] & (votes < target) & ~touched_mask
+
+    # 3. gold pair, asked under the first criterion; only while regular work is left for this
+    # annotator (gold checks attention during real judging, it is not work of its own)
+    gold = [p for p in pairs if p.is_gold]
+    gold_due = math.floor(campaign.gold_share * (len(regular_mine) + gold_mine + 1))
+    if gold and gold_mine < gold_due and eligible.any():
+        criterion = campaign.criteria[0]
+        fresh = [p for p in gold if (p.id, criterion) not in touched]
+        if fresh:
+            return _Choice(rng.choice(fresh), criterion, False, None)
+
     free = eligible & (load < target)
     if free.any():  # slots not yet reserved up to target: least load, least-loaded system pair, fewest votes
         mask = free
