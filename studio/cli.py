@@ -8,6 +8,7 @@ stderr and nothing written.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -197,7 +198,8 @@ def demo(
     try:
         info = create_demo(ws)
     except UserError as exc:  # the users come first, so nothing else was written
-        raise fail(f"demo admin password from ${PASSWORD_ENV}: {exc}") from None
+        source = f" (from ${PASSWORD_ENV})" if os.environ.get(PASSWORD_ENV) else ""
+        raise fail(f"demo users{source}: {exc}") from None
     out.print(info.describe(), markup=False, highlight=False, soft_wrap=True)
     if serve_after:
         from studio.app import serve as serve_app

@@ -25,6 +25,8 @@ from backend.db import migrate
 from backend.users import add_user
 from backend.workspace import Workspace
 
+T = TypeVar("T")
+
 CHROMIUM = os.environ.get("RECAP_STUDIO_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
@@ -40,7 +42,6 @@ CHROMIUM_ARGS = [
 # never waits this long, so only a real failure pays for it.
 UI_WAIT_MS = 60_000
 ADMIN = ("admin", "admin-pass")
-T = TypeVar("T")
 ANNOTATOR = ("ann", "ann-pass")
 ANNOTATOR2 = ("bob", "bob-pass")
 
@@ -200,6 +201,11 @@ def launched_id(page) -> int | None:  # noqa: ANN001 - playwright page
 _open_pages: list = []
 
 
+def track_page(page) -> None:  # noqa: ANN001 - playwright page
+    """Show this page in the report if the running test fails."""
+    _open_pages.append(page)
+
+
 def login(browser, studio: Studio, user: tuple[str, str]):  # noqa: ANN001, ANN201 - playwright objects
     """A fresh browser context logged in as ``user``; returns its page on the studio.
 
@@ -208,7 +214,7 @@ def login(browser, studio: Studio, user: tuple[str, str]):  # noqa: ANN001, ANN2
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     context.set_default_timeout(UI_WAIT_MS)
     page = context.new_page()
-    _open_pages.append(page)
+    track_page(page)
     page.goto(studio.url)
     page.get_by_label("username").fill(user[0])
     page.get_by_label("password").fill(user[1])
@@ -242,7 +248,8 @@ def open_runs(page) -> None:  # noqa: ANN001 - playwright page
     """The Runs tab, once its runs table has been filled in."""
     open_tab(page, "Runs", "#runs-page")
     page.wait_for_function(
-        "() => document.querySelector('#runs-page').innerText.trim()", timeout=UI_WAIT_MS
+        "() => document.querySelector('#runs-page') && document.querySelector('#runs-page').innerText.trim()",
+        timeout=UI_WAIT_MS,
     )
 
 
@@ -251,9 +258,8 @@ def _page_state(page) -> str:  # noqa: ANN001
     try:
         if page.is_closed():
             return "(closed)"
-        tabs = page.evaluate(
-            "() => [...document.querySelectorAll('[role=tab][aria-selected=true]')].map(t => t.innerText)"
-        )
+        selected = page.locator("[role=tab][aria-selected=true]")
+        tabs = [selected.nth(i).inner_text(timeout=5_000) for i in range(selected.count())]
         text = re.sub(r"\n\s*\n+", "\n", page.locator("body").inner_text(timeout=5_000))
         return f"url: {page.url}\nselected tabs: {tabs}\nvisible text (first 3000 chars):\n{text[:3000]}"
     except Exception as exc:  # noqa: BLE001 - a report must never fail

@@ -15,7 +15,6 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
@@ -28,7 +27,6 @@ from tests.conftest import wait_for as shared_wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
-T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -11,7 +11,6 @@ Set ``RECAPTION_KILL_SEED`` to replay a failure.
 
 from __future__ import annotations
 
-import functools
 import os
 import random
 import re
@@ -38,10 +37,11 @@ from backend.models import Caption, Image
 from backend.workspace import Workspace
 from tests.conftest import wait_for as shared_wait_for
 
+T = TypeVar("T")
+
 pytest_plugins = ("tests.tiny_models",)
 pytestmark = pytest.mark.timeout(300)
 
-T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[1]
 KINDS = ("recap_short", "recap_long")
 CONFIG = {"dataset": DEMO_DATASET, "style": "both", "batch_size": 2, "num_workers": 1, "num_beams": 3,
@@ -58,8 +58,10 @@ def demo_ws(tmp_path: Path) -> Workspace:
     return ws
 
 
-# polls often: the kill tests stop a run at a chosen point of its progress
-wait_for = functools.partial(shared_wait_for, interval=0.02)
+def wait_for(check: Callable[[], T], timeout: float = 60.0, what: str = "") -> T:
+    """The shared poll with a longer default (a resume reloads the model) and a short interval
+    (the kill tests stop a run at a chosen point of its progress)."""
+    return shared_wait_for(check, timeout, what, interval=0.02)
 
 
 def written(ws: Workspace, run_id: int) -> int:

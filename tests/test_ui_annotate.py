@@ -174,7 +174,7 @@ def test_admin_reviews_and_annotator_sees_rejection(studio: Studio, browser, ui_
 
     page = login(browser, studio, ADMIN)
     page.on("dialog", lambda d: d.accept())
-    page.locator("#tab-annotate-button").click()
+    open_tab(page, "Annotate", "#annotate-info")
     # an admin opening the page holds no image (they come to review)
     page.wait_for_function(
         "() => document.querySelector('#annotate-info').innerText.includes('Press Next')", timeout=UI_WAIT_MS

@@ -30,7 +30,17 @@ from backend.db import read_session, write_session
 from backend.images import add_image, decode_image
 from backend.jobs.models import Artifact
 from backend.users import get_user
-from tests.conftest import ADMIN, ANNOTATOR, ANNOTATOR2, UI_WAIT_MS, Studio, login, open_tab, wait_for
+from tests.conftest import (
+    ADMIN,
+    ANNOTATOR,
+    ANNOTATOR2,
+    UI_WAIT_MS,
+    Studio,
+    login,
+    open_tab,
+    track_page,
+    wait_for,
+)
 
 CAMPAIGN = "ui-arena-t2i"
 CAPTION_CAMPAIGN = "ui-arena-captions"
@@ -266,7 +276,9 @@ def login_recorded(browser, studio: Studio, user: tuple[str, str]):  # noqa: ANN
     page loaded could miss the very stream that carries the pair.
     """
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(UI_WAIT_MS)
     page = context.new_page()
+    track_page(page)
     rec = Recorder(page)
     page.goto(studio.url)
     page.get_by_label("username").fill(user[0])
@@ -400,7 +412,7 @@ def test_blind_judging_with_keyboard_and_results(studio: Studio, browser, campai
 
     # ------------------------------------------------------------ admin: campaigns, then results
     page = login(browser, studio, ADMIN)
-    page.locator("#tab-arena-button").click()
+    open_tab(page, "Arena", "#arena-admin-button")
     page.locator("#arena-admin-button").click()
     page.wait_for_function(
         f"() => document.querySelector('#arena-campaigns').innerText.includes('{CAMPAIGN}')", timeout=UI_WAIT_MS
@@ -426,18 +438,20 @@ def test_blind_judging_with_keyboard_and_results(studio: Studio, browser, campai
     )
     assert {c.name: c for c in arena.list_campaigns(studio.ws)}["ui-made-campaign"].status == "closed"
 
-    page.locator("#tab-results-button").click()
+    open_tab(page, "Results", "#ar-rounds input")
     page.locator("#ar-rounds input").fill("30")  # enough for the test, keeps it quick
     page.locator("#ar-campaign input").click()
     page.get_by_role("option", name=CAMPAIGN).click()  # picking a campaign shows its results
     page.wait_for_selector("#ar-ratings-table", timeout=UI_WAIT_MS)
-    table = page.locator("#ar-ratings").inner_text()
+    ratings = page.locator("#ar-ratings")
     for name, (condition, _, _, _) in SYSTEMS.items():
-        assert name in table and condition in table
-    assert "[" in table and "recap_long 0.5" in table and "blip-recap-run-7" in table
-    conditions = page.locator("#ar-conditions").inner_text()
-    assert "RECAP Mix" in conditions and "alt-text only" in conditions
-    assert page.locator("#ar-ratings-plot img, #ar-ratings-plot svg").count() > 0
+        expect(ratings).to_contain_text(name, use_inner_text=True)
+        expect(ratings).to_contain_text(condition, use_inner_text=True)
+    for text in ("[", "recap_long 0.5", "blip-recap-run-7"):
+        expect(ratings).to_contain_text(text, use_inner_text=True)
+    for condition in ("RECAP Mix", "alt-text only"):
+        expect(page.locator("#ar-conditions")).to_contain_text(condition, use_inner_text=True)
+    expect(page.locator("#ar-ratings-plot img, #ar-ratings-plot svg").first).to_be_visible()
     expect(page.locator("#ar-left-bias")).to_contain_text("Left-side bias", use_inner_text=True)
     expect(page.locator("#ar-summary")).to_contain_text("8 judgments", use_inner_text=True)
     page.screenshot(path="/tmp/arena_results.png", full_page=True)

@@ -70,7 +70,7 @@ def long_image(studio: Studio) -> int:
     return image_id
 
 
-def wait_text(page, selector: str, pattern: str, timeout: float = 20.0) -> str:  # noqa: ANN001
+def wait_text(page, selector: str, pattern: str, timeout: float = UI_WAIT_MS / 1000) -> str:  # noqa: ANN001
     """Wait until the element's text matches ``pattern`` (a regex); return the text."""
     deadline = time.monotonic() + timeout
     text = ""
@@ -161,12 +161,12 @@ def test_admin_reviews_pages_filters_variants_diff_and_stats(
     total = dataset_summary(studio.ws, "demo-shapes").images
     pages = -(-total // 32)
     wait_text(page, "#rv-page-info", rf"page 1 of {pages} · {total} images")
-    assert page.locator("#review-gallery .thumbnail-item").count() == min(32, total)
+    expect(page.locator("#review-gallery .thumbnail-item")).to_have_count(min(32, total))
 
     # page through
     page.locator("#rv-next").click()
     wait_text(page, "#rv-page-info", rf"page 2 of {pages}")
-    assert page.locator("#review-gallery .thumbnail-item").count() == min(32, total - 32)
+    expect(page.locator("#review-gallery .thumbnail-item")).to_have_count(min(32, total - 32))
     page.locator("#rv-prev").click()
     wait_text(page, "#rv-page-info", rf"page 1 of {pages}")
 
@@ -202,11 +202,12 @@ def test_admin_reviews_pages_filters_variants_diff_and_stats(
         "other: upsampled",
     ]
     badge = page.locator("#variants .rv-trunc")
-    assert badge.count() == 1 and badge.is_visible()
+    expect(badge).to_have_count(1)
+    expect(badge).to_be_visible()
     assert re.fullmatch(r"truncated: \d+ > 77 tokens", badge.inner_text().strip())
     assert MARKER in variants and "CLIP tokens" in variants
-    assert page.locator("#variants td .rv-cut").count() == 1  # the part CLIP never reads is marked
-    assert page.locator("#rv-image img").count() == 1
+    expect(page.locator("#variants td .rv-cut")).to_have_count(1)  # the part CLIP never reads is marked
+    expect(page.locator("#rv-image img")).to_have_count(1)
 
     # word diff: alt-text -> recap long by default, then pick another target
     diff = wait_text(page, "#diff", "recap long")

@@ -38,6 +38,7 @@ from tests.conftest import (
     launched_id,
     login,
     open_runs,
+    open_tab,
     run_cli,
     start_studio,
     stop_runs_and_studio,
@@ -336,8 +337,7 @@ def test_fine_tune_then_recaption_from_the_forms(studio: Studio, browser) -> Non
     page.screenshot(path=str(SHOT.with_name("runs_recaption.png")), full_page=True)
 
     # the recaptions stand side by side with alt-text and human captions in Review
-    page.locator("#tab-review-button").click()
-    page.wait_for_selector("#review-gallery img", timeout=UI_WAIT_MS)
+    open_tab(page, "Review", "#review-gallery img")
     page.locator("#rv-has input").click()
     page.get_by_role("option", name="human long").first.click()
     page.keyboard.press("Escape")

@@ -29,6 +29,7 @@ from tests.conftest import (
     launched_id,
     login,
     open_runs,
+    open_tab,
     start_studio,
     stop_runs_and_studio,
     wait_for,
@@ -163,7 +164,7 @@ def test_fine_tune_generate_and_evaluate_from_the_studio(
     finished(studio, eval_id)
 
     # ---- the numbers in Results → Automatic metrics
-    page.locator("#tab-results-button").click()
+    open_tab(page, "Results", "#results-auto-tab-button")
     page.locator("#results-auto-tab-button").click()
     table = page.locator("#auto-table")  # RECAP's table: checkpoint rows, metric × regime columns
     wait_for(lambda: artifact.name in table.inner_text(), what="the metrics table")

@@ -139,7 +139,8 @@ def _parse(line: int, row: dict[str, str]) -> tuple[_Row | None, list[str]]:
     if row.get("created_at"):
         try:
             created = datetime.fromisoformat(row["created_at"])
-            created = created if created.tzinfo else created.replace(tzinfo=UTC)
+            # stored in UTC whatever offset the file used, so "already imported" compares like with like
+            created = created.astimezone(UTC) if created.tzinfo else created.replace(tzinfo=UTC)
         except ValueError:
             problems.append(f"created_at {row['created_at']!r} is not an ISO date-time")
     if problems:
