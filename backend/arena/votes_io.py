@@ -10,12 +10,13 @@ annotator has not judged it yet under that criterion; otherwise a pair without i
 (votes from elsewhere need no files). Unknown systems become systems of the campaign, unknown
 annotators become *inactive* annotator accounts that cannot log in (no usable password).
 
+A gold row has ``is_gold`` 1 and ``gold_answer`` = the side (in that row) that is right; its two
+sides may be the same system (an image for the prompt vs one made for another prompt).
+
 Votes are never counted twice by accident: a row that repeats an earlier row of the file cell for
 cell, or a timed row (``created_at``) equal to a vote the campaign already holds (same annotator,
 prompt, seed, systems, criterion, repeat flag and time: the file was imported before), refuses
 the file with its line numbers.
-A gold row has ``is_gold`` 1 and ``gold_answer`` = the side (in that row) that is right; its two
-sides may be the same system (an image for the prompt vs one made for another prompt).
 """
 
 from __future__ import annotations
@@ -212,7 +213,8 @@ def import_votes_csv(
         errors += problems
         cells = tuple(sorted(raw.items()))
         if cells in seen:
-            errors.append(f"line {line}: repeats line {seen[cells]} exactly (was the file joined twice?)")
+            errors.append(f"line {line}: repeats line {seen[cells]} exactly (was the file joined twice? votes on "
+                "different images of the same prompt need a seed column to tell them apart)")
         else:
             seen[cells] = line
         if row is not None:
