@@ -308,6 +308,22 @@ def _share(value: Any, label: str) -> float:
 # --------------------------------------------------------------------------- build
 
 
+def _pair_side(side: str) -> tuple[gr.Image, gr.HTML]:
+    """One side of a pair: its image (T2I campaigns) or its caption (caption campaigns)."""
+    with gr.Column(min_width=320):
+        image = gr.Image(
+            label=side.title(),
+            type="pil",
+            format="png",
+            interactive=False,
+            height=512,
+            elem_id=f"arena-{side}-image",
+            buttons=["fullscreen"],
+        )
+        text = gr.HTML(visible=False, elem_id=f"arena-{side}-text")
+    return image, text
+
+
 def build(ws: Workspace, blocks: gr.Blocks) -> None:
     parent = get_render_context()  # the "Arena" tab of app.py: selecting it loads a pair
 
@@ -340,28 +356,8 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
                 buttons=["fullscreen"],
             )
             with gr.Row(elem_id="arena-pair", equal_height=True):
-                with gr.Column(min_width=320):
-                    left_image = gr.Image(
-                        label="Left",
-                        type="pil",
-                        format="png",
-                        interactive=False,
-                        height=512,
-                        elem_id="arena-left-image",
-                        buttons=["fullscreen"],
-                    )
-                    left_text = gr.HTML(visible=False, elem_id="arena-left-text")
-                with gr.Column(min_width=320):
-                    right_image = gr.Image(
-                        label="Right",
-                        type="pil",
-                        format="png",
-                        interactive=False,
-                        height=512,
-                        elem_id="arena-right-image",
-                        buttons=["fullscreen"],
-                    )
-                    right_text = gr.HTML(visible=False, elem_id="arena-right-text")
+                left_image, left_text = _pair_side("left")
+                right_image, right_text = _pair_side("right")
             with gr.Row(visible=False, elem_id="arena-flags") as flag_row:
                 left_hall = gr.Checkbox(label="Left: hallucination", elem_id="arena-left-hallucination")
                 left_omit = gr.Checkbox(label="Left: omission", elem_id="arena-left-omission")
