@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Create .venv (if missing) and install RECAP Studio into it; pass "test" to add the test extra
 # and Debian's Chromium for the browser tests. Safe to run again: it only adds what is missing.
+#
+# Versions come from requirements.lock (exact pins written by scripts/lock.sh), so a fresh
+# machine gets the set the tests passed with. RECAP_STUDIO_UNLOCKED=1 resolves pyproject.toml's
+# ranges instead (newest compatible releases; untested combinations may break).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extra="${1:-}"
@@ -12,6 +16,12 @@ python=${PYTHON:-python3}
 }
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 
+lock=(-c requirements.lock)
+if [ "${RECAP_STUDIO_UNLOCKED:-}" = "1" ]; then
+    lock=()
+    echo "installing without requirements.lock (RECAP_STUDIO_UNLOCKED=1)" >&2
+fi
+
 if [ "$extra" = "test" ]; then
     if ! command -v chromium >/dev/null 2>&1; then
         sudo=""
@@ -19,7 +29,7 @@ if [ "$extra" = "test" ]; then
         $sudo apt-get update -qq
         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium chromium-driver >/dev/null
     fi
-    .venv/bin/pip install -q -e '.[test]'
+    .venv/bin/pip install -q "${lock[@]}" -e '.[test]'
 else
-    .venv/bin/pip install -q -e .
+    .venv/bin/pip install -q "${lock[@]}" -e .
 fi

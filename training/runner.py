@@ -28,11 +28,14 @@ from backend.jobs.models import RunStatus
 from backend.jobs.scheduler import tick
 from backend.workspace import Workspace, resolve_home
 from training.jobs import get_job
+from training.versions import LibraryConflict, check_model_libraries
 
 __all__ = ["JobContext", "JobStopped", "execute", "main"]
 
 EXIT_SUCCEEDED, EXIT_FAILED, EXIT_NOT_OURS, EXIT_CANCELLED = 0, 1, 2, 3
 ERROR_LINES = 20
+# job kinds that load no model library, so a broken model install must not stop them
+NO_MODEL_KINDS = frozenset({"selftest"})
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -121,6 +124,8 @@ def execute(ws: Workspace, run_id: int, *, pgid: int | None = None, advance_queu
     try:
         with stop_on_signals(ctx):
             try:
+                if run.kind not in NO_MODEL_KINDS:
+                    check_model_libraries()
                 get_job(run.kind)(ctx)
                 stopped = ctx.stop_requested
             except JobStopped:
@@ -135,6 +140,9 @@ def execute(ws: Workspace, run_id: int, *, pgid: int | None = None, advance_queu
             else:
                 status, code = RunStatus.succeeded.value, EXIT_SUCCEEDED
                 message = f"succeeded in {time.monotonic() - started:.1f} s"
+    except LibraryConflict as exc:  # one clear line, not a traceback: the fix is an install, not code
+        status, code, message = RunStatus.failed.value, EXIT_FAILED, f"incompatible model libraries: {exc}"
+        logger.error("run %s failed: %s", run_id, message)
     except BaseException as exc:  # noqa: BLE001 - whatever happens, the row must end
         status, code, message = RunStatus.failed.value, EXIT_FAILED, error_message(exc)
         logger.error("run %s failed:\n%s", run_id, "".join(traceback.format_exception(exc)).rstrip())
