@@ -96,10 +96,13 @@ def test_human_edits_are_append_only_and_history_keeps_every_text(ws: Workspace)
 
 
 def test_twenty_threads_writing_captions_at_once_lose_nothing(ws: Workspace) -> None:
-    """20 writers for several seconds: zero errors and every acknowledged write is stored."""
+    """20 writers at once, 15 writes each: zero errors and every acknowledged write is stored.
+
+    A fixed number of writes, not a duration: how many writes a second this machine manages is
+    a benchmark's question (bench/arena_load.py), not a test's."""
     image_ids = _image(ws, 8)
     users = [add_user(ws, f"writer{i}", "annotator", "pw-1234") for i in range(20)]
-    duration_s = 4.0
+    writes_each = 15
     acknowledged: Counter[tuple[str, int]] = Counter()  # (kind, writer) -> rows expected
     errors: list[BaseException] = []
     lock = threading.Lock()
@@ -108,10 +111,9 @@ def test_twenty_threads_writing_captions_at_once_lose_nothing(ws: Workspace) -> 
     def writer(index: int) -> None:
         user = users[index]
         start.wait()
-        deadline = time.monotonic() + duration_s
         n = 0
         try:
-            while time.monotonic() < deadline:
+            while n < writes_each:
                 image_id = image_ids[n % len(image_ids)]
                 with write_session(ws) as s:
                     if n % 2:
@@ -133,8 +135,8 @@ def test_twenty_threads_writing_captions_at_once_lose_nothing(ws: Workspace) -> 
         t.join()
     assert errors == []
     total = sum(acknowledged.values())
-    assert total > 200, f"only {total} writes in {duration_s}s"
-    print(f"20 writers, {duration_s}s: {total} acknowledged writes, 0 errors, 0 lost")
+    assert total == writes_each * len(users)
+    print(f"20 writers: {total} acknowledged writes, 0 errors, 0 lost")
     with read_session(ws) as s:
         rows = s.exec(
             select(Caption.kind, Caption.annotator_id, Caption.source, func.count()).group_by(
