@@ -6,7 +6,14 @@ on stderr — or queue for the studio with ``--detach``. ``--json`` prints one f
 
 Exit codes: 0 succeeded (or queued, with ``--detach``), 1 the run failed or was
 interrupted (its last error lines on stderr), 2 bad usage (unknown dataset, invalid
-setting, no such run), 3 cancelled (Ctrl-C cancels a foreground run cleanly).
+setting, no such run), 3 cancelled (Ctrl-C cancels a foreground run cleanly), 128 + the
+signal's number when SIGTERM or SIGHUP stopped a foreground run (143, 129): a ``timeout``,
+a batch scheduler's cancel or a closed terminal cancels the run like Ctrl-C, so no runner is
+left behind; ``--detach`` is the way to outlive the shell.
+
+Every command that reads or changes runs first turns runs whose runner is gone into
+``interrupted`` (:func:`backend.jobs.reconcile_orphans`, as the studio does at start), so a
+headless server needs no studio to see and resume a job killed with ``kill -9``.
 
 Why this module never imports ``studio.cli``: ``python -m studio.cli`` runs that file as
 ``__main__``, so importing it here would load a second copy; the workspace folder comes
@@ -15,14 +22,18 @@ from the root command's ``--home`` through the click context instead.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, Any
 
 import typer
@@ -68,10 +79,17 @@ DeviceOpt = Annotated[str | None, typer.Option(help="auto|cpu|cuda (default auto
 
 
 def _ws(ctx: typer.Context) -> Workspace:
-    """The workspace named by the root command's ``--home`` (or the environment / default)."""
+    """The workspace named by the root command's ``--home`` (or the environment / default),
+    with its orphaned runs reconciled.
+
+    Why reconcile here: with no studio running, nothing else notices a runner killed with
+    ``kill -9`` (or an OOM kill, a reboot); its row would say ``running`` for ever and
+    ``runs resume`` would refuse it. Every runs and job command goes through here.
+    """
     home = ctx.find_root().params.get("home")
     ws = open_workspace(home)
     migrate(ws)
+    jobs.reconcile_orphans(ws)
     return ws
 
 
@@ -161,6 +179,67 @@ def follow(
             return jobs.get_run(ws, run_id)
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+@dataclass
+class StopSignal:
+    """The SIGTERM or SIGHUP that stopped a foreground run (None: none arrived)."""
+
+    signum: int | None = None
+
+    @property
+    def exit_code(self) -> int | None:
+        """128 + the signal's number, as a shell reports a process the signal ended."""
+        return None if self.signum is None else 128 + self.signum
+
+
+@contextmanager
+def stop_signals_cancel() -> Iterator[StopSignal]:
+    """While a foreground run executes, SIGTERM and SIGHUP act like Ctrl-C.
+
+    Why: their default action kills this process at once, and the runner, in its own
+    process group so that a studio's Ctrl-C spares it, would run on as an orphan (a
+    ``timeout 900 recap-studio t2i train`` trained on for 20 minutes). Raising
+    KeyboardInterrupt sends them through the same clean cancel as Ctrl-C. Only the first
+    signal interrupts; later ones are noted and ignored so they cannot cut the cancel short.
+    """
+    caught = StopSignal()
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        if caught.signum is not None:
+            return
+        caught.signum = signum
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    try:
+        yield caught
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old if old is not None else signal.SIG_DFL)
+
+
+def foreground(
+    ws: Workspace, run_id: int, *, resume: bool = False, as_json: bool = False
+) -> tuple[jobs.Run, StopSignal]:
+    """:func:`run_in_foreground` with SIGTERM/SIGHUP treated as Ctrl-C; never leaves the run active.
+
+    An interrupt that lands outside the runner's wait (before the runner started, or while
+    it was being spawned) still cancels the run here: a run left ``queued`` would be
+    started later by someone else's tick, long after its user gave up on it.
+    """
+    with stop_signals_cancel() as caught:
+        try:
+            return run_in_foreground(ws, run_id, resume=resume, as_json=as_json), caught
+        except KeyboardInterrupt:
+            run = jobs.get_run(ws, run_id)
+            if run.status in jobs.ACTIVE:
+                with contextlib.suppress(jobs.JobError):
+                    run = jobs.cancel_run(ws, run_id)
+            return run, caught
+
+
 def run_in_foreground(ws: Workspace, run_id: int, *, resume: bool = False, as_json: bool = False) -> jobs.Run:
     """Execute a queued run (or resume a stopped one) here, with a progress bar."""
     enabled = sys.stderr.isatty() or not as_json
@@ -192,23 +271,41 @@ def print_summary(ws: Workspace, run: jobs.Run) -> None:
     print(json.dumps(run_forms.final_summary(ws, run)), flush=True)
 
 
-def report(ws: Workspace, run: jobs.Run, as_json: bool) -> None:
+def report(ws: Workspace, run: jobs.Run, as_json: bool, stopped: StopSignal | None = None) -> None:
     """Print the outcome; exit non-zero unless it succeeded (the error's lines on stderr)."""
-    if as_json:
-        print_summary(ws, run)
-    else:
-        counts = run_forms.caption_counts(ws, int(run.id))  # type: ignore[arg-type]
-        extra = "".join(f", {n} {kind}" for kind, n in counts.items())
-        out.print(
-            f"Run {run.id} ({run.kind}) {run.status}: {run_forms.progress_text(run)}{extra}",
-            markup=False,
-            highlight=False,
-        )
-    exit_unless_succeeded(run)
+    # after a SIGHUP the terminal may be gone: the run is cancelled already, the exit status counts
+    quiet_errors = stopped is not None and stopped.signum is not None
+    try:
+        if as_json:
+            print_summary(ws, run)
+        else:
+            counts = run_forms.caption_counts(ws, int(run.id))  # type: ignore[arg-type]
+            extra = "".join(f", {n} {kind}" for kind, n in counts.items())
+            out.print(
+                f"Run {run.id} ({run.kind}) {run.status}: {run_forms.progress_text(run)}{extra}",
+                markup=False,
+                highlight=False,
+            )
+    except OSError:
+        if not quiet_errors:
+            raise
+    exit_unless_succeeded(run, stopped)
 
 
-def exit_unless_succeeded(run: jobs.Run) -> None:
-    """Exit 3 for a cancelled run, 1 (with its error lines on stderr) for a failed or interrupted one."""
+def exit_unless_succeeded(run: jobs.Run, stopped: StopSignal | None = None) -> None:
+    """Exit 3 for a cancelled run, 1 (with its error lines on stderr) for a failed or interrupted
+    one; 128 + the signal's number when SIGTERM/SIGHUP stopped it (143, 129), as a shell expects."""
+    if stopped is not None and stopped.exit_code is not None and run.status != jobs.RunStatus.succeeded.value:
+        name = signal.Signals(stopped.signum).name  # type: ignore[arg-type]
+        with contextlib.suppress(OSError):
+            err.print(
+                f"run {run.id} was {run.status} on {name}: {run.message} "
+                f"(`recap-studio runs resume {run.id}` continues it; --detach outlives the shell)",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+        raise typer.Exit(stopped.exit_code)
     if run.status == jobs.RunStatus.succeeded.value:
         return
     if run.status == jobs.RunStatus.cancelled.value:
@@ -237,7 +334,8 @@ def launch(
     ``detach``, leave it to the queue and print where it stands: its summary with ``as_json``,
     else ``announce``'s line."""
     if not detach:
-        report(ws, run_in_foreground(ws, run_id, resume=resume, as_json=as_json), as_json)
+        run, stopped = foreground(ws, run_id, resume=resume, as_json=as_json)
+        report(ws, run, as_json, stopped)
         return
     if resume:
         try:

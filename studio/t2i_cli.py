@@ -9,7 +9,8 @@ caption kinds it saw; the generated dataset; the metrics).
 
 Exit codes as in :mod:`studio.runs_cli`: 0 succeeded (or queued with ``--detach``),
 1 the run failed or was interrupted, 2 bad usage (a bad ``--mix``, unknown dataset,
-invalid setting), 3 cancelled.
+invalid setting), 3 cancelled, 143 / 129 cancelled by SIGTERM / SIGHUP (a ``timeout``, a
+batch scheduler, a closed terminal: the runner is stopped, not left training).
 """
 
 from __future__ import annotations
@@ -30,11 +31,12 @@ from studio.runs_cli import (
     DetachOpt,
     DeviceOpt,
     JsonOpt,
+    StopSignal,
     ThreadsOpt,
     _given,
     _ws,
     exit_unless_succeeded,
-    run_in_foreground,
+    foreground,
 )
 
 t2i_app = typer.Typer(help="Fine-tune text-to-image pipelines on a caption mix.", no_args_is_help=True)
@@ -57,30 +59,43 @@ def _submit(ctx: typer.Context, kind: str, values: dict[str, Any]) -> tuple[Work
     return ws, int(run.id)  # type: ignore[arg-type]
 
 
-def _execute(ws: Workspace, run_id: int, *, detach: bool, as_json: bool) -> jobs.Run:
-    """Run it here with a progress bar, or leave it to the queue (``--detach``)."""
+def _execute(ws: Workspace, run_id: int, *, detach: bool, as_json: bool) -> tuple[jobs.Run, StopSignal]:
+    """Run it here with a progress bar (SIGTERM/SIGHUP cancel it like Ctrl-C), or leave it to
+    the queue (``--detach``)."""
     if detach:
         jobs.tick(ws)
-        return jobs.get_run(ws, run_id)
-    return run_in_foreground(ws, run_id, as_json=as_json)
+        return jobs.get_run(ws, run_id), StopSignal()
+    return foreground(ws, run_id, as_json=as_json)
 
 
-def _finish(run: jobs.Run, summary: dict[str, Any], line: str, *, as_json: bool, detach: bool) -> None:
+def _finish(
+    run: jobs.Run,
+    summary: dict[str, Any],
+    line: str,
+    *,
+    as_json: bool,
+    detach: bool,
+    stopped: StopSignal | None = None,
+) -> None:
     """Print the JSON line or the human line, then exit as :func:`studio.runs_cli.report` does."""
-    if as_json:
-        print(json.dumps(summary), flush=True)
-    elif detach:
-        out.print(
-            f"Run {run.id} ({run.kind}) is {run.status}. Follow it with `recap-studio runs show {run.id}` "
-            "or in the studio's Runs tab.",
-            markup=False,
-            highlight=False,
-        )
-        return
-    else:
-        out.print(line, markup=False, highlight=False, soft_wrap=True)
+    try:
+        if as_json:
+            print(json.dumps(summary), flush=True)
+        elif detach:
+            out.print(
+                f"Run {run.id} ({run.kind}) is {run.status}. Follow it with `recap-studio runs show {run.id}` "
+                "or in the studio's Runs tab.",
+                markup=False,
+                highlight=False,
+            )
+            return
+        else:
+            out.print(line, markup=False, highlight=False, soft_wrap=True)
+    except OSError:
+        if stopped is None or stopped.signum is None:
+            raise  # after a SIGHUP the terminal may be gone; the exit status still tells
     if not detach:
-        exit_unless_succeeded(run)
+        exit_unless_succeeded(run, stopped)
 
 
 def _read_template(value: str | None) -> str | None:
@@ -269,14 +284,14 @@ def t2i_train(
             torch_threads=torch_threads,
         ),
     )
-    run = _execute(ws, run_id, detach=detach, as_json=as_json)
+    run, stopped = _execute(ws, run_id, detach=detach, as_json=as_json)
     summary = run_forms.t2i_train_summary(ws, run)
     line = f"Run {run.id} (t2i_train) {run.status}: {run_forms.progress_text(run)}"
     if summary["output"]:
         line += f"; pipeline {summary['artifact']} in {summary['output']}"
     if summary["usage"]:
         line += "; captions used: " + ", ".join(f"{k} {n}" for k, n in summary["usage"].items())
-    _finish(run, summary, line, as_json=as_json, detach=detach)
+    _finish(run, summary, line, as_json=as_json, detach=detach, stopped=stopped)
 
 
 # --------------------------------------------------------------------------- generate
@@ -368,12 +383,12 @@ def generate_cmd(
             torch_threads=torch_threads,
         ),
     )
-    run = _execute(ws, run_id, detach=detach, as_json=as_json)
+    run, stopped = _execute(ws, run_id, detach=detach, as_json=as_json)
     summary = run_forms.generate_summary(ws, run)
     line = (
         f"Run {run.id} (generate) {run.status}: {summary['images']} images in dataset '{summary['dataset']}'"
     )
-    _finish(run, summary, line, as_json=as_json, detach=detach)
+    _finish(run, summary, line, as_json=as_json, detach=detach, stopped=stopped)
 
 
 # --------------------------------------------------------------------------- eval
@@ -436,7 +451,7 @@ def eval_cmd(
             torch_threads=torch_threads,
         ),
     )
-    run = _execute(ws, run_id, detach=detach, as_json=as_json)
+    run, stopped = _execute(ws, run_id, detach=detach, as_json=as_json)
     results = run_forms.eval_records(ws, int(run.id))  # type: ignore[arg-type]
     summary = {
         "run_id": run.id,
@@ -448,7 +463,7 @@ def eval_cmd(
     if not as_json and not detach and results:
         out.print(results_table(results, title=f"Run {run.id}: {dataset}"))
     line = f"Run {run.id} (t2i_eval) {run.status}: {len(results)} results"
-    _finish(run, summary, line, as_json=as_json, detach=detach)
+    _finish(run, summary, line, as_json=as_json, detach=detach, stopped=stopped)
 
 
 def results_table(results: list[dict[str, Any]], title: str = "") -> Table:

@@ -394,3 +394,169 @@ def test_a_foreground_gpu_run_waits_for_the_gpu(ws: Workspace) -> None:
     assert last_json(result.stdout)["status"] == "succeeded"
     a, b = jobs.get_run(ws, first.id), jobs.get_run(ws, second.id)
     assert a.status == "succeeded" and b.started_at >= a.finished_at
+
+
+# --------------------------------------------------------------------------- jobs after a crash, CLI only
+
+
+def start_cli(ws: Workspace, *args: str, wrapper: tuple[str, ...] = ()) -> subprocess.Popen[str]:
+    """``recap-studio --home WS ARGS`` in the background, optionally under a wrapper (``timeout``)."""
+    return subprocess.Popen(
+        [*wrapper, sys.executable, "-m", "studio.cli", "--home", str(ws.home), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+def running_with_progress(ws: Workspace, items: int) -> jobs.Run:
+    """The one run, once its runner is recorded and has done ``items`` items."""
+    return wait_for(
+        lambda: next((r for r in jobs.list_runs(ws) if r.done >= items and r.pgid is not None), None),
+        what=f"the run to do {items} items",
+    )
+
+
+def test_after_kill9_of_the_cli_and_its_runner_runs_list_says_interrupted_and_resume_works(
+    ws: Workspace,
+) -> None:
+    """No studio runs: the CLI alone must notice the dead runner (issue 9, section 5)."""
+    items = 100
+    cli = start_cli(ws, "runs", "selftest", "--items", str(items), "--delay", "0.08", "--json")
+    try:
+        run = running_with_progress(ws, 3)
+        os.kill(cli.pid, signal.SIGKILL)  # kill -9 of the CLI ...
+        os.killpg(run.pgid, signal.SIGKILL)  # ... and of its runner's process group
+        cli.communicate(timeout=30)
+        wait_for(lambda: not group_alive(run.pgid), 10, what="the runner's group to vanish")
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+    assert jobs.get_run(ws, run.id).status == "running"  # nobody has looked yet
+
+    listed = run_cli(ws.home, "runs", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    (row,) = json.loads(listed.stdout)
+    assert (row["id"], row["status"]) == (run.id, "interrupted"), row
+    shown = run_cli(ws.home, "runs", "show", str(run.id), "--json")
+    assert shown.returncode == 0 and json.loads(shown.stdout)["status"] == "interrupted"
+    assert "is gone" in jobs.get_run(ws, run.id).message
+
+    resumed = run_cli(ws.home, "runs", "resume", str(run.id), "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    summary = last_json(resumed.stdout)
+    assert (summary["status"], summary["done"], summary["attempt"]) == ("succeeded", items, 2)
+    assert item_counts(ws, run.id) == Counter(range(items))  # none lost, none twice
+
+
+def orphan(ws: Workspace) -> int:
+    """A run whose row says ``running`` under a process that is not its runner (this pytest)."""
+    run = jobs.create_run(ws, "selftest", {"items": 3, "delay_s": 0.01})
+    with write_session(ws) as s:
+        row = s.get(jobs.Run, run.id)
+        row.status, row.pid, row.pgid, row.host = "running", os.getpid(), os.getpgid(0), None
+        s.add(row)
+    return int(run.id)
+
+
+JOB_COMMANDS_WITH_A_BAD_SETTING = {
+    "captioner train": ["captioner", "train", "--dataset", "nope", "--base", "org/cap", "--style", "short"],
+    "recaption": ["recaption", "--dataset", "nope", "--captioner", "org/cap", "--style", "short"],
+    "score clip": ["score", "clip", "--dataset", "nope"],
+    "t2i train": [
+        "t2i",
+        "train",
+        "--dataset",
+        "nope",
+        "--base",
+        "org/sd",
+        "--mix",
+        "recap_mix",
+        "--train",
+        "unet",
+        "--steps",
+        "1",
+    ],  # fmt: skip
+    "generate": ["generate", "--prompts", "no-such-prompt-set", "--checkpoint", "org/sd", "--seeds", "0"],
+    "eval": ["eval", "--dataset", "nope"],
+}
+
+
+@pytest.mark.parametrize("command", list(JOB_COMMANDS_WITH_A_BAD_SETTING))
+def test_every_job_command_reconciles_orphans_first(ws: Workspace, command: str) -> None:
+    """Even a job command refused for a bad setting has first turned the dead run into interrupted."""
+    run_id = orphan(ws)
+    result = run_cli(ws.home, *JOB_COMMANDS_WITH_A_BAD_SETTING[command])
+    assert result.returncode == 2, result.stderr  # refused: nothing ran
+    assert jobs.get_run(ws, run_id).status == "interrupted"
+    assert [r.id for r in jobs.list_runs(ws)] == [run_id]
+
+
+def test_runs_show_cancel_and_resume_reconcile_orphans_first(ws: Workspace) -> None:
+    shown_id = orphan(ws)
+    shown = run_cli(ws.home, "runs", "show", str(shown_id), "--json")
+    assert shown.returncode == 0 and json.loads(shown.stdout)["status"] == "interrupted"
+
+    cancelled_id = orphan(ws)
+    cancelled = run_cli(ws.home, "runs", "cancel", str(cancelled_id))
+    assert cancelled.returncode == 1 and "interrupted; nothing to cancel" in cancelled.stderr
+    assert jobs.get_run(ws, cancelled_id).status == "interrupted"  # its runner is gone: resumable
+
+    resumed_id = orphan(ws)
+    resumed = run_cli(ws.home, "runs", "resume", str(resumed_id), "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert last_json(resumed.stdout)["status"] == "succeeded"
+
+
+def assert_cancelled_cleanly(ws: Workspace, run: jobs.Run, cli: subprocess.Popen[str], stdout: str) -> None:
+    final = jobs.get_run(ws, run.id)
+    assert final.status == "cancelled" and final.done < 1000, (final.status, final.message)
+    assert not group_alive(run.pgid)  # the runner did not outlive the CLI
+    assert last_json(stdout)["status"] == "cancelled"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_sigterm_or_sighup_cancels_a_foreground_run_and_exits_with_the_signal_status(
+    ws: Workspace, sig: signal.Signals
+) -> None:
+    """A batch scheduler's cancel (SIGTERM) or a closed terminal (SIGHUP) acts like Ctrl-C."""
+    cli = start_cli(ws, "runs", "selftest", "--items", "1000", "--delay", "0.05", "--json")
+    try:
+        run = running_with_progress(ws, 2)
+        cli.send_signal(sig)
+        stdout, stderr = cli.communicate(timeout=60)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+    assert cli.returncode == 128 + sig, stderr
+    assert f"was cancelled on {sig.name}" in stderr and f"runs resume {run.id}" in stderr
+    assert_cancelled_cleanly(ws, run, cli, stdout)
+
+
+def test_a_foreground_run_under_timeout_leaves_no_runner_behind(ws: Workspace) -> None:
+    """``timeout -s TERM`` as a user would wrap a job: the TERM it forwards cancels the run.
+
+    The test sends TERM to ``timeout`` itself (it forwards it to the command exactly as when
+    its time runs out), so the moment is chosen by the run's progress, not by a clock.
+    """
+    cli = start_cli(
+        ws,
+        "runs",
+        "selftest",
+        "--items",
+        "1000",
+        "--delay",
+        "0.05",
+        "--json",
+        wrapper=("timeout", "-s", "TERM", "600"),
+    )
+    try:
+        run = running_with_progress(ws, 2)
+        cli.send_signal(signal.SIGTERM)
+        stdout, stderr = cli.communicate(timeout=60)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+    assert cli.returncode == 128 + signal.SIGTERM, stderr
+    assert_cancelled_cleanly(ws, run, cli, stdout)

@@ -9,6 +9,10 @@ importing torch/diffusers in fresh processes, so splitting it would multiply tha
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,8 +22,9 @@ from backend.datasets import get_or_create_dataset
 from backend.db import write_session
 from backend.images import add_image, decode_image
 from backend.jobs import configs
+from backend.jobs.launch import group_alive
 from backend.workspace import Workspace
-from tests.conftest import run_cli
+from tests.conftest import run_cli, wait_for
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -135,3 +140,41 @@ def test_train_generate_eval_from_the_command_line(ws: Workspace, tmp_path: Path
     text = console.export_text()
     assert "checkpoint" in text and "clip_score" in text and "r_precision" in text
     assert summary["artifact"] in text and "raw" in text and "(n=4)" in text
+
+
+def test_sighup_while_t2i_train_waits_for_the_gpu_cancels_it(ws: Workspace, tmp_path: Path) -> None:
+    """A closed terminal must not leave a ``t2i train`` queued to start later on its own.
+
+    The GPU slot is held by a model-free self-test, so the training waits in the queue and
+    no model is ever loaded; the hang-up arrives once the command says it is waiting.
+    """
+    shapes_dataset(ws)
+    holder = jobs.create_run(ws, "selftest", {"items": 5000, "delay_s": 0.05}, needs_gpu=True)
+    jobs.launch(ws, holder.id)
+    stderr_file = tmp_path / "stderr.txt"
+    with stderr_file.open("w") as stderr:
+        cli = subprocess.Popen(
+            [
+                sys.executable, "-m", "studio.cli", "--home", str(ws.home), "t2i", "train", "--dataset",
+                "shapes", "--base", "org/tiny-sd", "--mix", "recap_mix", "--train", "unet", "--steps", "2",
+                "--json",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        )  # fmt: skip
+    try:
+        wait_for(lambda: "waits in the queue" in stderr_file.read_text(), 120, what="the run to queue")
+        cli.send_signal(signal.SIGHUP)
+        stdout, _ = cli.communicate(timeout=60)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+        jobs.cancel_run(ws, holder.id)
+    assert cli.returncode == 128 + signal.SIGHUP, stderr_file.read_text()
+    (train,) = [r for r in jobs.list_runs(ws) if r.kind == "t2i_train"]
+    assert train.status == "cancelled" and train.started_at is None  # never started, never will
+    assert last_json(stdout)["status"] == "cancelled"
+    assert "was cancelled on SIGHUP" in stderr_file.read_text()
+    assert not group_alive(jobs.get_run(ws, holder.id).pgid)

@@ -127,7 +127,8 @@ def run_foreground(
 
     Why still a subprocess: the CLI gets a progress bar and the exit status while the job
     runs exactly as it would from the studio (and ``backend`` never imports ``training``).
-    Ctrl-C cancels the run cleanly.
+    Ctrl-C cancels the run cleanly, and so does any KeyboardInterrupt a caller raises from a
+    signal handler (the CLI turns SIGTERM/SIGHUP into one named after the signal).
     """
     _claim_or_raise(ws, run_id)
     spawned = spawn(ws, run_id)
@@ -141,14 +142,14 @@ def run_foreground(
         while spawned.reaper.is_alive():
             spawned.reaper.join(poll_s)
             report()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         stop_process(spawned.process.pid, spawned.process.pid, grace_s)
         spawned.reaper.join(grace_s)
         store.finish(
             ws,
             run_id,
             RunStatus.cancelled.value,
-            "cancelled (Ctrl-C)",
+            f"cancelled ({exc.args[0] if exc.args else 'Ctrl-C'})",
             from_statuses=(RunStatus.running.value, RunStatus.interrupted.value),
         )
     return store.get_run(ws, run_id)
