@@ -19,6 +19,7 @@ from sqlmodel import select
 from backend.clip_tokens import CONTEXT_LENGTH, clip_tokenizer, normalise, word_count
 from backend.db import read_session
 from backend.models import Caption, CaptionKind, Image
+from backend.visibility import EVERYONE, Viewer, visible_captions
 from backend.workspace import Workspace
 
 STREAM_BATCH = 2000
@@ -246,8 +247,8 @@ def _kind_order(kind: str) -> tuple[int, str]:
     return (known.index(kind), kind) if kind in known else (len(known), kind)
 
 
-def dataset_kinds(ws: Workspace, dataset: str) -> list[str]:
-    """Kinds with at least one current caption in the dataset, well-known kinds first."""
+def dataset_kinds(ws: Workspace, dataset: str, viewer: Viewer = EVERYONE) -> list[str]:
+    """Kinds with at least one current caption (``viewer`` may read) in the dataset, well-known kinds first."""
     from backend.datasets import get_dataset
 
     with read_session(ws) as s:
@@ -256,6 +257,7 @@ def dataset_kinds(ws: Workspace, dataset: str) -> list[str]:
             select(Caption.kind)
             .join(Image, Image.id == Caption.image_id)
             .where(Image.dataset_id == ds.id, Caption.is_current == True)  # noqa: E712 - SQL expression
+            .where(visible_captions(viewer))
             .distinct()
         ).all()
     return sorted(kinds, key=_kind_order)
@@ -267,17 +269,20 @@ def dataset_caption_stats(
     kinds: list[str] | None = None,
     limit: int | None = None,
     top_n: int = TOP_WORDS,
+    viewer: Viewer = EVERYONE,
 ) -> dict[str, KindStats]:
     """Statistics of the current captions of a dataset, per kind.
 
     ``kinds`` defaults to every kind present; ``limit`` caps the captions read per kind
-    (the first ones by id) for a quick look at a huge dataset. Raises
+    (the first ones by id) for a quick look at a huge dataset. Only captions ``viewer`` may
+    read count (:mod:`backend.visibility`): an annotator's top words and junk examples never
+    come from another annotator's unreviewed captions. Raises
     :class:`backend.datasets.DatasetNotFound` for an unknown dataset.
     """
     from backend.datasets import get_dataset
 
     if kinds is None:
-        kinds = dataset_kinds(ws, dataset)
+        kinds = dataset_kinds(ws, dataset, viewer)
     result: dict[str, KindStats] = {}
     with read_session(ws) as s:
         ds = get_dataset(s, dataset)
@@ -287,6 +292,7 @@ def dataset_caption_stats(
                 select(Caption.text)
                 .join(Image, Image.id == Caption.image_id)
                 .where(Image.dataset_id == ds.id, Caption.kind == kind, Caption.is_current == True)  # noqa: E712
+                .where(visible_captions(viewer))
                 .order_by(Caption.id)
             )
             if limit is not None:

@@ -65,9 +65,12 @@ def dataset_summary(ws: Workspace, name: str) -> DatasetSummary:
         return summarise(s, get_dataset(s, name))
 
 
-def all_summaries(ws: Workspace) -> list[DatasetSummary]:
+def all_summaries(ws: Workspace, exclude: set[str] | frozenset[str] = frozenset()) -> list[DatasetSummary]:
+    """Every dataset's summary, by name; ``exclude``: names left out (not even counted)."""
     with read_session(ws) as s:
-        return [summarise(s, d) for d in s.exec(select(Dataset).order_by(Dataset.name))]
+        return [
+            summarise(s, d) for d in s.exec(select(Dataset).order_by(Dataset.name)) if d.name not in exclude
+        ]
 
 
 class DatasetInUse(ValueError):

@@ -27,6 +27,7 @@ from backend.db import read_session
 from backend.models import Caption, CaptionKind, Dataset, Image, User
 from backend.scores import CaptionScore, caption_scores
 from backend.storage import image_path, thumb_path
+from backend.visibility import EVERYONE, Viewer, visible_captions
 from backend.workspace import Workspace
 
 # Column order of the side-by-side view: alt-text | human | recap | anything else.
@@ -138,15 +139,18 @@ class ImageDetail:
         return next((v for v in self.variants if v.label == label), None)
 
 
-def _current(*conds: Any) -> Any:
-    """EXISTS a current caption of the outer image matching ``conds``.
+def _current(viewer: Viewer, *conds: Any) -> Any:
+    """EXISTS a current caption of the outer image, visible to ``viewer``, matching ``conds``.
 
     ``is_current`` is wrapped in COALESCE on purpose: as a bare column SQLite's planner may
     pick its low-selectivity index for the correlated sub-query and scan every current
     caption once per image (quadratic); wrapped, it looks captions up by image id.
     """
     return exists().where(
-        Caption.image_id == Image.id, func.coalesce(Caption.is_current, False).is_(True), *conds
+        Caption.image_id == Image.id,
+        func.coalesce(Caption.is_current, False).is_(True),
+        visible_captions(viewer),
+        *conds,
     )
 
 
@@ -155,8 +159,8 @@ def _like_pattern(search: str) -> str:
     return f"%{escaped}%"
 
 
-def _search_subquery(search: str, sqlite: bool) -> Any:
-    """Ids of images with a current caption containing ``search`` (case-insensitive).
+def _search_subquery(search: str, sqlite: bool, viewer: Viewer = EVERYONE) -> Any:
+    """Ids of images with a current caption ``viewer`` may read containing ``search`` (case-insensitive).
 
     One uncorrelated scan of the caption text, evaluated once per query rather than once
     per image, so a deep page costs no more than the first. SQLite's LIKE already ignores
@@ -166,7 +170,11 @@ def _search_subquery(search: str, sqlite: bool) -> Any:
     text_match = (
         Caption.text.like(pattern, escape="\\") if sqlite else Caption.text.ilike(pattern, escape="\\")
     )
-    return select(Caption.image_id).where(Caption.is_current == True, text_match)  # noqa: E712
+    return select(Caption.image_id).where(
+        Caption.is_current == True,  # noqa: E712
+        visible_captions(viewer),
+        text_match,
+    )
 
 
 def _filters(
@@ -175,15 +183,16 @@ def _filters(
     missing_kinds: tuple[str, ...] | list[str],
     search: str,
     sqlite: bool = True,
+    viewer: Viewer = EVERYONE,
 ) -> list[Any]:
     conds: list[Any] = [Image.dataset_id == dataset_id]
     for kind in dict.fromkeys(has_kinds):
-        conds.append(_current(Caption.kind == kind))
+        conds.append(_current(viewer, Caption.kind == kind))
     for kind in dict.fromkeys(missing_kinds):
-        conds.append(~_current(Caption.kind == kind))
+        conds.append(~_current(viewer, Caption.kind == kind))
     search = (search or "").strip()
     if search:
-        conds.append(Image.id.in_(_search_subquery(search, sqlite)))
+        conds.append(Image.id.in_(_search_subquery(search, sqlite, viewer)))
     return conds
 
 
@@ -203,12 +212,15 @@ def gallery_page(
     search: str = "",
     page: int = 0,
     page_size: int = DEFAULT_PAGE_SIZE,
+    viewer: Viewer = EVERYONE,
 ) -> GalleryPage:
     """One page of thumbnails of ``dataset`` whose current captions match the filters.
 
     ``has_kinds``: every listed kind has a current caption; ``missing_kinds``: none of the
     listed kinds has one; ``search``: some current caption contains the text
-    (case-insensitive substring). ``page`` is 0-based and clamped into range.
+    (case-insensitive substring). ``page`` is 0-based and clamped into range. Filters and
+    search read only the captions ``viewer`` may read (:mod:`backend.visibility`): an
+    annotator cannot find another's unreviewed caption by its words.
     """
     if page_size < 1 or page_size > MAX_PAGE_SIZE:
         raise ReviewError(f"page size must be between 1 and {MAX_PAGE_SIZE}, got {page_size}")
@@ -218,7 +230,7 @@ def gallery_page(
     with read_session(ws) as s:
         ds = get_dataset(s, dataset)
         sqlite = s.get_bind().dialect.name == "sqlite"
-        conds = _filters(ds.id, tuple(has_kinds), tuple(missing_kinds), search, sqlite)
+        conds = _filters(ds.id, tuple(has_kinds), tuple(missing_kinds), search, sqlite, viewer)
         total = s.exec(select(func.count()).select_from(Image).where(*conds)).one()
         pages = max(1, math.ceil(total / page_size))
         page = min(max(0, int(page)), pages - 1)
@@ -258,8 +270,8 @@ def _latest_scores(rows: list[CaptionScore]) -> list[tuple[str, float, str, bool
     return out
 
 
-def image_variants(ws: Workspace, image_id: int) -> ImageDetail:
-    """The image and every current caption variant of it, in column order, with counts."""
+def image_variants(ws: Workspace, image_id: int, viewer: Viewer = EVERYONE) -> ImageDetail:
+    """The image and every current caption variant ``viewer`` may read, in column order, with counts."""
     with read_session(ws) as s:
         row = s.exec(
             select(Image, Dataset.name)
@@ -273,6 +285,7 @@ def image_variants(ws: Workspace, image_id: int) -> ImageDetail:
             select(Caption, User.name)
             .join(User, User.id == Caption.annotator_id, isouter=True)
             .where(Caption.image_id == image_id, Caption.is_current == True)  # noqa: E712
+            .where(visible_captions(viewer))
             .order_by(Caption.id)
         ).all()
     by_caption = caption_scores(ws, image_id)

@@ -16,6 +16,7 @@ from backend.db import migrate
 from backend.users import PermissionDenied, verify_login
 from backend.workspace import Workspace
 from studio import tab_annotate, tab_arena, tab_datasets, tab_results, tab_review, tab_runs
+from studio.access import FileAccess
 from studio.auth_guard import RequireLogin
 from studio.session import current_user
 
@@ -75,12 +76,14 @@ def serve(ws: Workspace, host: str = "127.0.0.1", port: int = 7860, quiet: bool 
         server_port=port,
         auth=lambda name, password: verify_login(ws, name, password),
         auth_message="RECAP Studio: log in with your studio account (admins add users with `recap-studio user add`).",
+        # handlers may hand out stored files; who may fetch which is decided per user by
+        # FileAccess in the middleware (annotators: no originals, nothing of a blinded dataset)
         allowed_paths=[str(ws.thumbs_dir), str(ws.images_dir)],
         show_error=True,
         ssr_mode=False,
         quiet=quiet,
         footer_links=[],
         head=_head(),
-        app_kwargs={"middleware": [Middleware(RequireLogin)]},
+        app_kwargs={"middleware": [Middleware(RequireLogin, file_access=FileAccess(ws))]},
         css=_css(),
     )

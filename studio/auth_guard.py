@@ -8,7 +8,10 @@ page and log in* answers 401 without a valid session cookie, whatever Gradio add
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from http.cookies import SimpleCookie
+
+import anyio
 
 # What the browser needs before it has a session: the page shell, its static assets,
 # the login form's own calls, and logout.
@@ -60,16 +63,33 @@ def _session_user(scope: dict) -> str | None:
 
 
 class RequireLogin:
-    """Pure ASGI middleware: 401 for every non-public request without a valid session."""
+    """Pure ASGI middleware: 401 for every non-public request without a valid session.
 
-    def __init__(self, app) -> None:  # noqa: ANN001 - ASGI app
+    ``file_access(user name, path)``, when given, is asked about every file request
+    (``…/file=…``) of a logged-in user, in a worker thread since it may read the database;
+    False answers 403. The studio passes :class:`studio.access.FileAccess`, which withholds
+    stored originals and the images of blind-judged datasets from annotators.
+    """
+
+    def __init__(self, app, file_access: Callable[[str, str], bool] | None = None) -> None:  # noqa: ANN001 - ASGI app
         self.app = app
+        self.file_access = file_access
 
     async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001 - ASGI signature
         if scope["type"] not in ("http", "websocket") or is_public(scope.get("path", "")):
             await self.app(scope, receive, send)
             return
-        if _session_user(scope) is not None:
+        user = _session_user(scope)
+        if user is not None:
+            path = scope.get("path", "")
+            if (
+                self.file_access is not None
+                and scope["type"] == "http"
+                and "/file=" in path
+                and not await anyio.to_thread.run_sync(self.file_access, user, path)
+            ):
+                await _forbidden(send)
+                return
             await self.app(scope, receive, send)
             return
         if scope["type"] == "websocket":
@@ -87,3 +107,19 @@ class RequireLogin:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+async def _forbidden(send) -> None:  # noqa: ANN001 - ASGI send
+    """403 for a file the logged-in user may not fetch (file routes are plain HTTP GET/HEAD)."""
+    body = b'{"detail": "Not allowed: this file is not served to your account"}'
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 403,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

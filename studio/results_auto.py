@@ -11,6 +11,10 @@ reader the CLI uses, so both show the same numbers. By default only the newest e
 each (dataset, checkpoint, regime, metric) is shown, so re-running an evaluation replaces its
 numbers instead of doubling the bars. The main table is the wide one RECAP's papers print
 (checkpoint rows, metric × regime columns); every number with its provenance is one click away.
+
+Closed to annotators while an Arena campaign is open (:func:`studio.access.closed_while_judging`,
+checked in the handler, not only in the page): a checkpoint's metrics and caption mix beside
+its generated dataset would tell them which system made the images they judge.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from backend.db import read_session  # noqa: E402
 from backend.evaluation import EvalResult  # noqa: E402
 from backend.jobs import configs  # noqa: E402
 from backend.workspace import Workspace  # noqa: E402
+from studio import access  # noqa: E402
 
 ALL = "all datasets"
 NOT_ARTIFACT = "— (not a t2i artifact)"  # a hub id or folder: nothing recorded about its training
@@ -359,7 +364,16 @@ def build(ws: Workspace, blocks: gr.Blocks, tab: gr.Tab | None = None) -> None:
             max_height=560,
         )
 
-    def view(chosen: str | None, latest_only: bool) -> tuple[Any, ...]:
+    def view(chosen: str | None, latest_only: bool, request: gr.Request) -> tuple[Any, ...]:
+        if access.closed_while_judging(ws, request):
+            return (
+                gr.update(choices=[ALL], value=ALL),
+                access.CLOSED_WHILE_JUDGING,
+                None,
+                gr.update(value=[], headers=["checkpoint"]),
+                [],
+                gr.update(value=None, interactive=False),
+            )
         names = evaluated_datasets(ws)
         chosen = chosen if chosen in names else ALL
         rows = load_rows(ws, chosen, bool(latest_only))

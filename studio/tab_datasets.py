@@ -10,6 +10,9 @@ Design notes
   the workspace's ``uploads/`` (a new folder per import), so the import reads from inside
   the workspace and nothing is written elsewhere. Export writes only under ``exports/``.
 - Import runs with a ``gr.Progress`` bar fed by the backend's progress callback.
+- An annotator gets nothing about a dataset an open Arena campaign judges: not its row,
+  not its name in a dropdown, not its statistics, whatever they send
+  (:func:`studio.access.hidden_datasets`, checked in every handler).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from backend.images import DEFAULT_MAX_PIXELS
 from backend.progress import ProgressFn
 from backend.review import kind_label, kind_sort_key
 from backend.workspace import UnsafePathError, Workspace, safe_join
+from studio import access
 from studio.session import is_admin, require_admin_ui
 from studio.tab_review import build_stats_section, parent_tab, pick_dataset
 
@@ -42,9 +46,10 @@ _SAFE_NAME = re.compile(r"[^\w.\-]+")
 # --------------------------------------------------------------------------- tables
 
 
-def datasets_frame(ws: Workspace) -> pd.DataFrame:
-    """One row per dataset: name, images, then the current caption count of each kind."""
-    summaries = all_summaries(ws)
+def datasets_frame(ws: Workspace, hidden: set[str] | frozenset[str] = frozenset()) -> pd.DataFrame:
+    """One row per dataset (but the ``hidden`` ones): name, images, then the current caption
+    count of each kind."""
+    summaries = all_summaries(ws, exclude=hidden)
     kinds = sorted({k for s in summaries for k in s.captions}, key=kind_sort_key)
     columns = ["dataset", "images", *[kind_label(k) for k in kinds]]
     rows = [[s.name, s.images, *[s.captions.get(k, 0) for k in kinds]] for s in summaries]
@@ -240,8 +245,13 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
 
     ds_dropdowns = [export_ds, delete_ds, stats_ds]
 
-    def refresh_all(export_value: str | None, delete_value: str | None, stats_value: str | None):
-        frame = datasets_frame(ws)
+    def table_and_lists(
+        export_value: str | None,
+        delete_value: str | None,
+        stats_value: str | None,
+        hidden: set[str] | frozenset[str] = frozenset(),
+    ):
+        frame = datasets_frame(ws, hidden)
         names = list(frame["dataset"])
         return (
             frame,
@@ -250,12 +260,15 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
             gr.update(choices=names, value=pick_dataset(names, stats_value)),
         )
 
+    def refresh_all(export_value, delete_value, stats_value, request: gr.Request):  # noqa: ANN001, ANN202
+        return table_and_lists(export_value, delete_value, stats_value, access.hidden_datasets(ws, request))
+
     refresh_outputs = [table, *ds_dropdowns]
 
     def on_load(export_value, delete_value, stats_value, request: gr.Request):  # noqa: ANN001, ANN202
         admin = is_admin(ws, request)
         return (
-            *refresh_all(export_value, delete_value, stats_value),
+            *refresh_all(export_value, delete_value, stats_value, request),
             gr.update(visible=admin),
             gr.update(visible=not admin),
         )
@@ -278,7 +291,9 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
     stats_ds.input(stats.compute, stats.inputs, stats.outputs, api_visibility="private")
 
     # export kinds follow the chosen dataset
-    def export_kinds(name: str | None) -> Any:
+    def export_kinds(name: str | None, request: gr.Request) -> Any:
+        if not is_admin(ws, request):  # an admin control: it tells which kinds a dataset holds
+            return gr.skip()
         summaries = {s.name: s for s in all_summaries(ws)}
         kinds = sorted(summaries[name].captions, key=kind_sort_key) if name in summaries else []
         return gr.update(choices=[ALL_KINDS, *kinds], value=ALL_KINDS)
@@ -343,7 +358,7 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
         return (
             import_result_md(summary, shown),
             gr.update(value=frame, visible=bool(summary["skipped"])),
-            *refresh_all(dataset, None, dataset),
+            *table_and_lists(dataset, None, dataset),
         )
 
     import_btn.click(
@@ -398,7 +413,7 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
             f"**Deleted {html.escape(dataset)}**: {images:,} images with their captions and annotation work. "
             "The image files stay in the workspace's content-addressed store (other datasets may share them)."
         )
-        return message, gr.update(value=False), *refresh_all(None, None, None)
+        return message, gr.update(value=False), *table_and_lists(None, None, None)
 
     delete_btn.click(
         do_delete,

@@ -8,6 +8,11 @@ Design notes
 - Caption text is always HTML-escaped before it is put into ``gr.HTML``.
 - The statistics section (:func:`build_stats_section`) is shared with the Datasets tab;
   it reads at most ``limit`` captions per kind so a huge dataset still answers quickly.
+- Every handler checks on the server what its user may see (:mod:`studio.access`): an
+  annotator gets nothing about a dataset an open Arena campaign judges (gallery, image,
+  statistics), reads only captions no annotator wrote, approved ones and their own (unless
+  an admin opens all captions here), and sees images as pixels-only copies, never the
+  stored original (it keeps a generated image's provenance chunk).
 """
 
 from __future__ import annotations
@@ -19,7 +24,6 @@ from typing import Any
 
 import gradio as gr
 
-from backend.arena import blinded_datasets
 from backend.clip_tokens import CONTEXT_LENGTH
 from backend.datasets import DatasetNotFound, dataset_names
 from backend.review import (
@@ -34,9 +38,15 @@ from backend.review import (
     kind_label,
     word_diff_html,
 )
+from backend.visibility import (
+    EVERYONE,
+    Viewer,
+    annotators_see_all_captions,
+    set_annotators_see_all_captions,
+)
 from backend.workspace import Workspace
-from studio import plots
-from studio.session import is_admin
+from studio import access, plots
+from studio.session import is_admin, require_admin_ui
 
 PAGE_SIZES = [16, 32, 64, 96]
 DEFAULT_PAGE_SIZE = 32
@@ -190,19 +200,36 @@ def junk_html(stats: dict[str, Any]) -> str:
     return f"{head}<table class='rv-junk'><thead><tr><th>example alt-text</th><th>why</th></tr></thead><tbody>{rows}</tbody></table>"
 
 
+# all an annotator reads about a dataset under an open campaign (not even its name back)
+BLINDED_MESSAGE = "This dataset is being judged blind in the Arena; it opens again when the campaign closes."
+
+
 def compute_stats(
-    ws: Workspace, dataset: str | None, limit: int | float | None = STATS_LIMIT
+    ws: Workspace,
+    dataset: str | None,
+    limit: int | float | None = STATS_LIMIT,
+    *,
+    viewer: Viewer = EVERYONE,
+    hidden: set[str] | frozenset[str] = frozenset(),
 ) -> tuple[Any, ...]:
-    """(summary HTML, length histogram, vocabulary chart, top words chart, junk HTML)."""
+    """(summary HTML, length histogram, vocabulary chart, top words chart, junk HTML).
+
+    ``hidden``: datasets this user gets nothing about but :data:`BLINDED_MESSAGE`;
+    ``viewer``: whose captions count (:mod:`backend.visibility`).
+    """
     from backend.caption_stats import dataset_caption_stats
 
     limit = int(limit or STATS_LIMIT)
-    if not dataset:
-        empty = "<div class='rv-empty'>Choose a dataset.</div>"
-        hidden = gr.update(value=None, visible=False)
-        return empty, hidden, hidden, hidden, ""
+    if not dataset or dataset in hidden:
+        empty = (
+            f"<div class='rv-empty'>{BLINDED_MESSAGE}</div>"
+            if dataset
+            else "<div class='rv-empty'>Choose a dataset.</div>"
+        )
+        nothing = gr.update(value=None, visible=False)
+        return empty, nothing, nothing, nothing, ""
     try:
-        stats = dataset_caption_stats(ws, dataset, limit=limit)
+        stats = dataset_caption_stats(ws, dataset, limit=limit, viewer=viewer)
     except DatasetNotFound as exc:
         raise gr.Error(str(exc)) from None
     title = f"Caption length by kind — {dataset}"
@@ -266,8 +293,14 @@ def build_stats_section(
     junk = gr.HTML(elem_id=f"{prefix}junk-alttext")
     outputs = [summary, hist, vocab, words, junk]
 
-    def compute(dataset_name: str | None, cap: Any) -> tuple[Any, ...]:
-        return compute_stats(ws, dataset_name, cap)
+    def compute(dataset_name: str | None, cap: Any, request: gr.Request) -> tuple[Any, ...]:
+        return compute_stats(
+            ws,
+            dataset_name,
+            cap,
+            viewer=access.viewer(ws, request),
+            hidden=access.hidden_datasets(ws, request),
+        )
 
     button.click(compute, [dataset, limit], outputs, api_visibility="private")
     return StatsSection(dataset=dataset, limit=limit, button=button, outputs=outputs, compute=compute)
@@ -359,6 +392,19 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
         diff = gr.HTML(EMPTY_DIFF, elem_id="diff")
     with gr.Accordion("Statistics", open=False, elem_id="rv-stats") as stats_acc:
         stats = build_stats_section(ws, dataset, prefix="rv-", histogram_id="length-histogram")
+    with gr.Accordion(
+        "Who reads which captions (admin)", open=False, visible=False, elem_id="rv-visibility"
+    ) as visibility_box:
+        see_all = gr.Checkbox(
+            value=False,
+            label="Annotators may read every caption, other annotators' unreviewed ones included",
+            info=(
+                "Off (the default): an annotator reads captions no annotator wrote, approved human "
+                "captions and their own, so each human caption stays an independent reading of its image."
+            ),
+            elem_id="rv-see-all",
+        )
+        see_all_note = gr.Markdown(elem_id="rv-see-all-note")
 
     # ------------------------------------------------------------------ handlers
 
@@ -366,7 +412,7 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
 
     def hidden_from(request: gr.Request | None) -> set[str]:
         """Datasets this user may not browse: for annotators, those an open Arena campaign judges."""
-        return set() if is_admin(ws, request) else blinded_datasets(ws)
+        return access.hidden_datasets(ws, request)
 
     def load_page(
         name: str | None,
@@ -375,14 +421,14 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
         text: str,
         page: int,
         size: Any,
-        hidden: set[str] | None = None,
+        request: gr.Request | None,
     ):
-        if name and name in (hidden or set()):
+        if name and name in hidden_from(request):
             return (
                 [],
                 [],
                 0,
-                f"Dataset {name!r} is being judged blind in the Arena; it opens again when the campaign closes.",
+                BLINDED_MESSAGE,
                 gr.update(interactive=False),
                 gr.update(interactive=False),
             )
@@ -404,6 +450,7 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
                 search=text or "",
                 page=int(page or 0),
                 page_size=int(size or DEFAULT_PAGE_SIZE),
+                viewer=access.viewer(ws, request),
             )
         except (DatasetNotFound, ReviewError) as exc:
             gr.Warning(str(exc))
@@ -422,11 +469,11 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
     filters = [dataset, has_kinds, missing_kinds, search]
 
     def first_page(name, has, missing, text, size, request: gr.Request):  # noqa: ANN001, ANN202 - Gradio values
-        return load_page(name, has, missing, text, 0, size, hidden_from(request))
+        return load_page(name, has, missing, text, 0, size, request)
 
     def step(delta: int) -> Callable[..., Any]:
         def go(name, has, missing, text, page, size, request: gr.Request):  # noqa: ANN001, ANN202 - Gradio values
-            return load_page(name, has, missing, text, int(page or 0) + delta, size, hidden_from(request))
+            return load_page(name, has, missing, text, int(page or 0) + delta, size, request)
 
         return go
 
@@ -443,16 +490,20 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
         if not isinstance(index, int) or not 0 <= index < len(ids):
             return (gr.skip(),) * len(detail_outputs)
         try:
-            detail = image_variants(ws, ids[index])
+            detail = image_variants(ws, ids[index], viewer=access.viewer(ws, request))
         except ReviewError as exc:
             raise gr.Error(str(exc)) from None
         if detail.dataset in hidden_from(request):  # a campaign opened after the gallery was loaded
-            raise gr.Error(f"Dataset {detail.dataset!r} is being judged blind in the Arena.")
+            raise gr.Error(BLINDED_MESSAGE)
+        try:  # admins see the stored original; annotators its pixels only (no provenance chunk)
+            shown: Any = detail.path if is_admin(ws, request) else access.pixels_only(detail.path)
+        except OSError as exc:
+            raise gr.Error(f"Cannot read image #{detail.image_id}: {exc}") from None
         labels = [v.label for v in detail.variants]
         texts = {v.label: v.text for v in detail.variants}
         a, b = _default_pair(labels, detail)
         return (
-            detail.path,
+            shown,
             image_meta_md(detail),
             variants_html(detail),
             gr.update(choices=labels, value=a),
@@ -470,18 +521,18 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
         dd.input(show_diff, [diff_a, diff_b, texts_state], diff, api_visibility="private", queue=False)
 
     # statistics: computed when the accordion opens, and again on a dataset change while open
-    def open_stats(name: str | None, cap: Any) -> tuple[Any, ...]:
-        return (True, *stats.compute(name, cap))
+    def open_stats(name: str | None, cap: Any, request: gr.Request) -> tuple[Any, ...]:
+        return (True, *stats.compute(name, cap, request))
 
     stats_acc.expand(
         open_stats, [dataset, stats.limit], [stats_open, *stats.outputs], api_visibility="private"
     )
     stats_acc.collapse(lambda: False, None, stats_open, api_visibility="private", queue=False)
 
-    def stats_if_open(is_open: bool, name: str | None, cap: Any) -> tuple[Any, ...]:
+    def stats_if_open(is_open: bool, name: str | None, cap: Any, request: gr.Request) -> tuple[Any, ...]:
         if not is_open:
             return tuple(gr.skip() for _ in stats.outputs)
-        return stats.compute(name, cap)
+        return stats.compute(name, cap, request)
 
     dataset.input(stats_if_open, [stats_open, dataset, stats.limit], stats.outputs, api_visibility="private")
 
@@ -506,7 +557,7 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
             gr.update(choices=names, value=chosen),
             gr.update(choices=kind_choices),
             gr.update(choices=kind_choices),
-            *load_page(chosen, has, missing, text, keep_page, size, hidden),
+            *load_page(chosen, has, missing, text, keep_page, size, request),
         )
 
     refresh_inputs = [dataset, has_kinds, missing_kinds, search, page_state, page_size]
@@ -514,3 +565,23 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
     blocks.load(refresh, refresh_inputs, refresh_outputs, api_visibility="private")
     if tab is not None:
         tab.select(refresh, refresh_inputs, refresh_outputs, api_visibility="private")
+
+    # ------------------------------------------------------------------ caption visibility (admins)
+
+    def visibility_view(request: gr.Request) -> tuple[Any, Any]:
+        if not is_admin(ws, request):
+            return gr.update(visible=False), gr.skip()
+        return gr.update(visible=True), gr.update(value=annotators_see_all_captions(ws))
+
+    blocks.load(visibility_view, None, [visibility_box, see_all], api_visibility="private")
+
+    def set_visibility(on: bool, request: gr.Request) -> str:
+        require_admin_ui(ws, request)
+        set_annotators_see_all_captions(ws, bool(on))
+        return (
+            "Annotators now read **every** caption."
+            if on
+            else "Annotators now read captions no annotator wrote, approved human captions and their own."
+        )
+
+    see_all.input(set_visibility, see_all, see_all_note, api_name="review_caption_visibility")

@@ -9,6 +9,9 @@ Design notes
   The studio's queue thread (:func:`start_queue_worker`) advances the queue every ~2 s.
 - The runs table is one page of runs (newest first) refreshed by a ``gr.Timer``; the detail
   view's heavy parts (loss curves, metrics, samples) are redrawn only when the run changed.
+- While an Arena campaign is open, annotators get no runs at all (every handler that reads
+  runs checks :func:`studio.access.closed_while_judging`): configs, logs and validation
+  images tie checkpoints to their captions and images.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from backend.jobs import configs
 from backend.models import Role
 from backend.users import PermissionDenied
 from backend.workspace import Workspace
-from studio import run_forms
+from studio import access, run_forms
 from studio.session import current_user, require_admin_ui
 
 log = logging.getLogger(__name__)
@@ -879,13 +882,20 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
             run.config,
         )
 
-    def show_run(rid: Any, old_sig: str = "", step: Any = None) -> tuple[Any, ...]:
+    def show_run(
+        rid: Any, old_sig: str = "", step: Any = None, request: gr.Request | None = None
+    ) -> tuple[Any, ...]:
+        # ``request`` comes from the events anyone can call; admin-only handlers pass none
+        if request is not None and access.closed_while_judging(ws, request):
+            return ("", *light(None), *heavy(None, ""))
         run = _get(ws, rid)
         if run is None and _int(rid) is not None:
             gr.Warning(f"No run {_int(rid)}.")
         return (str(run.id) if run else "", *light(run), *heavy(run, old_sig, step))
 
-    def table_view(page_no: Any, status: str) -> tuple[Any, ...]:
+    def table_view(page_no: Any, status: str, request: gr.Request | None = None) -> tuple[Any, ...]:
+        if request is not None and access.closed_while_judging(ws, request):
+            return [], access.CLOSED_WHILE_JUDGING, 0
         rows, label, shown = table_page(ws, _int(page_no) or 0, status)
         return rows, label, shown
 
@@ -897,7 +907,7 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
             admin = current_user(ws, request).role == Role.admin.value
         except PermissionDenied:
             admin = False
-        rows, label, shown = table_page(ws, 0, "all")
+        rows, label, shown = table_view(0, "all", request)
         return (
             gr.update(visible=admin),
             gr.update(visible=admin),
@@ -935,11 +945,21 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
     refresh_lists.click(do_refresh_lists, None, list_outputs, api_visibility="private", queue=False)
 
     def on_timer(
-        page_no: Any, status: str, rid: Any, old_tsig: str, old_lsig: str, old_sig: str, step: Any
+        page_no: Any,
+        status: str,
+        rid: Any,
+        old_tsig: str,
+        old_lsig: str,
+        old_sig: str,
+        step: Any,
+        request: gr.Request,
     ) -> tuple[Any, ...]:
-        rows, label, shown = table_view(page_no, status)
+        rows, label, shown = table_view(page_no, status, request)
         tsig = _digest(rows, label, shown)
         table_part = (tsig, rows, label, shown) if tsig != old_tsig else (old_tsig, *[gr.skip()] * 3)
+        if access.closed_while_judging(ws, request):  # a campaign opened: clear what was shown, once
+            heavy_part = heavy(None, "") if old_sig else [gr.skip()] * len(heavy_outputs)
+            return (*table_part, *light(None, old_lsig), *heavy_part)
         run = _get(ws, rid)
         if run is None:
             return (*table_part, *[gr.skip()] * (len(light_outputs) + len(heavy_outputs)))
@@ -953,18 +973,20 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
         show_progress="hidden",
     )
 
-    def turn(page_no: Any, status: str, delta: int) -> tuple[Any, ...]:
-        return table_view((_int(page_no) or 0) + delta, status)
+    def turn(delta: int) -> Any:
+        def go(page_no: Any, status: str, request: gr.Request) -> tuple[Any, ...]:
+            return table_view((_int(page_no) or 0) + delta, status, request)
 
-    page_prev.click(
-        lambda p, s: turn(p, s, -1), [page, status_filter], table_outputs, api_visibility="private"
-    )
-    page_next.click(
-        lambda p, s: turn(p, s, 1), [page, status_filter], table_outputs, api_visibility="private"
-    )
-    status_filter.input(lambda s: table_view(0, s), [status_filter], table_outputs, api_visibility="private")
+        return go
 
-    def pick_row(data: Any, evt: gr.SelectData) -> tuple[Any, ...]:
+    def first_page(status: str, request: gr.Request) -> tuple[Any, ...]:
+        return table_view(0, status, request)
+
+    page_prev.click(turn(-1), [page, status_filter], table_outputs, api_visibility="private")
+    page_next.click(turn(1), [page, status_filter], table_outputs, api_visibility="private")
+    status_filter.input(first_page, [status_filter], table_outputs, api_visibility="private")
+
+    def pick_row(data: Any, evt: gr.SelectData, request: gr.Request) -> tuple[Any, ...]:
         row = evt.row_value if getattr(evt, "row_value", None) else None
         if row is None:
             index = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
@@ -972,13 +994,18 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
                 row = list(data.iloc[int(index)])
             except (AttributeError, IndexError, TypeError, ValueError):
                 return tuple(gr.skip() for _ in detail_outputs)
-        return show_run(row[0])
+        return show_run(row[0], request=request)
+
+    def open_run(rid: Any, request: gr.Request) -> tuple[Any, ...]:
+        return show_run(rid, request=request)
 
     table.select(pick_row, [table], detail_outputs, api_visibility="private", show_progress="hidden")
-    open_btn.click(lambda rid: show_run(rid), [run_id], detail_outputs, api_visibility="private")
-    run_id.submit(lambda rid: show_run(rid), [run_id], detail_outputs, api_visibility="private")
+    open_btn.click(open_run, [run_id], detail_outputs, api_visibility="private")
+    run_id.submit(open_run, [run_id], detail_outputs, api_visibility="private")
 
-    def pick_step(rid: Any, step: Any) -> str:
+    def pick_step(rid: Any, step: Any, request: gr.Request) -> str:
+        if access.closed_while_judging(ws, request):
+            return ""
         run = _get(ws, rid)
         return samples_html(ws, run, _int(step)) if run is not None else ""
 

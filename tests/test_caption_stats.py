@@ -160,3 +160,35 @@ def test_histogram() -> None:
     assert counts == [1, 1, 1] and edges == [0, 10, 20, 30]
     counts, _ = histogram([], bins=4)
     assert counts == [0, 0, 0, 0]
+
+
+def test_statistics_count_only_captions_the_viewer_may_read(stats_ws: Workspace) -> None:
+    """Issue 9 §3: an annotator's statistics (counts, top words) never come from another
+    annotator's unreviewed captions; their own and approved ones count, as for admins all do."""
+    from sqlmodel import select
+
+    from backend.db import read_session
+    from backend.models import Caption, Image
+    from backend.visibility import EVERYONE, Viewer
+
+    with write_session(stats_ws) as s:
+        bob = User(name="bob", role="annotator", password_hash="-")
+        s.add(bob)
+        s.flush()
+        bob_id = bob.id
+        images = s.exec(select(Image.id).order_by(Image.id)).all()[:3]
+        for image_id in images:
+            revise_human_caption(s, image_id, "human_long", bob_id, "bob saw a marmoset marmoset there")
+    with read_session(stats_ws) as s:
+        ann_id = s.exec(select(User.id).where(User.name == "ann")).one()
+        assert s.exec(select(Caption).where(Caption.annotator_id == bob_id)).all()
+
+    def top(viewer: Viewer) -> dict[str, list[str]]:
+        stats = dataset_caption_stats(stats_ws, "toy", viewer=viewer)
+        return {kind: [w for w, _ in st.top_words] for kind, st in stats.items()}
+
+    assert "marmoset" in top(EVERYONE)["human_long"]
+    assert "marmoset" in top(Viewer(user_id=bob_id, sees_all=False))["human_long"]  # his own
+    ann = top(Viewer(user_id=ann_id, sees_all=False))
+    assert "human_long" not in ann and "circle" in ann["human_short"]  # bob's drafts do not exist for ann
+    assert dataset_caption_stats(stats_ws, "toy", viewer=Viewer(ann_id, False))["alttext"].count == 5

@@ -247,3 +247,90 @@ def test_delete_dataset_refuses_while_a_run_uses_it(ws: Workspace) -> None:
     with pytest.raises(DatasetInUse, match=f"#{run.id}"):
         delete_dataset(ws, "busy")
     assert dataset_summary(ws, "busy").images == 2
+
+
+# --------------------------------------------------------------------------- independent captioning
+
+
+@pytest.fixture
+def two_annotators(ws: Workspace) -> tuple[Workspace, int, dict[str, int]]:
+    """One image with alt-text, a recaption, and human captions of two annotators in every state:
+    ann's own (submitted), bob's submitted, bob's rejected, and cy's approved one."""
+    from backend.captions import review_caption
+
+    admin = add_user(ws, "boss", "admin", "boss-pass-long-enough")
+    users = {
+        name: add_user(ws, name, "annotator", f"{name}-pass-long-enough").id for name in ("ann", "bob", "cy")
+    }
+    (image_id,) = make_dataset(ws, "indep", 1)
+    with write_session(ws) as s:
+        add_caption(s, image_id, "alttext", "cheap rug", source="import:test")
+        add_caption(s, image_id, "recap_long", "a striped rug on a floor", run_id=9)
+        revise_human_caption(s, image_id, "human_short", users["ann"], "a rug, as ann sees it")
+        revise_human_caption(s, image_id, "human_short", users["bob"], "an okapi-striped rug by bob")
+        rejected = revise_human_caption(s, image_id, "human_long", users["bob"], "bob's rejected zebra text")
+        review_caption(s, rejected.id, admin.id, approve=False, comment="describe the floor")
+        approved = revise_human_caption(
+            s, image_id, "human_long", users["cy"], "an approved long caption by cy"
+        )
+        review_caption(s, approved.id, admin.id, approve=True)
+    return ws, image_id, users
+
+
+def _texts(ws: Workspace, image_id: int, viewer) -> set[str]:  # noqa: ANN001 - backend.visibility.Viewer
+    return {v.text for v in image_variants(ws, image_id, viewer=viewer).variants}
+
+
+def test_annotators_read_approved_and_their_own_human_captions_only(two_annotators) -> None:  # noqa: ANN001
+    """Issue 9 §3: another annotator's submitted or rejected caption never reaches an annotator
+    (variants, text search, kind filters); admins, and annotators once an admin opens it, see all."""
+    from backend.users import get_user
+    from backend.visibility import EVERYONE, set_annotators_see_all_captions, viewer_for
+
+    ws, image_id, users = two_annotators
+    ann = viewer_for(ws, get_user(ws, "ann"))
+    every = {
+        "cheap rug",
+        "a striped rug on a floor",
+        "a rug, as ann sees it",
+        "an okapi-striped rug by bob",
+        "bob's rejected zebra text",
+        "an approved long caption by cy",
+    }
+    assert _texts(ws, image_id, EVERYONE) == every
+    assert _texts(ws, image_id, viewer_for(ws, get_user(ws, "boss"))) == every
+    assert _texts(ws, image_id, ann) == every - {"an okapi-striped rug by bob", "bob's rejected zebra text"}
+    # bob reads his own (even the rejected one), not ann's
+    assert _texts(ws, image_id, viewer_for(ws, get_user(ws, "bob"))) == every - {"a rug, as ann sees it"}
+    # one annotator found another's caption by text search: not any more
+    assert gallery_page(ws, "indep", search="OKAPI", viewer=ann).total == 0
+    assert gallery_page(ws, "indep", search="zebra", viewer=ann).total == 0
+    assert gallery_page(ws, "indep", search="okapi").total == 1  # admins and the CLI still find it
+    assert gallery_page(ws, "indep", search="as ann sees", viewer=ann).total == 1  # her own
+    assert gallery_page(ws, "indep", search="approved long", viewer=ann).total == 1
+    # kind filters count only readable captions: for dan, who wrote nothing, bob's draft is no human_short
+    dan = viewer_for(ws, add_user(ws, "dan", "annotator", "dan-pass-long-enough"))
+    assert gallery_page(ws, "indep", has_kinds=["human_short"], viewer=dan).total == 0
+    assert gallery_page(ws, "indep", missing_kinds=["human_short"], viewer=dan).total == 1
+    assert gallery_page(ws, "indep", has_kinds=["human_long"], viewer=dan).total == 1  # cy's approved one
+
+    set_annotators_see_all_captions(ws, True)  # the admin setting opens everything
+    assert _texts(ws, image_id, viewer_for(ws, get_user(ws, "ann"))) == every
+    assert gallery_page(ws, "indep", search="okapi", viewer=viewer_for(ws, get_user(ws, "ann"))).total == 1
+    set_annotators_see_all_captions(ws, False)
+    assert _texts(ws, image_id, viewer_for(ws, get_user(ws, "ann"))) == _texts(ws, image_id, ann)
+
+
+def test_caption_visibility_setting_is_stored_in_the_workspace(ws: Workspace) -> None:
+    from backend import settings
+    from backend.visibility import annotators_see_all_captions, set_annotators_see_all_captions
+
+    assert annotators_see_all_captions(ws) is False
+    set_annotators_see_all_captions(ws, True)
+    path = settings.settings_path(ws)
+    assert path.stat().st_mode & 0o077 == 0  # readable by the owner only
+    assert annotators_see_all_captions(ws) is True
+    settings.put(ws, "another", 3)
+    assert annotators_see_all_captions(ws) is True and settings.get(ws, "another") == 3
+    path.write_text("{ not json")  # a hand-broken file reads as the defaults, nothing crashes
+    assert annotators_see_all_captions(ws) is False
