@@ -73,7 +73,26 @@ def ico_bytes() -> bytes:
 
 
 SVG = b'<svg xmlns="http://www.w3.org/2000/svg" width="4" height="4"/>'
-LATIN1_CAPTION = "caf\u00e9 au lait".encode("latin-1")  # not valid UTF-8
+LATIN1_CAPTION = "caf\u00e9 au lait".encode("latin-1")  # not valid UTF-8; read as cp1252
+# (text, encoding) pairs the fallback chain reads back exactly (backend/ingest/text.py)
+LEGACY_CAPTIONS = [
+    ("caf\u00e9 au lait", "latin-1"),
+    ("\u201csmart\u201d quotes \u2013 and caf\u00e9", "cp1252"),
+    ("Za\u017c\u00f3\u0142\u0107 g\u0119\u015bl\u0105 ja\u017a\u0144", "cp1250"),
+    (
+        "\u041a\u043e\u0448\u043a\u0430 \u0441\u0438\u0434\u0438\u0442 \u043d\u0430 \u043a\u0440\u0430\u0441\u043d\u043e\u043c \u0434\u0438\u0432\u0430\u043d\u0435",
+        "cp1251",
+    ),
+    (
+        "\u0391 cat on a mat, \u03bc\u03b9\u03b1 \u03b3\u03ac\u03c4\u03b1 \u03ba\u03ac\u03b8\u03b5\u03c4\u03b1\u03b9",
+        "cp1253",
+    ),
+    ("\u685c\u306e\u6728\u306e\u4e0b\u3067\u732b\u304c\u5bdd\u3066\u3044\u308b", "shift_jis"),
+    ("\u4e00\u53ea\u732b\u5750\u5728\u7ea2\u8272\u7684\u6c99\u53d1\u4e0a", "gb18030"),
+    ("\uace0\uc591\uc774\uac00 \uc18c\ud30c\uc5d0 \uc549\uc544 \uc788\ub2e4", "euc_kr"),
+    ("a cat on a mat", "utf-16"),  # with its byte-order mark, as Windows Notepad saves "Unicode"
+]
+NOT_TEXT = bytes(range(256))  # no encoding reads this as text
 
 
 def write(path: Path, data: bytes | str) -> Path:
@@ -197,9 +216,79 @@ def bad_items() -> list[tuple[str, bytes, bytes | None, str | None]]:
         ("bomb", bomb_png(9000, 9000), b"bomb", "image too large"),
         ("text", b"plain text renamed to .jpg", b"text", "not a recognisable image"),
         ("ico", ico_bytes(), b"ico", "unsupported image format ICO"),
-        ("latin", image_bytes(3), LATIN1_CAPTION, "not valid UTF-8"),
+        ("latin", image_bytes(3), LATIN1_CAPTION, None),  # imported, its caption read as cp1252
         ("same_as_good", image_bytes(1), b"same bytes as good", "duplicate"),  # sorts after "good"
     ]
+
+
+# -- hostile JSON: values that made json.loads raise past the importers --------------------------
+
+
+@dataclass(frozen=True)
+class HostileJson:
+    name: str
+    text: bytes  # a JSON value, spliced into a JSON line or stored as a WebDataset .json member
+    # expected reason fragment per format ("jsonl", "webdataset"), None for "imported"
+    jsonl: str | None
+    webdataset: str | None
+
+
+def hostile_json() -> list[HostileJson]:
+    """JSON values that once stopped a whole import (issue 9, section 4), and their outcome.
+
+    In a JSON line the value sits under an extra key, so only the line's own parsing is
+    at stake; as a ``.json`` member it becomes the image's stored metadata, which must
+    also stay readable (depth, lone surrogates) and standard JSON (NaN stored as null).
+    """
+    return [
+        HostileJson("deep", b"[" * 200_000, "nests too deeply", "nests more than 64 levels deep"),
+        HostileJson(
+            "deep_closed", b"[" * 2000 + b"]" * 2000, "nests too deeply", "nests more than 64 levels"
+        ),
+        HostileJson("hugeint", b"9" * 5000, "integer of 5,000 digits", "integer of 5,000 digits"),
+        HostileJson("neghugeint", b"-" + b"9" * 4301, "integer of 4,301 digits", "integer of 4,301 digits"),
+        HostileJson("nested_hugeint", b'{"a": [' + b"1" * 4400 + b"]}", "4,400 digits", "4,400 digits"),
+        HostileJson(
+            "nonfinite", b'{"nan": NaN, "inf": Infinity, "ninf": -Infinity, "big": 1e400}', None, None
+        ),
+        HostileJson("deep_but_parses", b"[" * 100 + b"]" * 100, None, "nests more than 64 levels deep"),
+        HostileJson("surrogate", b'{"s": "\\ud800"}', None, "unpaired surrogate (\\ud800)"),
+        HostileJson("control", b'"a\x01b"', "not valid JSON: Invalid control character", "not valid JSON"),
+        HostileJson("trailing", b"{} {}", "not valid JSON: Expecting ','", "not valid JSON: Extra data"),
+    ]
+
+
+def build_hostile_json(fmt: str, root: Path) -> Path:
+    """A JSON-lines table or a shard: good items around every :func:`hostile_json` value.
+
+    The hostile lines come first, so a JSON-lines table also puts them through its column
+    scan (the first 1000 lines), where a RecursionError once escaped before any row was read.
+    """
+    import json as _json
+
+    cases = hostile_json()
+    root.mkdir(parents=True, exist_ok=True)
+    if fmt == "jsonl":
+        lines = []
+        for i, case in enumerate(cases):
+            write(root / "imgs" / f"{case.name}.jpg", image_bytes(100 + i))
+            head = _json.dumps({"image": f"imgs/{case.name}.jpg", "caption": case.name})[:-1].encode()
+            lines.append(head + b', "extra": ' + case.text + b"}")
+        for name, seed in (("good1", 1), ("good2", 2)):
+            write(root / "imgs" / f"{name}.jpg", image_bytes(seed))
+            lines.append(_json.dumps({"image": f"imgs/{name}.jpg", "caption": name}).encode())
+        return write(root / "hostile.jsonl", b"\n".join(lines) + b"\n")
+    if fmt == "webdataset":
+        members = sample("good1", 1, "good1", '{"ok": 1}')
+        for i, case in enumerate(cases):
+            members += [
+                Member(f"{case.name}.jpg", image_bytes(100 + i)),
+                Member(f"{case.name}.txt", case.name.encode()),
+                Member(f"{case.name}.json", case.text),
+            ]
+        members += sample("good2", 2, "good2")
+        return write_tar(root / "hostile.tar", members)
+    raise ValueError(fmt)
 
 
 def build_source(fmt: str, root: Path) -> Path:

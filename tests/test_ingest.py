@@ -8,6 +8,7 @@ present). Sources refused as a whole assert that nothing at all was written.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import tarfile
@@ -23,14 +24,18 @@ from backend.ingest import writer as writer_module
 from backend.workspace import Workspace
 from tests.ingest_fixtures import (
     LATIN1_CAPTION,
+    LEGACY_CAPTIONS,
+    NOT_TEXT,
     SVG,
     Member,
     assert_consistent,
     bad_items,
     bomb_png,
+    build_hostile_json,
     build_source,
     corrupt_png,
     dataset_rows,
+    hostile_json,
     ico_bytes,
     image_bytes,
     nothing_written,
@@ -68,7 +73,13 @@ def test_folder_with_txt_and_caption_sidecars(ws: Workspace, tmp_path: Path) -> 
 
     report = import_source(ws, src, "photos", progress=lambda d, t, m: calls.append((d, t, m)))
 
-    assert report.as_dict() == {"dataset": "photos", "imported": 5, "duplicates": 0, "skipped": []}
+    assert report.as_dict() == {
+        "dataset": "photos",
+        "imported": 5,
+        "duplicates": 0,
+        "skipped": [],
+        "not_utf8": [],
+    }
     assert dataset_rows(ws, "photos") == {
         "a.jpg": ["a red square"],
         "b.png": ["a green square"],
@@ -118,24 +129,26 @@ def test_folder_bad_inputs_are_skipped_with_specific_reasons(ws: Workspace, tmp_
     report = import_source(ws, src, "mixed")
 
     why = reasons(report)
-    assert report.imported == 1 and report.duplicates == 0
+    assert report.imported == 2 and report.duplicates == 0  # good.jpg, latin.jpg
     assert why["empty.jpg"] == "empty file (0 bytes)"
     assert why["trunc.jpg"].startswith("truncated image")
     assert why["corrupt.png"].startswith("corrupt image")
     assert why["huge.png"].startswith("image too large: 9000x9000")
     assert "--max-pixels" in why["huge.png"]
-    assert why["bomb.png"].startswith("image too large: 20000x20000") and "decompression bomb" in why["bomb.png"]
+    assert (
+        why["bomb.png"].startswith("image too large: 20000x20000") and "decompression bomb" in why["bomb.png"]
+    )
     assert why["text.jpg"].startswith("not a recognisable image")
     assert why["icon.png"].startswith("unsupported image format ICO")
     assert why["favicon.ico"].startswith("unsupported image format .ico")
     assert why["logo.svg"].startswith("unsupported image format .svg")
-    assert why["latin.jpg"].startswith("caption sidecar latin.txt is not valid UTF-8 (invalid byte e9")
+    assert "latin.jpg" not in why  # a Latin-1 sidecar no longer costs the image (issue 9)
     assert why["link.jpg"].startswith("symbolic link not followed")
     assert why["linkedcap.jpg"] == "unsafe path refused: symbolic link not allowed: linkedcap.txt"
     assert why["linkdir"].startswith("symbolic link not followed")
     assert why["fifo.jpg"] == "not a regular file: fifo.jpg"
-    assert len(report.skipped) == 14
-    assert dataset_rows(ws, "mixed") == {"good.jpg": ["good one"]}
+    assert len(report.skipped) == 13
+    assert dataset_rows(ws, "mixed") == {"good.jpg": ["good one"], "latin.jpg": ["café au lait"]}
     assert query(ws, "SELECT count(*) FROM caption WHERE text LIKE 'secret%'") == [(0,)]
     assert_consistent(ws)
 
@@ -189,23 +202,35 @@ def test_import_appends_to_an_existing_dataset(ws: Workspace, tmp_path: Path) ->
 
 @pytest.mark.parametrize("fmt", ["folder", "csv", "jsonl", "parquet", "webdataset", "hf"])
 def test_every_bad_input_class_in_every_format(ws: Workspace, tmp_path: Path, fmt: str) -> None:
-    """The same good, bad and duplicate items, written in each format, give the same outcome."""
+    """The same good, bad and duplicate items, written in each format, give the same outcome.
+
+    The Latin-1 caption is imported in every format (it was a skip before issue 9), read as
+    windows-1252, with the encoding in its provenance and the report.
+    """
     source = build_source(fmt, tmp_path / fmt)
     report = import_source(ws, source, fmt)
 
     expected = [why for _, _, _, why in bad_items() if why not in (None, "duplicate")]
+    imported = [name for name, _, _, why in bad_items() if why is None]
     got = sorted(s.reason for s in report.skipped)
     assert len(got) == len(expected), got
     for fragment in expected:
         assert sum(fragment in reason for reason in got) == 1, (fragment, got)
-    assert (report.imported, report.duplicates) == (2, 1)
+    assert (report.imported, report.duplicates) == (len(imported), 1)
     captions = sorted(text for texts in dataset_rows(ws, fmt).values() for text in texts)
-    assert captions == ["a good caption"]  # the duplicate's caption was not added
-    assert query(ws, "SELECT count(*) FROM image") == [(2,)]
+    assert captions == ["a good caption", "café au lait"]  # the duplicate's caption was not added
+    assert query(ws, "SELECT count(*) FROM image") == [(len(imported),)]
+    [recoded] = report.as_dict()["not_utf8"]
+    assert recoded["read_as"] == "cp1252"
+    provenance = json.loads(query(ws, "SELECT provenance FROM caption WHERE text = 'café au lait'")[0][0])
+    assert provenance["encoding"] == "cp1252"
+    good = json.loads(query(ws, "SELECT provenance FROM caption WHERE text = 'a good caption'")[0][0])
+    assert "encoding" not in good  # absent means UTF-8
     assert_consistent(ws)
     again = import_source(ws, source, fmt)
-    assert (again.imported, again.duplicates, len(again.skipped)) == (0, 3, len(expected))
-    assert query(ws, "SELECT count(*) FROM caption") == [(1,)]
+    assert (again.imported, again.duplicates, len(again.skipped)) == (0, len(imported) + 1, len(expected))
+    assert again.not_utf8 == []  # listed when a caption is stored, not for a duplicate
+    assert query(ws, "SELECT count(*) FROM caption") == [(2,)]
 
 
 # -- tables ------------------------------------------------------------------------------------
@@ -228,23 +253,24 @@ def test_csv_auto_detects_columns_and_skips_bad_rows(ws: Workspace, tmp_path: Pa
         b"\xef\xbb\xbfid,File_Name,TEXT,other",  # BOM, mixed-case names
         f"1,{names[0]},first caption,x".encode(),
         f'2,{names[1]},"quoted, with comma\nand a newline",y'.encode(),
-        f"3,{names[2]},caf\xe9,z".encode("latin-1"),  # not UTF-8: this row is skipped
+        f"3,{names[2]},caf\xe9,z".encode("latin-1"),  # caption not UTF-8: read as cp1252
         b"4,imgs/missing.jpg,gone,",
         b"5,../outside.jpg,escape,",
         f"6,{tmp_path / 'outside.jpg'},absolute,".encode(),
         b"7,imgs/link.jpg,linked,",
         b"8,,no image,",
         b"9,http://example.com/x.jpg,remote,",
-        f"10,{names[2]},,other bytes \xff here are not read".encode("latin-1"),  # empty caption
+        f"10,{names[2]},,other bytes \xff here are not read".encode("latin-1"),  # a duplicate of row 3
+        "11,imgs/caf\xe9.jpg,path not UTF-8,".encode("latin-1"),  # an image path is never guessed
     ]
     table = write(root / "meta.csv", b"\n".join(lines) + b"\n")
 
     report = import_source(ws, table, "csv")
 
     why = reasons(report)
-    assert report.imported == 3 and report.duplicates == 0
-    assert why["row 3"].startswith("text is not valid UTF-8 (invalid byte e9")
-    assert "column 'TEXT'" in why["row 3"]
+    assert report.imported == 3 and report.duplicates == 1
+    assert why["row 11"].startswith("text is not valid UTF-8 (invalid byte e9")
+    assert "column 'File_Name'" in why["row 11"]
     assert why["row 4 (imgs/missing.jpg)"] == "image file not found: imgs/missing.jpg"
     assert why["row 5"] == "unsafe path refused: path leaves its folder ('..'): ../outside.jpg"
     assert why["row 6"].startswith("unsafe path refused: absolute path not allowed")
@@ -255,8 +281,11 @@ def test_csv_auto_detects_columns_and_skips_bad_rows(ws: Workspace, tmp_path: Pa
     assert dataset_rows(ws, "csv") == {
         names[0]: ["first caption"],
         names[1]: ["quoted, with comma\nand a newline"],
-        names[2]: [],
+        names[2]: ["café"],
     }
+    assert report.as_dict()["not_utf8"] == [
+        {"item": f"row 3 ({names[2]})", "text": "column 'TEXT'", "read_as": "cp1252"}
+    ]
     source, provenance = query(ws, "SELECT source, provenance FROM caption WHERE text = 'first caption'")[0]
     assert source == "import:meta.csv#TEXT"
     assert json.loads(provenance) == {"source": str(table), "format": "table", "column": "TEXT", "row": 1}
@@ -305,13 +334,22 @@ def test_jsonl_streams_and_reports_bad_lines(ws: Workspace, tmp_path: Path) -> N
     table = write(tmp_path / "rows.json", b"\n".join(lines))  # .json holding JSON lines
     report = import_source(ws, table, "jsonl")
     why = reasons(report)
-    assert report.imported == 2
-    assert why["line 2"].startswith("not valid JSON")
+    assert (report.imported, report.duplicates) == (2, 1)
+    assert why["line 2"].startswith("this line is not valid JSON: Expecting value at column 35")
     assert why["line 3 (imgs/1.jpg)"] == "column 'caption' holds int, not text"
     assert why["line 5"] == "not a JSON object but list"
-    assert why["line 6"].startswith("text is not valid UTF-8")
     assert why["line 7"] == "missing value in column 'image'"
-    assert dataset_rows(ws, "jsonl") == {names[0]: ["one"], names[2]: ["three"]}
+    assert len(why) == 4
+    # line 6 is not UTF-8: read as cp1252 (and line 8 is then a duplicate of its image)
+    assert dataset_rows(ws, "jsonl") == {names[0]: ["one"], names[2]: ["café"]}
+    provenance = json.loads(query(ws, "SELECT provenance FROM caption WHERE text = 'café'")[0][0])
+    assert provenance == {
+        "source": str(table),
+        "format": "table",
+        "column": "caption",
+        "row": 6,
+        "encoding": "cp1252",
+    }
     assert_consistent(ws)
 
 
@@ -478,10 +516,11 @@ def test_webdataset_bad_samples(ws: Workspace, tmp_path: Path) -> None:
     )
     report = import_source(ws, shard, "bad")
     why = reasons(report)
-    assert (report.imported, report.duplicates) == (3, 1)  # good, split (its first part), between
+    assert (report.imported, report.duplicates) == (4, 1)  # good, latin, split (its first part), between
     assert why["bad.tar.gz:trunc"].startswith("truncated image")
     assert why["bad.tar.gz:empty"] == "empty file (0 bytes)"
-    assert why["bad.tar.gz:latin"].startswith("caption latin.txt is not valid UTF-8")
+    assert "bad.tar.gz:latin" not in why
+    assert dataset_rows(ws, "bad")["bad.tar.gz:latin"] == ["café au lait"]
     assert why["bad.tar.gz:badmeta"].startswith("metadata badmeta.json is not valid JSON")
     assert why["bad.tar.gz:vector"] == "unsupported image format .svg"
     assert why["bad.tar.gz:orphan"] == "no image member for this key (found .txt)"
@@ -687,3 +726,271 @@ def test_a_crash_mid_import_keeps_whole_committed_batches(
     report = import_source(ws, tmp_path / "src", "crash")  # resuming is just importing again
     assert (report.imported, report.duplicates) == (n - writer_module.BATCH_ITEMS, writer_module.BATCH_ITEMS)
     assert len(dataset_rows(ws, "crash")) == n
+
+
+# -- bad input is skipped, never fatal (issue 9, section 4) ------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "webdataset"])
+def test_hostile_json_is_one_skipped_item_and_good_items_are_kept(
+    ws: Workspace, tmp_path: Path, fmt: str
+) -> None:
+    """Deep nesting, huge integers, NaN ...: before, the first of these raised out of the import
+    (RecursionError / ValueError, exit 1); a tar kept nothing, a JSON-lines table failed in
+    its column scan."""
+    source = build_hostile_json(fmt, tmp_path / fmt)
+
+    report = import_source(ws, source, fmt)
+
+    cases = hostile_json()
+    label = {
+        c.name: (f"hostile.tar:{c.name}" if fmt == "webdataset" else f"line {i + 1}")
+        for i, c in enumerate(cases)
+    }
+    why = reasons(report)
+    rows = dataset_rows(ws, fmt)
+    for case in cases:
+        expected = getattr(case, fmt)
+        key = f"hostile.tar:{case.name}" if fmt == "webdataset" else f"imgs/{case.name}.jpg"
+        if expected is None:
+            assert rows[key] == [case.name], case.name
+        else:
+            assert expected in why[label[case.name]], (case.name, why.get(label[case.name]))
+            assert key not in rows
+    good = (
+        {"hostile.tar:good1", "hostile.tar:good2"}
+        if fmt == "webdataset"
+        else {"imgs/good1.jpg", "imgs/good2.jpg"}
+    )
+    assert good <= set(rows)  # the good items before and after the hostile ones are kept
+    assert report.imported == len(rows) and len(why) == sum(getattr(c, fmt) is not None for c in cases)
+    # stored metadata stays standard JSON: NaN, Infinity and 1e400 were read as null
+    assert query(ws, "SELECT count(*) FROM image WHERE meta IS NOT NULL AND NOT json_valid(meta)") == [(0,)]
+    if fmt == "webdataset":
+        meta = query(ws, "SELECT meta FROM image WHERE original_key = 'hostile.tar:nonfinite'")[0][0]
+        assert json.loads(meta) == {"nan": None, "inf": None, "ninf": None, "big": None}
+    assert_consistent(ws)
+
+
+def test_jsonl_whose_first_lines_are_all_hostile_still_reads_its_columns(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    """The column scan skips what it cannot parse; the rows report it with its line number."""
+    write(tmp_path / "a.jpg", image_bytes(1))
+    lines = [
+        b'{"x": ' + b"[" * 200_000 + b"}",
+        b'{"image": "a.jpg", "n": ' + b"7" * 5000 + b"}",
+        b'{"image": "a.jpg", "text": "ok"}',
+    ]
+    table = write(tmp_path / "t.jsonl", b"\n".join(lines))
+    report = import_source(ws, table, "scan")
+    assert report.imported == 1
+    assert reasons(report) == {
+        "line 1": "this line nests too deeply to read",
+        "line 2": "this line holds an integer of 5,000 digits (at most 4,300 are read)",
+    }
+
+
+def test_jsonl_cells_that_are_not_what_they_claim(ws: Workspace, tmp_path: Path) -> None:
+    """Each of these raised out of the import before (TypeError, MemoryError, ValueError,
+    UnicodeEncodeError) or failed at insert with an encoder's message."""
+    write(tmp_path / "a.jpg", image_bytes(1))
+    write(tmp_path / "b.jpg", image_bytes(2))
+    lines = [
+        b'{"image": {"bytes": "not bytes"}, "caption": "x"}',
+        b'{"image": {"bytes": 99999999999999}, "caption": "x"}',
+        b'{"image": {"bytes": null, "path": 5}, "caption": "x"}',
+        b'{"image": "a.jpg\\u0000.png", "caption": "x"}',
+        b'{"image": "\\ud800.jpg", "caption": "x"}',
+        b'{"image": "a.jpg", "caption": "\\udc80"}',
+        b'{"image": "a.jpg", "caption": NaN}',  # pandas' missing value: imported without alt-text
+        b'{"image": "b.jpg", "caption": "kept"}',
+    ]
+    report = import_source(ws, write(tmp_path / "t.jsonl", b"\n".join(lines)), "cells")
+    assert reasons(report) == {
+        "line 1": "column 'image' holds an image whose 'bytes' is str, not bytes",
+        "line 2": "column 'image' holds an image whose 'bytes' is int, not bytes",
+        "line 3": "column 'image' holds an image whose 'path' is int, not text",
+        "line 4": "column 'image' holds a path with a NUL character",
+        "line 5": "column 'image' holds a path with an unpaired surrogate (\\ud800), which is not text",
+        "line 6 (a.jpg)": "column 'caption' holds an unpaired surrogate (\\udc80), which is not text",
+    }
+    assert dataset_rows(ws, "cells") == {"a.jpg": [], "b.jpg": ["kept"]}
+
+
+def test_csv_path_with_a_nul_character_is_one_skipped_row(ws: Workspace, tmp_path: Path) -> None:
+    write(tmp_path / "a.jpg", image_bytes(1))
+    table = write(tmp_path / "t.csv", b"image,caption\na.jpg\x00x,nul\na.jpg,kept\n")
+    report = import_source(ws, table, "nul")  # raised "ValueError: embedded null byte" before
+    assert reasons(report) == {"row 1": "column 'image' holds a path with a NUL character"}
+    assert dataset_rows(ws, "nul") == {"a.jpg": ["kept"]}
+
+
+def test_jsonl_line_longer_than_the_limit_is_skipped_without_reading_it_whole(
+    ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from backend.ingest.sources import table as table_module
+
+    monkeypatch.setattr(table_module, "MAX_LINE_BYTES", 4096)
+    write(tmp_path / "a.jpg", image_bytes(1))
+    write(tmp_path / "b.jpg", image_bytes(2))
+    long_line = json.dumps({"image": "a.jpg", "caption": "x" * 20_000}).encode()
+    table = write(tmp_path / "t.jsonl", b"\n".join([long_line, b'{"image": "b.jpg", "caption": "short"}']))
+    report = import_source(ws, table, "long")
+    assert reasons(report) == {"line 1": "line longer than 4,096 bytes, not read"}
+    assert dataset_rows(ws, "long") == {"b.jpg": ["short"]}
+
+
+def test_nan_caption_cell_means_no_alt_text_in_parquet(ws: Workspace, tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    names = _table_images(tmp_path, 2)
+    pq.write_table(pa.table({"image": names, "caption": [float("nan"), 1.5]}), tmp_path / "f.parquet")
+    report = import_source(ws, tmp_path / "f.parquet", "nan")
+    assert reasons(report) == {f"row 2 ({names[1]})": "column 'caption' holds float, not text"}
+    assert dataset_rows(ws, "nan") == {names[0]: []}
+
+
+def _not_utf8_strings(values: list[bytes | None]) -> object:
+    """An Arrow string column holding bytes that are not UTF-8 (Arrow does not check them)."""
+    import pyarrow as pa
+
+    return pa.array(values, pa.binary()).view(pa.string())
+
+
+def test_parquet_string_cells_that_are_not_utf8(ws: Workspace, tmp_path: Path) -> None:
+    """One such cell raised UnicodeDecodeError out of the whole import before."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    names = _table_images(tmp_path, 3)
+    images = _not_utf8_strings([n.encode() for n in names[:2]] + [b"imgs/caf\xe9.jpg"])
+    captions = _not_utf8_strings(["Кошка сидит на диване".encode("cp1251"), b"plain", b"x"])
+    pq.write_table(pa.table({"image": images, "caption": captions}), tmp_path / "s.parquet")
+
+    report = import_source(ws, tmp_path / "s.parquet", "pqs")
+
+    assert reasons(report) == {"row 3": "column 'image' is not valid UTF-8 (invalid byte e9 at byte 8)"}
+    assert dataset_rows(ws, "pqs") == {names[0]: ["Кошка сидит на диване"], names[1]: ["plain"]}
+    assert report.as_dict()["not_utf8"] == [
+        {"item": f"row 1 ({names[0]})", "text": "column 'caption'", "read_as": "cp1251"}
+    ]
+
+
+def test_hf_string_cells_that_are_not_utf8(ws: Workspace, tmp_path: Path) -> None:
+    """``Dataset.iter`` raised UnicodeDecodeError for the whole batch before."""
+    import datasets
+    import pyarrow as pa
+
+    _hf_images(tmp_path / "hfs", 2)
+    paths = ["raw/0.png", "raw/1.png"]  # relative to the dataset folder
+    table = pa.table(
+        {
+            "file_name": _not_utf8_strings([p.encode() for p in paths] + [b"raw/caf\xe9.png"]),
+            "caption": _not_utf8_strings([b"caf\xe9 cr\xe8me", b"fine", b"x"]),
+        }
+    )
+    datasets.Dataset(table).save_to_disk(str(tmp_path / "hfs"))
+
+    report = import_source(ws, tmp_path / "hfs", "hfs")
+
+    assert reasons(report) == {"row 2": "column 'file_name' is not valid UTF-8 (invalid byte e9 at byte 7)"}
+    assert dataset_rows(ws, "hfs") == {paths[0]: ["café crème"], paths[1]: ["fine"]}
+    provenance = json.loads(query(ws, "SELECT provenance FROM caption WHERE text = 'café crème'")[0][0])
+    assert provenance["encoding"] == "cp1252"
+
+
+def test_legacy_encoded_sidecars_are_read_and_listed(ws: Workspace, tmp_path: Path) -> None:
+    """A good image is not lost for its caption's encoding; what was guessed is listed."""
+    src = tmp_path / "web"
+    for i, (text, encoding) in enumerate(LEGACY_CAPTIONS):
+        write(src / f"{i}.jpg", image_bytes(i))
+        write(src / f"{i}.txt", text.encode(encoding))
+    write(src / "utf8.jpg", image_bytes(50))
+    write(src / "utf8.txt", "déjà vu in UTF-8")
+    write(src / "junk.jpg", image_bytes(51))
+    write(src / "junk.txt", NOT_TEXT)
+
+    report = import_source(ws, src, "web")
+
+    rows = dataset_rows(ws, "web")
+    for i, (text, _) in enumerate(LEGACY_CAPTIONS):
+        assert rows[f"{i}.jpg"] == [text]
+    assert rows["utf8.jpg"] == ["déjà vu in UTF-8"]
+    assert reasons(report) == {
+        "junk.jpg": "caption sidecar junk.txt is not text: not valid UTF-8 (invalid byte 80 at byte 128) "
+        "and no legacy web encoding reads it cleanly"
+    }
+    listed = {entry.item: (entry.text, entry.read_as) for entry in report.not_utf8}
+    assert set(listed) == {f"{i}.jpg" for i in range(len(LEGACY_CAPTIONS))}  # not the UTF-8 one
+    assert listed["0.jpg"] == ("caption sidecar 0.txt", "cp1252")
+    assert listed["3.jpg"] == ("caption sidecar 3.txt", "cp1251")
+    for (_, read_as), (_, written) in zip(
+        (listed[f"{i}.jpg"] for i in range(len(LEGACY_CAPTIONS))), LEGACY_CAPTIONS, strict=True
+    ):
+        assert read_as.replace("-", "_") in {written.replace("-", "_"), "cp1252"}
+    provenance = json.loads(
+        query(ws, "SELECT provenance FROM caption WHERE text = ?", LEGACY_CAPTIONS[3][0])[0][0]
+    )
+    assert provenance == {
+        "source": str(src),
+        "format": "folder",
+        "sidecar": "3.txt",
+        "path": "3.jpg",
+        "encoding": "cp1251",
+    }
+    assert_consistent(ws)
+
+
+def test_file_and_member_names_that_are_not_utf8(ws: Workspace, tmp_path: Path) -> None:
+    """Such names made the insert fail ("surrogates not allowed"): the image was lost for its
+    name. They are now stored with \\xNN escapes, and the sidecar is still found."""
+    src = tmp_path / "names"
+    src.mkdir()
+    base = os.fsencode(src)
+    with open(base + b"/caf\xe9.jpg", "wb") as fh:
+        fh.write(image_bytes(1))
+    with open(base + b"/caf\xe9.txt", "wb") as fh:
+        fh.write(b"a cup")
+    with open(base + b"/broken\xff.jpg", "wb") as fh:
+        fh.write(b"")
+    report = import_source(ws, src, "names")
+    assert dataset_rows(ws, "names") == {"caf\\xe9.jpg": ["a cup"]}
+    assert reasons(report) == {"broken\\xff.jpg": "empty file (0 bytes)"}
+    json.dumps(report.as_dict(), ensure_ascii=False).encode("utf-8")  # printable anywhere
+
+    shard = tmp_path / "names.tar"
+    with tarfile.open(shard, "w", format=tarfile.GNU_FORMAT, encoding="latin-1") as tar:
+        for name, data in (("caf\xe9.jpg", image_bytes(2)), ("caf\xe9.txt", b"in a tar")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    report = import_source(ws, shard, "tarnames")
+    assert (report.imported, report.skipped) == (1, [])
+    assert dataset_rows(ws, "tarnames") == {"names.tar:caf\\xe9": ["in a tar"]}
+
+
+def test_a_source_that_raises_keeps_the_items_it_yielded(ws: Workspace, tmp_path: Path) -> None:
+    """Defence in depth: should a source still raise, what it already yielded is committed
+    (before, the whole unflushed batch was lost with it, e.g. every sample of a small tar)."""
+    from backend.datasets import get_or_create_dataset
+    from backend.db import write_session
+    from backend.ingest.items import Item
+    from backend.ingest.writer import ItemWriter
+
+    with write_session(ws) as session:
+        dataset_id = get_or_create_dataset(session, "partial").id
+    assert dataset_id is not None
+
+    def items():  # noqa: ANN202
+        yield Item(key="a", label="a", data=image_bytes(1), caption="first")
+        yield Item(key="b", label="b", data=image_bytes(2))
+        raise RuntimeError("a bug in a source")
+
+    report = ImportReport(dataset="partial")
+    with pytest.raises(RuntimeError, match="a bug in a source"):
+        ItemWriter(ws, dataset_id, report).write_all(items(), None, None, "importing")
+    assert report.imported == 2
+    assert dataset_rows(ws, "partial") == {"a": ["first"], "b": []}
+    assert_consistent(ws)

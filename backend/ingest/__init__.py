@@ -20,7 +20,7 @@ from backend.datasets import get_or_create_dataset
 from backend.db import write_session
 from backend.images import DEFAULT_MAX_PIXELS
 from backend.ingest.detect import FORMATS, detect_format, open_source
-from backend.ingest.report import ImportReport, SkippedItem, SourceError
+from backend.ingest.report import ImportReport, NotUtf8Text, SkippedItem, SourceError
 from backend.ingest.sources import SourceOptions
 from backend.ingest.writer import ItemWriter
 from backend.progress import ProgressFn
@@ -29,6 +29,7 @@ from backend.workspace import Workspace
 __all__ = [
     "FORMATS",
     "ImportReport",
+    "NotUtf8Text",
     "SkippedItem",
     "SourceError",
     "detect_format",
@@ -48,7 +49,8 @@ def import_source(
     progress: ProgressFn | None = None,
 ) -> ImportReport:
     """Import every readable item of ``source`` into ``dataset`` (created if new, appended
-    to and deduplicated against if not). Bad items are skipped with a reason in the report.
+    to and deduplicated against if not). Bad items are skipped with a reason in the report;
+    stored texts that were not UTF-8 are listed in it with the encoding they were read as.
 
     Raises SourceError, with nothing written, when the source as a whole cannot be read.
     ``progress`` is first called after the source passed its checks.

@@ -40,7 +40,7 @@ class Item:
     """One image (bytes in memory, or a checked path to read) and its optional alt-text.
 
     ``error`` set means the source already knows the item is bad (missing file, path
-    outside the source, undecodable caption ...): the writer only records the skip.
+    outside the source, caption that is not text ...): the writer only records the skip.
     """
 
     key: str  # becomes Image.original_key
@@ -52,6 +52,9 @@ class Item:
     caption_source: str = ""
     caption_provenance: dict[str, Any] | None = None
     meta: dict[str, Any] | None = None
+    # (which text, encoding read as) for each stored text that was not UTF-8; the writer
+    # lists them in the report once the image is saved (see backend.ingest.text)
+    not_utf8: tuple[tuple[str, str], ...] = ()
 
 
 def describe_unicode_error(exc: UnicodeError) -> str:
@@ -59,17 +62,6 @@ def describe_unicode_error(exc: UnicodeError) -> str:
         bad = exc.object[exc.start : exc.end]
         return f"invalid byte{'s' if len(bad) > 1 else ''} {bad.hex(' ')} at byte {exc.start}"
     return str(exc)
-
-
-def decode_text(raw: bytes, what: str = "text") -> str:
-    """Decode UTF-8 (a leading BOM is dropped). Anything else is reported, not guessed:
-    silently reading latin-1 would store mojibake as if it were the real alt-text."""
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ItemError(
-            f"{what} is not valid UTF-8 ({describe_unicode_error(exc)}); re-save it as UTF-8"
-        ) from None
 
 
 def clean_caption(text: str | None) -> str | None:

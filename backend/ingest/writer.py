@@ -35,7 +35,7 @@ from backend.db import read_session, write_session
 from backend.images import DEFAULT_MAX_PIXELS, BadImage, DecodedImage, add_image, decode_image
 from backend.ingest.files import Fingerprint, fingerprint, open_regular, read_fd
 from backend.ingest.items import Item, ItemError
-from backend.ingest.report import ImportReport
+from backend.ingest.report import ImportReport, NotUtf8Text
 from backend.models import CaptionKind, Image
 from backend.progress import ProgressFn, no_progress
 from backend.storage import sha256_bytes, store_image
@@ -100,7 +100,18 @@ class ItemWriter:
         batch: list[_Loaded] = []
         nbytes = 0
         done = 0
-        for item in items:
+        stream = iter(items)
+        while True:
+            try:
+                item = next(stream)
+            except StopIteration:
+                break
+            except Exception:
+                # A source must turn bad input into Item.error; should one still raise, the
+                # items it already yielded (and that passed validation) are kept, not lost
+                # with the batch. KeyboardInterrupt is not caught: a kill stays a kill.
+                self._flush(batch)
+                raise
             loaded = self._load(item)
             done += 1
             if loaded is not None:
@@ -243,6 +254,8 @@ class ItemWriter:
                 continue
             if created:
                 self.report.imported += 1
+                item = entry.loaded.item
+                self.report.not_utf8.extend(NotUtf8Text(item.label, what, enc) for what, enc in item.not_utf8)
             else:
                 self.report.duplicates += 1
             _remember(self._in_dataset, entry.loaded.sha256, None)

@@ -19,16 +19,10 @@ from pathlib import Path
 
 from backend.images import IMAGE_SUFFIXES
 from backend.ingest.files import join_inside, read_file
-from backend.ingest.items import (
-    MAX_CAPTION_BYTES,
-    UNSUPPORTED_IMAGE_SUFFIXES,
-    Item,
-    ItemError,
-    clean_caption,
-    decode_text,
-)
+from backend.ingest.items import MAX_CAPTION_BYTES, UNSUPPORTED_IMAGE_SUFFIXES, Item, ItemError, clean_caption
 from backend.ingest.report import SourceError
 from backend.ingest.sources import display_name
+from backend.ingest.text import decode_text, printable_name
 
 SIDECAR_SUFFIXES = (".txt", ".caption")  # in order of preference
 ACCEPTED = ", ".join(sorted(IMAGE_SUFFIXES))
@@ -99,36 +93,46 @@ class FolderSource:
     def items(self) -> Iterator[Item]:
         source = str(Path(os.path.abspath(self.root)))
         for entry in self.entries:
+            # a name that is not UTF-8 is stored and shown with \xNN escapes; rel opens the file
+            key = printable_name(entry.rel)
             if entry.error is not None:
-                yield Item(key=entry.rel, label=entry.rel, error=entry.error)
+                yield Item(key=key, label=key, error=entry.error)
                 continue
+            sidecar = None
+            caption = None
+            encoding = None
             try:
                 path = join_inside(self.root, entry.rel)
-                caption = None
                 if entry.sidecar is not None:
+                    sidecar = printable_name(entry.sidecar)
                     raw = read_file(
                         join_inside(self.root, entry.sidecar),
-                        entry.sidecar,
+                        sidecar,
                         what="caption sidecar",
                         limit=MAX_CAPTION_BYTES,
                     )
-                    caption = clean_caption(decode_text(raw, f"caption sidecar {entry.sidecar}"))
+                    decoded = decode_text(raw, f"caption sidecar {sidecar}")
+                    caption = clean_caption(decoded.text)
+                    encoding = None if decoded.is_utf8 else decoded.encoding
             except ItemError as exc:
-                yield Item(key=entry.rel, label=entry.rel, error=exc.reason)
+                yield Item(key=key, label=key, error=exc.reason)
                 continue
-            provenance = {
+            provenance: dict[str, str | None] = {
                 "source": source,
                 "format": self.format,
-                "sidecar": entry.sidecar,
-                "path": entry.rel,
+                "sidecar": sidecar,
+                "path": key,
             }
+            if encoding and caption:
+                provenance["encoding"] = encoding
             yield Item(
-                key=entry.rel,
-                label=entry.rel,
+                key=key,
+                label=key,
                 path=path,
                 caption=caption,
                 caption_source=f"import:{self.name}",
                 caption_provenance=provenance if caption else None,
+                not_utf8=((f"caption sidecar {sidecar}", encoding),) if encoding and caption else (),
             )
 
 

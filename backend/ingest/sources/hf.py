@@ -28,10 +28,12 @@ from backend.ingest.sources import SourceOptions, display_name
 from backend.ingest.sources.columns import (
     CAPTION_CANDIDATES,
     IMAGE_CANDIDATES,
+    arrow_cells,
     caption_cell,
     image_cell,
     pick_column,
 )
+from backend.ingest.text import UTF8
 
 HF_MARKERS = ("dataset_dict.json", "state.json", "dataset_info.json")
 ROWS_PER_BATCH = 32  # rows of embedded image bytes held at once
@@ -101,8 +103,12 @@ class HFSource:
         join = SafeJoiner(self.root)  # path cells are relative to the dataset folder
         for split in self.splits:
             index = 0
-            for batch in split.dataset.iter(batch_size=ROWS_PER_BATCH):
-                for value, text in zip(batch[split.image_column], batch[split.caption_column], strict=True):
+            # Arrow batches, converted by arrow_cells: datasets' own conversion raised for a
+            # whole batch on one string that is not UTF-8, and stopped the import
+            for batch in split.dataset.with_format("arrow").iter(batch_size=ROWS_PER_BATCH):
+                images = arrow_cells(batch.column(split.image_column))
+                captions = arrow_cells(batch.column(split.caption_column), text_as_bytes=True)
+                for value, text in zip(images, captions, strict=True):
                     row = f"{split.name} row {index}" if split.name else f"row {index}"
                     yield self._item(split, source, join, row, index, value, text)
                     index += 1
@@ -115,7 +121,7 @@ class HFSource:
             data, path, ref = image_cell(value, join, split.image_column)
             if path is not None and ref:
                 label = f"{row} ({ref})"
-            caption = caption_cell(text, split.caption_column)
+            caption, encoding = caption_cell(text, split.caption_column)
         except ItemError as exc:
             return Item(key=label, label=label, error=exc.reason)
         # a path-referenced image keeps its path as key; an embedded one is named by its row
@@ -128,6 +134,9 @@ class HFSource:
         }
         if split.name:
             provenance["split"] = split.name
+        recoded = caption is not None and encoding != UTF8
+        if recoded:
+            provenance["encoding"] = encoding
         return Item(
             key=key,
             label=label,
@@ -137,6 +146,7 @@ class HFSource:
             caption_source=f"import:{self.name}#{split.caption_column}",
             caption_provenance=provenance if caption else None,
             meta={"split": split.name} if split.name else None,
+            not_utf8=((f"column {split.caption_column!r}", encoding),) if recoded else (),
         )
 
 

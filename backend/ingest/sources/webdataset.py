@@ -8,12 +8,16 @@ are still reported, because a shard that holds them is not what its author meant
 Grouping follows the WebDataset convention: the key is the member name up to the first
 dot of its basename, within its directory, and a sample's members are adjacent. Only one
 sample's members are held in memory at a time.
+
+Why a sample is only ever skipped, never the shard: a ``.json`` member is parsed by
+:func:`backend.ingest.jsontext.load_json` (deep nesting, huge integers and ``NaN`` cannot
+raise out of it) and ``.txt``/``.json`` text by :func:`backend.ingest.text.decode_text`
+(a caption in a legacy encoding is read, and the encoding recorded, instead of refused).
 """
 
 from __future__ import annotations
 
 import glob
-import json
 import os
 import posixpath
 import tarfile
@@ -31,10 +35,11 @@ from backend.ingest.items import (
     Item,
     ItemError,
     clean_caption,
-    decode_text,
 )
+from backend.ingest.jsontext import MAX_STORED_DEPTH, load_json
 from backend.ingest.report import SourceError
 from backend.ingest.sources import display_name
+from backend.ingest.text import decode_text, printable_name
 
 SHARD_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 _IMAGE_EXTS = {s[1:] for s in IMAGE_SUFFIXES}
@@ -82,7 +87,7 @@ def member_problem(member: tarfile.TarInfo) -> str | None:
 def list_shards(source: Path) -> list[_Shard]:
     """A shard file, the shards directly inside a folder, or the files a glob matches."""
     if source.is_file():
-        return [_Shard(source, source.name)]
+        return [_Shard(source, printable_name(source.name))]
     if source.is_dir():
         shards: list[_Shard] = []
         with os.scandir(source) as listing:
@@ -90,12 +95,15 @@ def list_shards(source: Path) -> list[_Shard]:
                 if child.name.startswith(".") or not is_shard_name(child.name):
                     continue
                 if child.is_symlink():
-                    shards.append(_Shard(Path(child.path), child.name, "symbolic link not followed"))
+                    shards.append(
+                        _Shard(Path(child.path), printable_name(child.name), "symbolic link not followed")
+                    )
                 elif child.is_file(follow_symlinks=False):
-                    shards.append(_Shard(Path(child.path), child.name))
+                    shards.append(_Shard(Path(child.path), printable_name(child.name)))
         return shards
     if glob.has_magic(str(source)):
-        return [_Shard(Path(m), Path(m).name) for m in sorted(glob.glob(str(source))) if Path(m).is_file()]
+        matches = sorted(glob.glob(str(source)))
+        return [_Shard(Path(m), printable_name(Path(m).name)) for m in matches if Path(m).is_file()]
     return []
 
 
@@ -141,7 +149,7 @@ class WebDatasetSource:
                         continue
                     if member.isdir():
                         continue
-                    name = member.name
+                    name = printable_name(member.name)  # names that are not UTF-8 as \xNN
                     while name.startswith("./"):
                         name = name[2:]
                     directory, base = posixpath.split(name)
@@ -198,20 +206,23 @@ class WebDatasetSource:
                 )
             caption = None
             txt_name = None
+            caption_encoding = None
+            not_utf8: list[tuple[str, str]] = []
             if "txt" in group.parts:
                 txt_name, raw = group.parts["txt"]
-                caption = clean_caption(decode_text(raw, f"caption {txt_name}"))
+                decoded = decode_text(raw, f"caption {txt_name}")
+                caption = clean_caption(decoded.text)
+                if caption and not decoded.is_utf8:
+                    caption_encoding = decoded.encoding
+                    not_utf8.append((f"caption {txt_name}", caption_encoding))
             meta = None
             if "json" in group.parts:
                 json_name, raw = group.parts["json"]
-                text = decode_text(raw, f"metadata {json_name}")
-                try:
-                    value = json.loads(text)
-                except json.JSONDecodeError as exc:
-                    raise ItemError(
-                        f"metadata {json_name} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
-                    ) from None
+                decoded_meta = decode_text(raw, f"metadata {json_name}")
+                value = load_json(decoded_meta.text, f"metadata {json_name}", max_depth=MAX_STORED_DEPTH)
                 meta = value if isinstance(value, dict) else {"json": value}
+                if not decoded_meta.is_utf8:
+                    not_utf8.append((f"metadata {json_name}", decoded_meta.encoding))
         except ItemError as exc:
             yield Item(key=label, label=label, error=exc.reason)
             return
@@ -221,6 +232,8 @@ class WebDatasetSource:
             "shard": shard.name,
             "member": txt_name,
         }
+        if caption_encoding:
+            provenance["encoding"] = caption_encoding
         yield Item(
             key=label,
             label=label,
@@ -229,6 +242,7 @@ class WebDatasetSource:
             caption_source=f"import:{self.name}",
             caption_provenance=provenance if caption else None,
             meta=meta,
+            not_utf8=tuple(not_utf8),
         )
 
 
