@@ -99,6 +99,18 @@ def import_cmd(
         )
     if len(skipped) > shown:
         out.print(f"  ... and {len(skipped) - shown} more (use --json for the full list)", markup=False)
+    recoded = summary["not_utf8"]  # imported, but their encoding was inferred: worth checking
+    for text in recoded[:shown]:
+        out.print(
+            f"  not UTF-8, read as {text['read_as']}: {text['item']} ({text['text']})",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    if len(recoded) > shown:
+        out.print(
+            f"  ... and {len(recoded) - shown} more not UTF-8 (use --json for the full list)", markup=False
+        )
 
 
 @app.command()

@@ -121,6 +121,11 @@ def import_result_md(summary: dict[str, Any], source: str) -> str:
         f"{_count(summary['duplicates'], 'duplicate')} (same content already there, not added again)",
         f"{skipped:,} skipped" + (" — reasons below" if skipped else ""),
     ]
+    recoded = summary.get("not_utf8") or []
+    if recoded:  # captions whose encoding was inferred (backend/ingest/text.py): worth a look
+        shown = ", ".join(f"`{html.escape(t['item'])}` ({html.escape(t['read_as'])})" for t in recoded[:10])
+        more = f" and {len(recoded) - 10:,} more" if len(recoded) > 10 else ""
+        parts.append(f"{_count(len(recoded), 'text')} not in UTF-8, read as a legacy encoding: {shown}{more}")
     return " · ".join(parts)
 
 

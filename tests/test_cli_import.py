@@ -14,7 +14,17 @@ import pytest
 
 from backend.workspace import Workspace
 from tests.conftest import run_cli
-from tests.ingest_fixtures import bomb_png, image_bytes, nothing_written, sample, write, write_tar
+from tests.ingest_fixtures import (
+    LATIN1_CAPTION,
+    bomb_png,
+    build_hostile_json,
+    hostile_json,
+    image_bytes,
+    nothing_written,
+    sample,
+    write,
+    write_tar,
+)
 
 
 def last_json(stdout: str) -> dict:
@@ -46,6 +56,7 @@ def test_import_folder_json_then_stats(home: Path, tmp_path: Path) -> None:
         "imported": 3,
         "duplicates": 1,
         "skipped": [{"item": "broken.jpg", "reason": "empty file (0 bytes)"}],
+        "not_utf8": [],
     }
     stats = run_cli(home, "stats", "photos", "--json")
     assert stats.returncode == 0, stats.stderr
@@ -120,3 +131,60 @@ def test_max_pixels_flag_and_human_output(home: Path, tmp_path: Path) -> None:
 
     bad = run_cli(home, "import", str(src), "--dataset", "sizes", "--max-pixels", "0")
     assert bad.returncode == 2
+
+
+@pytest.mark.parametrize("fmt", ["webdataset", "jsonl"])
+def test_hostile_json_exits_0_and_keeps_the_good_items(home: Path, tmp_path: Path, fmt: str) -> None:
+    """Before: a traceback (RecursionError / ValueError), exit 1 and, for a tar, an empty dataset."""
+    source = build_hostile_json(fmt, tmp_path / fmt)
+
+    result = run_cli(home, "import", str(source), "--dataset", "hostile", "--json")
+
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    report = last_json(result.stdout)
+    assert len(report["skipped"]) == sum(getattr(case, fmt) is not None for case in hostile_json())
+    assert report["imported"] == len(hostile_json()) + 2 - len(report["skipped"])
+    stats = last_json(run_cli(home, "stats", "hostile", "--json").stdout)
+    assert stats["images"] == report["imported"]
+
+
+def test_captions_not_in_utf8_are_imported_and_listed(home: Path, tmp_path: Path) -> None:
+    src = tmp_path / "web"
+    write(src / "latin.jpg", image_bytes(1))
+    write(src / "latin.txt", LATIN1_CAPTION)
+    write(src / "cyrillic.jpg", image_bytes(2))
+    write(src / "cyrillic.txt", "Кошка сидит на красном диване".encode("cp1251"))
+    write(src / "plain.jpg", image_bytes(3))
+    write(src / "plain.txt", "plain")
+
+    result = run_cli(home, "import", str(src), "--dataset", "web", "--json")
+
+    assert result.returncode == 0, result.stderr
+    report = last_json(result.stdout)
+    assert (report["imported"], report["skipped"]) == (3, [])
+    assert report["not_utf8"] == [
+        {"item": "cyrillic.jpg", "text": "caption sidecar cyrillic.txt", "read_as": "cp1251"},
+        {"item": "latin.jpg", "text": "caption sidecar latin.txt", "read_as": "cp1252"},
+    ]
+    human = run_cli(home, "import", str(src), "--dataset", "web2")
+    assert human.returncode == 0, human.stderr
+    assert human.stdout.splitlines()[1:] == [
+        "  not UTF-8, read as cp1251: cyrillic.jpg (caption sidecar cyrillic.txt)",
+        "  not UTF-8, read as cp1252: latin.jpg (caption sidecar latin.txt)",
+    ]
+
+
+def test_import_summary_in_the_datasets_tab_lists_texts_not_in_utf8() -> None:
+    from studio.tab_datasets import import_result_md
+
+    summary = {
+        "dataset": "web",
+        "imported": 2,
+        "duplicates": 0,
+        "skipped": [],
+        "not_utf8": [{"item": "latin.jpg", "text": "caption sidecar latin.txt", "read_as": "cp1252"}],
+    }
+    md = import_result_md(summary, "/data/web")
+    assert "1 text not in UTF-8, read as a legacy encoding: `latin.jpg` (cp1252)" in md
+    assert "not in UTF-8" not in import_result_md({**summary, "not_utf8": []}, "/data/web")
