@@ -185,3 +185,19 @@ def test_handlers_tell_an_annotator_nothing_about_a_judged_dataset(
     for what in ("Datasets: table", "Datasets: statistics", "Runs: open a run", "Results: automatic metrics"):
         trigger, event, args = judged_events(w.run_id)[what]
         assert MARKER in handlers.call("ann", trigger, event, *args), f"{what} after the campaign closed"
+
+
+def test_only_an_admin_opens_every_caption_to_annotators(ws: Workspace) -> None:
+    """The Review switch is an admin's: an annotator calling its handler directly is refused."""
+    from gradio import Error as GradioError
+
+    from backend.visibility import annotators_see_all_captions
+
+    add_user(ws, "boss", "admin", "boss-pass-long-enough")
+    add_user(ws, "ann", "annotator", "ann-pass-long-enough")
+    handlers = Handlers(ws)
+    with pytest.raises(GradioError, match="Not allowed"):
+        handlers.call("ann", "rv-see-all", "input", True)
+    assert annotators_see_all_captions(ws) is False
+    assert "every" in handlers.call("boss", "rv-see-all", "input", True)
+    assert annotators_see_all_captions(ws) is True
