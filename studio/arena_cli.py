@@ -169,9 +169,11 @@ def list_cmd(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 def close_cmd(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Campaign name.")],
-    reopen: Annotated[bool, typer.Option("--reopen", help="Open it again instead.")] = False,
+    reopen: Annotated[
+        bool, typer.Option("--reopen", help="Refused for a closed campaign: closing unblinded it.")
+    ] = False,
 ) -> None:
-    """Stop handing out pairs (votes on pairs already shown are still taken)."""
+    """Close a campaign for good: no more pairs and no more votes (closing unblinds it)."""
     from backend import arena
 
     try:

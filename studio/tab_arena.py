@@ -6,10 +6,19 @@ Design notes — blindness first
   ticket row). Nothing that names a system is in a component label, value, ``elem_id`` or
   choice list before the vote.
 - Images go out as *fresh* PIL images (:func:`blind_image`): pixels only, so no file name,
-  file format, PNG text chunk (generated images embed their provenance in one!) or EXIF
-  block can leak the system. Gradio re-encodes them all the same way (PNG, no metadata).
-- Only the answer to a vote may name the systems ("you preferred …"), and only when the
-  annotator leaves the reveal switch on; it names the pair just judged, never the next one.
+  file format, colour mode, PNG text chunk (generated images embed their provenance in one!)
+  or EXIF block can leak the system, and every image of a campaign is fitted to the campaign's
+  one canvas (:mod:`backend.arena.canvas`), so no native size or aspect ratio survives.
+  Gradio re-encodes them all the same way (PNG) and names the cached file after the bytes'
+  hash; each render carries a random text chunk (:func:`unlinkable`) so the URL of an image is
+  new in every pair, never the one it had in an earlier pair.
+- What is *guaranteed*: nothing an annotator is sent before their last vote in a campaign names
+  a system. The same picture does come back in their other pairs (other criteria, swapped
+  repeats, gold pairs), recognisable by eye whatever its bytes; that tells them nothing because
+  no system is ever named for any picture while a pair can still come to them. The systems of
+  their votes are shown (reveal switch on) only once they have finished, pressed *Finish*, or
+  the campaign is closed, and from then on they get no pair and cast no vote there
+  (:mod:`backend.arena.reveals`).
 - Campaign names are shown to annotators: admins are told (placeholder) not to put system
   names in them. Imported vote tables (no images) are never offered for judging.
 - A pair opens when the Arena tab is selected, when a campaign is picked or with Start;
@@ -27,6 +36,7 @@ from __future__ import annotations
 
 import html
 import itertools
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +57,8 @@ from backend.workspace import Workspace
 from studio.session import current_user, require_admin_ui
 
 MAX_SIDE = 1024  # larger images are scaled down before they are sent (judging needs no more)
+REVEAL_ROWS = 500  # votes listed in a reveal (the counts cover them all)
+FLATTEN_ON = (255, 255, 255)  # transparent pixels are shown on white, whatever the system
 CHOICES = ("left", "right", "tie", "both_bad")
 SHORTCUTS = (
     "**Keyboard:** <kbd>1</kbd> or <kbd>←</kbd> left better · <kbd>2</kbd> or <kbd>→</kbd> right better · "
@@ -90,21 +102,47 @@ def _user(ws: Workspace, request: gr.Request | None) -> User:
         raise gr.Error(f"Not allowed: {exc}.") from None
 
 
-def blind_image(path: Path | str | None, max_side: int = MAX_SIDE) -> PILImage.Image | None:
-    """The picture's pixels in a new image: no file name, format, text chunk or EXIF survives."""
+def blind_image(
+    path: Path | str | None, canvas: tuple[int, int] | None = None, max_side: int = MAX_SIDE
+) -> PILImage.Image | None:
+    """The picture's pixels in a new RGB image: no file name, format, mode, text chunk or EXIF survives.
+
+    With ``canvas`` (a t2i campaign's one display size) the picture is centre-cropped to the
+    canvas's aspect ratio and resized to it, so neither the native size nor the aspect ratio of
+    the system that made it survives. Without (the one picture of a caption pair, which belongs
+    to no system) it is only scaled down to ``max_side``.
+    """
     if path is None:
         return None
     with PILImage.open(path) as src:
         src.load()
         upright = ImageOps.exif_transpose(src)
         has_alpha = upright.mode in ("RGBA", "LA", "PA") or "transparency" in upright.info
-        mode = "RGBA" if has_alpha else "RGB"
-        pixels = upright.convert(mode)
-    if max(pixels.size) > max_side:
+        if has_alpha:  # one mode for every system: transparency is flattened, not passed on
+            rgba = upright.convert("RGBA")
+            pixels = PILImage.new("RGB", rgba.size, FLATTEN_ON)
+            pixels.paste(rgba, mask=rgba.getchannel("A"))
+        else:
+            pixels = upright.convert("RGB")
+    if canvas is not None:
+        pixels = ImageOps.fit(pixels, canvas, PILImage.Resampling.LANCZOS, centering=(0.5, 0.5))
+    elif max(pixels.size) > max_side:
         pixels.thumbnail((max_side, max_side), PILImage.Resampling.LANCZOS)
-    clean = PILImage.new(mode, pixels.size)
+    clean = PILImage.new("RGB", pixels.size)
     clean.paste(pixels)
     return clean
+
+
+def unlinkable(image: PILImage.Image | None) -> PILImage.Image | None:
+    """The image with a random text chunk, so its PNG bytes (and Gradio's URL for them) are new.
+
+    Why: Gradio caches a returned image under the hash of its bytes, so the same picture shown in
+    two pairs had one URL, and a browser could link them without looking. The chunk is random per
+    render, says nothing, and leaves the pixels exactly as they are.
+    """
+    if image is not None:
+        image.info = {"n": secrets.token_hex(16)}
+    return image
 
 
 def _open_campaigns(ws: Workspace) -> list[str]:
@@ -137,13 +175,14 @@ class PairView:
 
 
 def pair_view(ticket: arena_api.Ticket) -> PairView:
+    caption = ticket.kind == "caption"  # both sides describe one picture: it is sent once
     return PairView(
         token=ticket.token,
         kind=ticket.kind,
         criterion=ticket.criterion,
         prompt=ticket.prompt or "",
-        left_image=blind_image(ticket.left_image),
-        right_image=blind_image(ticket.right_image),
+        left_image=unlinkable(blind_image(ticket.left_image, ticket.canvas)),
+        right_image=None if caption else unlinkable(blind_image(ticket.right_image, ticket.canvas)),
         left_text=ticket.left_text,
         right_text=ticket.right_text,
         done=ticket.done,
@@ -185,18 +224,44 @@ def caption_html(side: str, text: str | None) -> str:
     )
 
 
-def reveal_html(choice: str, receipt: arena_api.VoteReceipt) -> str:
-    """The post-vote reveal: which system the annotator preferred (never sent before the vote)."""
-    left, right = _esc(receipt.left_system), _esc(receipt.right_system)
-    if choice == "left":
-        text = f"Saved. You preferred <b>{left}</b> (left) over <b>{right}</b> (right)."
-    elif choice == "right":
-        text = f"Saved. You preferred <b>{right}</b> (right) over <b>{left}</b> (left)."
-    elif choice == "tie":
-        text = f"Saved. You called it a tie between <b>{left}</b> (left) and <b>{right}</b> (right)."
-    else:
-        text = f"Saved. You found both bad: <b>{left}</b> (left) and <b>{right}</b> (right)."
-    return f'<div class="arena-reveal">{text}</div>'
+REVEAL_WHY = {
+    "finished": "You have judged everything this campaign has for you.",
+    "ended": "You ended your judging in this campaign.",
+    "closed": "This campaign is closed.",
+}
+CHOICE_WORDS = {"tie": "tie", "both_bad": "both bad"}
+
+
+def reveal_html(reveal: arena_api.Reveal) -> str:
+    """The systems behind the annotator's votes, sent only once no pair can come to them."""
+    why = REVEAL_WHY.get(reveal.reason, "")
+    if not reveal.votes:
+        return (
+            f'<div class="arena-reveal" id="arena-reveal-summary">{_esc(why)} You gave no votes here.</div>'
+        )
+    counts = "".join(
+        f"<tr><td>{_esc(name)}</td><td class='num'>{won}</td><td class='num'>{shown}</td></tr>"
+        for name, (won, shown) in reveal.preferred_counts().items()
+    )
+    rows = []
+    for n, v in enumerate(reveal.votes[:REVEAL_ROWS], 1):
+        verdict = f"<b>{_esc(v.preferred)}</b>" if v.preferred else CHOICE_WORDS.get(v.choice, v.choice)
+        tags = " · ".join(t for t, on in (("repeat", v.is_repeat), ("gold", v.is_gold)) if on)
+        rows.append(
+            f"<tr><td class='num'>{n}</td><td>{_esc(v.prompt)}</td><td>{_esc(v.criterion)}</td>"
+            f"<td>{_esc(v.left_system)}</td><td>{_esc(v.right_system)}</td><td>{verdict}</td>"
+            f"<td>{tags}</td></tr>"
+        )
+    more = len(reveal.votes) - REVEAL_ROWS
+    tail = f"<div class='ar-note'>… and {more} more votes.</div>" if more > 0 else ""
+    return (
+        f'<div class="arena-reveal" id="arena-reveal-summary"><div>{_esc(why)} '
+        f"The systems you judged ({len(reveal.votes)} votes):</div>"
+        "<table class='ar-table'><tr><th>system</th><th class='num'>you preferred it</th>"
+        f"<th class='num'>shown to you</th></tr>{counts}</table>"
+        "<table class='ar-table'><tr><th>#</th><th>prompt</th><th>criterion</th><th>left</th>"
+        f"<th>right</th><th>your choice</th><th></th></tr>{''.join(rows)}</table>{tail}</div>"
+    )
 
 
 def plain_note(text: str, kind: str = "plain") -> str:
@@ -371,11 +436,23 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
                 btn_skip = gr.Button("Skip", interactive=False, variant="secondary", elem_id="arena-btn-skip")
             gr.Markdown(SHORTCUTS, elem_id="arena-shortcuts")
             reveal = gr.HTML(elem_id="arena-reveal")
-            reveal_on = gr.Checkbox(
-                value=True,
-                label="After each vote, show which system I preferred",
-                elem_id="arena-reveal-toggle",
-            )
+            with gr.Row(elem_id="arena-reveal-row", equal_height=True):
+                reveal_on = gr.Checkbox(
+                    value=True,
+                    label=(
+                        "When I have finished, show which systems I preferred "
+                        "(never earlier: the same images come back in my later pairs)"
+                    ),
+                    elem_id="arena-reveal-toggle",
+                    scale=3,
+                )
+                btn_finish = gr.Button(
+                    "Finish: end my judging here and show the systems",
+                    variant="secondary",
+                    size="sm",
+                    elem_id="arena-btn-finish",
+                    scale=1,
+                )
 
         # ---------------------------------------------------------------- admin
         with gr.Tab("Campaigns (admin)", id="arena-admin", elem_id="arena-admin", visible=False) as admin_tab:
@@ -394,8 +471,12 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
                     scale=2,
                 )
                 btn_close = gr.Button("Close campaign", variant="stop", elem_id="arena-btn-close", scale=0)
-                btn_reopen = gr.Button("Reopen", elem_id="arena-btn-reopen", scale=0)
                 btn_refresh = gr.Button("Refresh", elem_id="arena-btn-refresh", scale=0)
+            gr.Markdown(
+                "Closing is final: it unblinds the campaign (its datasets and results open to "
+                "annotators), so it takes no more votes, not even on pairs already on screen.",
+                elem_classes=["arena-help"],
+            )
             close_result = gr.Markdown(elem_id="arena-close-result")
             gr.Markdown("### New campaign")
             source = gr.Radio(SOURCES, value=SOURCES[0], label="Source", elem_id="arena-new-source")
@@ -478,16 +559,32 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
 
     # ------------------------------------------------------------------ judging handlers
 
-    def _next(user: User, name: str) -> tuple[Any, ...]:
+    def _next(user: User, name: str) -> tuple[tuple[Any, ...], bool]:
+        """The judging outputs for the annotator's next pair, and whether there is one."""
         if not name:
-            return show(None, empty="No open campaign yet — an admin creates one.")
+            return show(None, empty="No open campaign yet — an admin creates one."), False
         try:
             ticket = arena_api.next_ticket(ws, name, user.id)
         except (ValueError, LookupError) as exc:
             raise _arena_error(exc) from None
         if ticket is None:
-            return show(None, name, f"Nothing left for you in “{name}”. Thank you!")
-        return show(pair_view(ticket), name)
+            return show(None, name, f"Nothing left for you in “{name}”. Thank you!"), False
+        return show(pair_view(ticket), name), True
+
+    def _reveal(user: User, name: str, finish: bool = False) -> arena_api.Reveal | None:
+        try:
+            return arena_api.reveal_votes(ws, name, user.id, finish=finish)
+        except (ValueError, LookupError) as exc:
+            raise _arena_error(exc) from None
+
+    def _next_with_note(user: User, name: str, show_reveal: bool, note: str) -> tuple[Any, ...]:
+        """The next pair; when none is left, the systems of the annotator's votes (switch on)."""
+        values, has_pair = _next(user, name)
+        if not has_pair and name and show_reveal:
+            told = _reveal(user, name)
+            if told is not None:
+                note += reveal_html(told)
+        return (*values, note)
 
     def on_load(request: gr.Request):
         try:
@@ -502,20 +599,52 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
 
     blocks.load(on_load, None, [campaign, admin_tab], api_visibility="private")
 
-    def open_pair(name: str | None, request: gr.Request):
+    def open_pair(name: str | None, show_reveal: bool, request: gr.Request):
         user = _user(ws, request)
         if not name:  # the tab was opened before the page load filled the campaign list
             names = _open_campaigns(ws)
             name = names[0] if names else ""
-        return (*_next(user, name), "")
+        return _next_with_note(user, name, show_reveal, "")
 
     start_outputs = [*pair_outputs, reveal]
     opened = [btn_start.click, campaign.input]
     if isinstance(parent, gr.Tab):
         opened.append(parent.select)  # a reload returns the same open ticket: nothing reshuffles
-    gr.on(opened, open_pair, campaign, start_outputs, api_visibility="private", show_progress="minimal").then(
-        None, js=SHOWN_JS
-    )
+    gr.on(
+        opened,
+        open_pair,
+        [campaign, reveal_on],
+        start_outputs,
+        api_visibility="private",
+        show_progress="minimal",
+    ).then(None, js=SHOWN_JS)
+
+    def finish(name: str | None, request: gr.Request):
+        """End the annotator's judging in the campaign and show the systems of their votes."""
+        user = _user(ws, request)
+        if not name:
+            gr.Warning("Choose a campaign first.")
+            return tuple(gr.skip() for _ in start_outputs)
+        told = _reveal(user, name, finish=True)
+        values = show(None, name, f"You ended your judging in “{name}”. Thank you!")
+        return (*values, reveal_html(told) if told is not None else "")
+
+    btn_finish.click(finish, campaign, start_outputs, api_visibility="private", trigger_mode="once")
+
+    def toggle_reveal(on: bool, name: str | None, request: gr.Request) -> str:
+        """Switched on: the systems, if this annotator has finished; else when they will be shown."""
+        user = _user(ws, request)
+        if not on or not name:
+            return ""
+        told = _reveal(user, name)
+        if told is None:
+            return plain_note(
+                "The systems are shown when you have finished this campaign (or pressed Finish), "
+                "never while a pair is left for you."
+            )
+        return reveal_html(told)
+
+    reveal_on.input(toggle_reveal, [reveal_on, campaign], reveal, api_visibility="private")
 
     vote_inputs = [campaign, token, reveal_on, *flag_boxes, elapsed]
 
@@ -548,11 +677,11 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
                         max(0, _int(ms)),
                         flags=_flags(left_h, left_o, right_h, right_o),
                     )
-                    note = reveal_html(choice, receipt) if show_reveal else plain_note("Saved.")
+                    note = plain_note("Saved (a repeated click)." if receipt.duplicate else "Saved.")
             except (ValueError, LookupError, PermissionError) as exc:
                 # e.g. the campaign was closed meanwhile: say so and move on to what is left
                 note = plain_note(f"Not saved: {exc}", "warn")
-            return (*_next(user, name or ""), note)
+            return _next_with_note(user, name or "", show_reveal, note)
 
         vote.__name__ = f"arena_vote_{choice}"
         return vote
@@ -588,7 +717,8 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
         }
 
     def arena_vote(token: str, choice: str, elapsed_ms: int, request: gr.Request) -> dict:
-        """Vote on a ticket: choice left|right|tie|both_bad; answers {ok, left_system, right_system}."""
+        """Vote on a ticket: choice left|right|tie|both_bad; answers {ok, duplicate, more} (no system:
+        the same images come back in the annotator's later pairs)."""
         user = _user(ws, request)
         if choice not in CHOICES:
             raise gr.Error(f"choice must be one of {', '.join(CHOICES)} (got {choice!r}).")
@@ -596,7 +726,7 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
             receipt = arena_api.submit_vote(ws, token, user.id, choice, max(0, _int(elapsed_ms)))
         except (ValueError, LookupError, PermissionError) as exc:
             raise _arena_error(exc) from None
-        return {"ok": True, "left_system": receipt.left_system, "right_system": receipt.right_system}
+        return {"ok": True, "duplicate": receipt.duplicate, "more": receipt.next_available}
 
     gr.api(arena_next, api_name="arena_next")
     gr.api(arena_vote, api_name="arena_vote")
@@ -751,25 +881,16 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
         api_name="arena_create_campaign",
     )
 
-    def set_status(name: str | None, reopen: bool, request: gr.Request) -> tuple[Any, ...]:
+    def close(name: str | None, request: gr.Request) -> tuple[Any, ...]:
+        """Close an arena campaign for good (admins only): no new pairs, no more votes."""
         require_admin_ui(ws, request)
         if not name:
             raise gr.Error("Choose the campaign first.")
         try:
-            arena_api.close_campaign(ws, name, reopen=reopen)
+            arena_api.close_campaign(ws, name)
         except (ValueError, LookupError) as exc:
             raise gr.Error(str(exc)) from None
-        done = "Reopened" if reopen else "Closed"
-        return (f"{done} **{_esc(name)}**.", *_admin_values(), gr.update(choices=_open_campaigns(ws)))
-
-    def close(name: str | None, request: gr.Request) -> tuple[Any, ...]:
-        """Close an arena campaign (admins only): no new pairs are handed out."""
-        return set_status(name, False, request)
-
-    def reopen(name: str | None, request: gr.Request) -> tuple[Any, ...]:
-        """Reopen a closed arena campaign (admins only)."""
-        return set_status(name, True, request)
+        return (f"Closed **{_esc(name)}**.", *_admin_values(), gr.update(choices=_open_campaigns(ws)))
 
     status_outputs = [close_result, *admin_outputs, campaign]
     btn_close.click(close, close_name, status_outputs, api_name="arena_close_campaign")
-    btn_reopen.click(reopen, close_name, status_outputs, api_name="arena_reopen_campaign")

@@ -19,6 +19,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from PIL import Image as PILImage
+from sqlalchemy import text
 from sqlmodel import SQLModel, func, select
 
 from backend import arena
@@ -89,7 +90,7 @@ def make_generated(
 
 
 def users(ws: Workspace, n: int, prefix: str = "ann") -> list[int]:
-    return [add_user(ws, f"{prefix}{i}", "annotator", "pw-1234").id for i in range(n)]
+    return [add_user(ws, f"{prefix}{i}", "annotator", "pw-123456789").id for i in range(n)]
 
 
 def judgments(ws: Workspace) -> list[Judgment]:
@@ -110,7 +111,7 @@ def vote_all(
 # --------------------------------------------------------------------------- schema
 
 
-def test_migration_0005_matches_the_models(ws: Workspace) -> None:
+def test_migrations_match_the_models(ws: Workspace) -> None:
     import backend.arena.models  # noqa: F401
     import backend.evaluation  # noqa: F401
     import backend.jobs.models  # noqa: F401
@@ -367,7 +368,7 @@ def test_votes_are_idempotent_and_checked(ws: Workspace) -> None:
     first = arena.submit_vote(ws, t.token, ann, "right", 900)
     again = arena.submit_vote(ws, t.token, ann, "left", 950)
     assert not first.duplicate and again.duplicate
-    assert (first.left_system, first.right_system) == (again.left_system, again.right_system)
+    assert "'a'" not in repr(first) and "'b'" not in repr(first)  # a receipt names no system
     (j,) = judgments(ws)
     assert j.choice == "right" and j.elapsed_ms == 900 and j.server_ms is not None and j.server_ms > 0
     with pytest.raises(TicketError, match="unknown ticket"):
@@ -531,3 +532,153 @@ def test_datasets_under_open_campaigns_are_blinded_until_closed(ws: Workspace) -
     assert arena.blinded_datasets(ws) == {"gen-blind"}
     arena.close_campaign(ws, "blind")
     assert arena.blinded_datasets(ws) == set()
+
+
+# --------------------------------------------------------------------------- blind for the whole campaign
+
+
+def walk_and_count_named(ws: Workspace, campaign: str, annotator: int) -> tuple[int, int, int]:
+    """Vote through the whole campaign as one annotator and count what they could know beforehand.
+
+    The annotator links a picture to every earlier showing of it (by eye, or by bytes: here by
+    the image file shown), and learns a system for it from anything the API hands them: the vote
+    receipt and, after every vote, a reveal if one is given. Returns (pairs judged, pairs whose
+    *both* systems they could name before voting, pairs with at least one side nameable).
+    """
+    with read_session(ws) as s:
+        names = {n for (n,) in s.exec(text("SELECT name FROM arenasystem")).all()}
+    learnt: dict[Path, str] = {}
+    shown: list[tuple[Path, Path]] = []
+    both = one = 0
+    while (ticket := arena.next_ticket(ws, campaign, annotator)) is not None:
+        left, right = ticket.left_image, ticket.right_image
+        assert left is not None and right is not None
+        known = (left in learnt) + (right in learnt)
+        both += known == 2
+        one += known >= 1
+        receipt = arena.submit_vote(ws, ticket.token, annotator, "left", 700)
+        shown.append((left, right))
+        for field_name, value in dataclasses.asdict(receipt).items():  # whatever the receipt tells
+            if isinstance(value, str) and value in names:
+                learnt[left if "left" in field_name else right] = value
+        told = arena.reveal_votes(ws, campaign, annotator)
+        for (l_path, r_path), vote in zip(shown, told.votes if told else [], strict=False):
+            learnt[l_path], learnt[r_path] = vote.left_system, vote.right_system
+    return len(shown), both, one
+
+
+@pytest.mark.parametrize("gold_share", [0.0, 0.3])
+def test_no_system_can_be_named_before_its_vote_whatever_was_revealed(
+    ws: Workspace, gold_share: float
+) -> None:
+    """The issue's reproduction: 3 systems, 2 prompts, 2 criteria, repeat share 0.5, reveal on.
+
+    Before, each receipt named the two systems, and since a picture recurs in other pairs, under
+    the other criterion, as a swapped repeat and in gold pairs, an annotator could name both
+    systems before voting in 13 of 16 pairs. Now nothing is told until nothing can follow.
+    """
+    make_generated(
+        ws, "gen", {"a-ckpt": ["raw"], "b-ckpt": ["raw"], "c-ckpt": ["raw"]}, prompts=2, seeds=(0,)
+    )
+    arena.create_campaign_from_generated(
+        ws, "leak", ["gen"], ["matches the prompt", "image quality"],
+        target_per_pair=1, repeat_share=0.5, gold_share=gold_share,
+    )  # fmt: skip
+    (ann,) = users(ws, 1)
+    judged, both, one = walk_and_count_named(ws, "leak", ann)
+    rows = judgments(ws)
+    assert judged == len(rows) and sum(j.is_repeat for j in rows) >= 3  # repeats did recur
+    with read_session(ws) as s:
+        gold_votes = s.exec(
+            text("SELECT count(*) FROM judgment j JOIN evalpair p ON p.id = j.pair_id WHERE p.is_gold = 1")
+        ).one()[0]
+    assert (gold_votes > 0) == (gold_share > 0)
+    assert (both, one) == (0, 0), f"{both} of {judged} pairs nameable before the vote ({one} with one side)"
+    # nothing was left, so the reveal is given now: every vote with the systems it was between
+    told = arena.reveal_votes(ws, "leak", ann)
+    assert told is not None and told.reason == "finished" and len(told.votes) == judged
+    with read_session(ws) as s:
+        shown_left = s.exec(
+            text(
+                "SELECT s.name FROM judgment j JOIN evalimage e ON e.id = j.left_image_id "
+                "JOIN arenasystem s ON s.id = e.system_id ORDER BY j.id"
+            )
+        ).all()
+    assert [v.left_system for v in told.votes] == [r[0] for r in shown_left]
+    assert all(v.left_system == v.right_system for v in told.votes if v.is_gold)  # gold: one system
+    assert arena.next_ticket(ws, "leak", ann) is None
+
+
+def test_reveal_waits_until_nothing_can_follow_then_ends_judging(ws: Workspace) -> None:
+    make_generated(ws, "gen", {"a": ["raw"], "b": ["raw"], "c": ["raw"]}, prompts=3, seeds=(0,))
+    arena.create_campaign_from_generated(
+        ws, "rev", ["gen"], ["q1", "q2"], target_per_pair=2, repeat_share=0.2
+    )
+    ann, other = users(ws, 2)
+    vote_all(ws, "rev", ann, limit=4)
+    assert arena.reveal_votes(ws, "rev", ann) is None  # work is left for them: nothing is told
+    held = arena.next_ticket(ws, "rev", ann)
+    assert arena.reveal_votes(ws, "rev", ann) is None  # a pair on screen: still nothing
+    told = arena.reveal_votes(ws, "rev", ann, finish=True)  # "Finish": ends their judging
+    assert told is not None and told.reason == "ended" and len(told.votes) == 4
+    assert all({v.left_system, v.right_system} <= {"a", "b", "c"} for v in told.votes)
+    assert sum(shown for _, shown in told.preferred_counts().values()) == 8
+    assert arena.reveal_votes(ws, "rev", ann) == told  # asking again: the same reveal
+    # from now on they are not blind here: no pair, and no vote, not even on the pair they held
+    assert arena.next_ticket(ws, "rev", ann) is None
+    with pytest.raises(TicketError, match="skipped|seen which systems"):
+        arena.submit_vote(ws, held.token, ann, "left", 500)
+    assert len([j for j in judgments(ws) if j.annotator_id == ann]) == 4
+    # another annotator is untouched: pairs go on, nothing told until they finish
+    assert vote_all(ws, "rev", other) > 0
+    assert arena.reveal_votes(ws, "rev", other).reason == "finished"
+    with read_session(ws) as s:
+        recorded = s.exec(text("SELECT annotator_id, reason FROM arenareveal ORDER BY id")).all()
+    assert [tuple(r) for r in recorded] == [(ann, "ended"), (other, "finished")]
+
+
+def test_closing_is_final_and_refuses_votes_on_pairs_already_shown(ws: Workspace) -> None:
+    """Closing unblinds the datasets at once, so a pair still on screen must not take a vote."""
+    make_generated(ws, "gen-close", {"a": ["raw"], "b": ["raw"]}, prompts=3, seeds=(0,))
+    arena.create_campaign_from_generated(ws, "shut", ["gen-close"], ["q"], target_per_pair=2, repeat_share=0)
+    ann, other = users(ws, 2)
+    on_screen = arena.next_ticket(ws, "shut", ann)
+    assert arena.blinded_datasets(ws) == {"gen-close"}
+    arena.close_campaign(ws, "shut")
+    assert arena.blinded_datasets(ws) == set()
+    with pytest.raises(TicketError, match="closed"):
+        arena.submit_vote(ws, on_screen.token, ann, "left", 500)
+    assert judgments(ws) == []
+    assert arena.next_ticket(ws, "shut", ann) is None  # the open ticket is not shown again either
+    assert arena.next_ticket(ws, "shut", other) is None
+    with pytest.raises(arena.CampaignClosedForGood, match="cannot be reopened"):
+        arena.close_campaign(ws, "shut", reopen=True)
+    assert arena.get_campaign(ws, "shut").status == "closed"
+    assert arena.reveal_votes(ws, "shut", ann).reason == "closed"  # safe now: nothing can follow
+
+
+def test_every_image_of_a_campaign_is_shown_on_one_canvas(ws: Workspace, tmp_path: Path) -> None:
+    """A system's native size or aspect ratio must not tell it apart."""
+    from backend.arena.canvas import canvas_for
+
+    assert canvas_for([(512, 512), (1024, 1024)]) == (1024, 1024)
+    assert canvas_for([(768, 512), (1536, 1024)]) == (1024, 683)  # one shared aspect is kept
+    assert canvas_for([(512, 768)]) == (512, 768)
+    assert canvas_for([(96, 96), (128, 96), (80, 120)]) == (128, 128)  # mixed aspects: square
+    assert canvas_for([(4000, 3000), (300, 300)]) == (1024, 1024)
+    assert canvas_for([]) is None
+    root = tmp_path / "outs"
+    rows = ["system,file,prompt"]
+    for system, size in (("wide", (128, 96)), ("tall", (80, 120)), ("square", (96, 96))):
+        for p in range(2):
+            (root / system).mkdir(parents=True, exist_ok=True)
+            PILImage.new("RGB", size, (p * 90, 40, 40)).save(root / system / f"{p}.png")
+            rows.append(f"{system},{p}.png,prompt {p}")
+    (tmp_path / "prompts.csv").write_text("\n".join(rows) + "\n")
+    arena.create_campaign_from_folders(ws, "shapes", root, tmp_path / "prompts.csv", ["q"], target_per_pair=1)
+    (ann,) = users(ws, 1)
+    canvases = set()
+    while (ticket := arena.next_ticket(ws, "shapes", ann)) is not None:
+        canvases.add(ticket.canvas)
+        arena.submit_vote(ws, ticket.token, ann, "tie", 300)
+    assert canvases == {(128, 128)}

@@ -5,12 +5,19 @@ workspace first and a campaign by name or id)::
 
     create_campaign_from_generated / create_campaign_from_folders / create_caption_campaign
     list_campaigns, get_campaign, close_campaign
-    next_ticket, submit_vote, skip_ticket
+    next_ticket, submit_vote, skip_ticket, reveal_votes
     import_votes_csv, export_votes_csv, export_results_csv
     campaign_votes, campaign_results
 
-Modules: :mod:`.models` (tables, migration 0005), :mod:`.campaigns` (creation), :mod:`.scheduling`
-(tickets and votes), :mod:`.votes_io` (CSV), :mod:`.results` (statistics via :mod:`backend.stats`).
+Modules: :mod:`.models` (tables, migrations 0005-0006), :mod:`.campaigns` (creation), :mod:`.scheduling`
+(tickets and votes), :mod:`.reveals` (when an annotator may learn the systems they judged),
+:mod:`.canvas` (one display size per campaign), :mod:`.votes_io` (CSV), :mod:`.results`
+(statistics via :mod:`backend.stats`).
+
+Blind for the whole campaign: nothing handed to an annotator before their last vote in a
+campaign names a system (tickets carry a token, a prompt and pixels; receipts name nothing), the
+systems of their votes are told only when no further pair can come to them (:mod:`.reveals`), and
+a closed campaign takes no votes (closing unblinds its datasets, so it is final).
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from backend.arena.campaigns import (
 )
 from backend.arena.common import (
     ArenaError,
+    CampaignClosedForGood,
     CampaignNotFound,
     CampaignRef,
     RowErrors,
@@ -36,6 +44,7 @@ from backend.arena.common import (
     find_campaign,
 )
 from backend.arena.models import (
+    ArenaReveal,
     ArenaSystem,
     ArenaTicket,
     Campaign,
@@ -44,6 +53,7 @@ from backend.arena.models import (
     EvalPair,
     Judgment,
 )
+from backend.arena.reveals import Reveal, RevealedVote, reveal_votes
 from backend.arena.scheduling import Ticket, VoteReceipt, next_ticket, skip_ticket, submit_vote
 from backend.arena.votes_io import ImportReport, export_votes_csv, import_votes_csv
 from backend.db import read_session, write_session
@@ -67,9 +77,11 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "ArenaError",
     "blinded_datasets",
+    "ArenaReveal",
     "ArenaSystem",
     "ArenaTicket",
     "Campaign",
+    "CampaignClosedForGood",
     "CampaignNotFound",
     "CampaignResults",
     "CampaignSummary",
@@ -77,6 +89,8 @@ __all__ = [
     "EvalPair",
     "ImportReport",
     "Judgment",
+    "Reveal",
+    "RevealedVote",
     "RowErrors",
     "Ticket",
     "TicketError",
@@ -93,6 +107,7 @@ __all__ = [
     "import_votes_csv",
     "list_campaigns",
     "next_ticket",
+    "reveal_votes",
     "skip_ticket",
     "submit_vote",
 ]
@@ -188,10 +203,24 @@ def blinded_datasets(ws: Workspace) -> set[str]:
 
 
 def close_campaign(ws: Workspace, ref: CampaignRef, *, reopen: bool = False) -> Campaign:
-    """Stop handing out tickets (votes on tickets already issued are still accepted)."""
-    with write_session(ws) as s:
+    """Close a campaign for good: no more pairs, and no more votes, on pairs already shown included.
+
+    Why final: closing unblinds the campaign (its datasets become browsable, its results and the
+    annotators' reveals are shown), so a vote cast after it, or after a reopening, would not be
+    blind. ``reopen=True`` is refused with that explanation; judge more in a new campaign (the
+    annotators who looked at these images meanwhile are no longer blind to them).
+    """
+    with write_session(ws) as s:  # BEGIN IMMEDIATE: a vote is written before or refused after
         campaign = find_campaign(s, ref)
-        campaign.status = CampaignStatus.open.value if reopen else CampaignStatus.closed.value
+        if reopen:
+            if campaign.status == CampaignStatus.open.value:
+                return campaign
+            raise CampaignClosedForGood(
+                f"campaign {campaign.name!r} was closed and cannot be reopened: closing unblinded it "
+                "(its datasets, results and reveals were shown), so votes cast now would not be blind; "
+                "create a new campaign to collect more judgments"
+            )
+        campaign.status = CampaignStatus.closed.value
         s.add(campaign)
         s.flush()
         return campaign

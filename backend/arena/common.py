@@ -17,6 +17,10 @@ class CampaignNotFound(ArenaError, LookupError):
     pass
 
 
+class CampaignClosedForGood(ArenaError):
+    """A closed campaign was asked to reopen: closing unblinded it, so it stays closed."""
+
+
 class TicketError(ArenaError):
     """A vote or skip on a ticket that does not exist, is not the caller's, or was skipped."""
 

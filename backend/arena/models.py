@@ -161,3 +161,22 @@ class Judgment(SQLModel, table=True):
     flags: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))  # hallucination/omission
     source: str = Field(default="studio")  # studio | import
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class ArenaReveal(SQLModel, table=True):
+    """An annotator was shown which systems they judged in a campaign (migration 0006).
+
+    From then on they are no longer blind there: :mod:`.scheduling` hands them no further pair
+    and takes no vote of theirs in that campaign. A reveal is only given when nothing can follow
+    anyway (their work is done, they ended it, or the campaign is closed), see :mod:`.reveals`.
+    """
+
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "annotator_id", name="uq_arenareveal_campaign_annotator"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="campaign.id", ondelete="CASCADE")
+    annotator_id: int = Field(foreign_key="user.id")
+    reason: str  # finished | ended | closed
+    revealed_at: datetime = Field(default_factory=utcnow)

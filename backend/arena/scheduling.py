@@ -17,7 +17,13 @@ of piling onto the same least-voted one. Order of preference for an annotator:
 
 Sides are drawn from the OS's random source per ticket and stored on the ticket and the
 judgment. The :class:`Ticket` handed out carries an opaque token and what to show — no
-system name, no item or pair id.
+system name, no item or pair id — and the campaign's one display size (:mod:`.canvas`).
+
+Blindness for the whole campaign: a vote's receipt names no system. Which systems an annotator
+judged is told only by :func:`backend.arena.reveals.reveal_votes`, once nothing can follow (their
+work is done, they ended it, or the campaign is closed); from then on this module hands them no
+pair and takes no vote of theirs in that campaign. A closed campaign takes no votes at all, from
+tickets issued before it closed included: closing unblinds its datasets.
 """
 
 from __future__ import annotations
@@ -36,8 +42,10 @@ import numpy as np
 from sqlalchemy import func, text
 from sqlmodel import Session, select
 
+from backend.arena.canvas import campaign_canvas
 from backend.arena.common import ArenaError, CampaignRef, TicketError, find_campaign
 from backend.arena.models import (
+    ArenaReveal,
     ArenaTicket,
     Campaign,
     CampaignKind,
@@ -79,14 +87,16 @@ class Ticket:
     done: int  # votes the campaign has towards its target (all annotators)
     total: int  # votes the campaign needs: regular pairs x criteria x target per pair
     mine: int = 0  # votes this annotator gave in this campaign
+    # (width, height) every image of a t2i campaign is shown at (None: caption campaigns)
+    canvas: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
 class VoteReceipt:
-    """Revealed after the vote: which systems were shown, and whether more work is waiting."""
+    """The answer to a vote. It names no system: the images of this pair recur in the
+    annotator's later pairs (other criteria, swapped repeats, gold pairs), so naming them here
+    would unblind those (see :mod:`.reveals` for when systems are told)."""
 
-    left_system: str
-    right_system: str
     next_available: bool
     duplicate: bool = False  # True when this token had been voted already (double submit)
 
@@ -142,9 +152,10 @@ def _view(ws: Workspace, session: Session, campaign: Campaign, ticket: ArenaTick
             ticket.token, campaign.name, campaign.kind, ticket.criterion, "", shown, shown,
             l_text, r_text, done, total, mine,
         )  # fmt: skip
+    canvas = campaign_canvas(session, ws.db_url, campaign.id, str(campaign.created_at))  # type: ignore[arg-type]
     return Ticket(
         ticket.token, campaign.name, campaign.kind, ticket.criterion, prompt,
-        path(l_sha, l_ext), path(r_sha, r_ext), None, None, done, total, mine,
+        path(l_sha, l_ext), path(r_sha, r_ext), None, None, done, total, mine, canvas,
     )  # fmt: skip
 
 
@@ -378,6 +389,8 @@ def next_ticket(
         _check_annotator(s, annotator_id)
         if row.source == "import":  # judgments imported from elsewhere: no images to show here
             return None
+        if not _may_judge(s, row, annotator_id):  # closed, or this annotator was shown the systems
+            return None
         ticket = _open_ticket(s, row.id, annotator_id)  # type: ignore[arg-type]
         if ticket is not None:
             return _view(ws, s, row, ticket)
@@ -395,12 +408,12 @@ def next_ticket(
                 return None
         with _writers, write_session(ws) as s:
             row = find_campaign(s, campaign)
+            if not _may_judge(s, row, annotator_id):
+                return None
             held = _open_ticket(s, row.id, annotator_id)  # type: ignore[arg-type]
             if held is not None:  # another tab of this annotator opened one meanwhile
                 ticket_id = held.id
                 break
-            if row.status != CampaignStatus.open.value:
-                return None
             if locked_choice:
                 choice = _choose(s, ws.db_url, row, annotator_id, rng)
                 if choice is None:
@@ -413,6 +426,25 @@ def next_ticket(
         ticket = s.get(ArenaTicket, ticket_id)
         row = s.get(Campaign, ticket.campaign_id)  # type: ignore[union-attr]
         return _view(ws, s, row, ticket)  # type: ignore[arg-type]
+
+
+def revealed_to(session: Session, campaign_id: int, annotator_id: int) -> bool:
+    """Was this annotator shown which systems they judged in this campaign?"""
+    return (
+        session.exec(
+            select(ArenaReveal.id).where(
+                ArenaReveal.campaign_id == campaign_id, ArenaReveal.annotator_id == annotator_id
+            )
+        ).first()
+        is not None
+    )
+
+
+def _may_judge(session: Session, campaign: Campaign, annotator_id: int) -> bool:
+    """Open, and the annotator is still blind there: the only state in which pairs go out and votes come in."""
+    if campaign.status != CampaignStatus.open.value:
+        return False
+    return not revealed_to(session, campaign.id, annotator_id)  # type: ignore[arg-type]
 
 
 def _still_free(session: Session, campaign: Campaign, annotator_id: int, choice: _Choice) -> bool:
@@ -487,16 +519,10 @@ def _clean_flags(flags: Any) -> dict[str, Any] | None:
     raise ArenaError(f"flags must be a list of names or a mapping, not {type(flags).__name__}")
 
 
-def _receipt(session: Session, ticket: ArenaTicket, campaign: Campaign, duplicate: bool) -> VoteReceipt:
-    left, right = session.exec(
-        text(
-            "SELECT (SELECT s.name FROM evalimage e JOIN arenasystem s ON s.id = e.system_id WHERE e.id = :l), "
-            "(SELECT s.name FROM evalimage e JOIN arenasystem s ON s.id = e.system_id WHERE e.id = :r)"
-        ).bindparams(l=ticket.left_id, r=ticket.right_id)
-    ).one()
+def _receipt(session: Session, campaign: Campaign, duplicate: bool) -> VoteReceipt:
     done, total, _ = _progress(session, campaign, None)
     more = campaign.status == CampaignStatus.open.value and done < total
-    return VoteReceipt(left or "?", right or "?", more, duplicate)
+    return VoteReceipt(more, duplicate)
 
 
 def submit_vote(
@@ -535,7 +561,7 @@ def submit_vote(
     with read_session(ws) as s:
         ticket = s.get(ArenaTicket, ticket_id)
         campaign = s.get(Campaign, ticket.campaign_id)  # type: ignore[union-attr]
-        return _receipt(s, ticket, campaign, duplicate=duplicate)  # type: ignore[arg-type]
+        return _receipt(s, campaign, duplicate=duplicate)  # type: ignore[arg-type]
 
 
 def _record_vote(
@@ -547,9 +573,21 @@ def _record_vote(
     clean_flags: dict[str, Any] | None,
     started: float,
 ) -> None:
-    """Inside the write lock: refuse a skipped ticket or a second verdict, then write the judgment."""
+    """Inside the write lock: refuse a skipped ticket, a closed campaign, an annotator who was shown
+    the systems, or a second verdict; then write the judgment."""
     if ticket.skipped:
         raise TicketError("this ticket was skipped; ask for the next pair")
+    campaign = s.get(Campaign, ticket.campaign_id)
+    if campaign is None or campaign.status != CampaignStatus.open.value:
+        raise TicketError(
+            "this campaign is closed: it takes no more votes (closing unblinds its images, "
+            "so a vote cast afterwards would not be blind)"
+        )
+    if revealed_to(s, campaign.id, annotator_id):  # type: ignore[arg-type]
+        raise TicketError(
+            "you have seen which systems you judged in this campaign, so your votes here would "
+            "no longer be blind; it takes no more votes from you"
+        )
     clash = s.exec(
         select(Judgment.id).where(
             Judgment.pair_id == ticket.pair_id,
