@@ -328,11 +328,13 @@ def test_blind_judging_with_keyboard_and_results(studio: Studio, browser, campai
     expect(page.locator("#arena-progress")).to_contain_text("judgments", use_inner_text=True)
     assert_dom_blind(page)
     # the pair reached the browser through the recorded responses (so the search is not vacuous)
-    for _ in range(100):  # DevTools events arrive asynchronously: give them up to ~10 s
-        if rec.contains(prompt):
-            break
-        page.wait_for_timeout(100)
-    assert rec.contains(prompt), "the recorded responses do not hold the pair's payload"
+    # DevTools events arrive asynchronously and are only delivered while Playwright runs (hence the
+    # page's own wait inside the check): poll with the suite's one wait, not a hand-rolled cap
+    wait_for(
+        lambda: page.wait_for_timeout(50) or rec.contains(prompt),
+        UI_WAIT_MS / 1000,
+        what="the pair's payload in the recorded responses",
+    )
     assert not rec.leaks(), rec.leaks()
     # the admin sub-tab is not there for annotators
     assert (
