@@ -156,6 +156,10 @@ class KindStats:
     top_words: list[tuple[str, int]] = field(default_factory=list)  # stop words removed
     junk: int = 0  # alt-text only
     junk_examples: list[tuple[str, str]] = field(default_factory=list)  # (text, reason)
+    # machine captions whose provenance records ``hit_token_limit`` (recaption), and of those the
+    # ones whose generation stopped at max_new_tokens instead of an end token: cut captions
+    limit_known: int = 0
+    hit_limit: int = 0
 
     @property
     def mean_words(self) -> float:
@@ -172,6 +176,11 @@ class KindStats:
     @property
     def junk_fraction(self) -> float:
         return self.junk / self.count if self.count else 0.0
+
+    @property
+    def hit_limit_fraction(self) -> float | None:
+        """Share of cut captions among those that record it (None when none does)."""
+        return self.hit_limit / self.limit_known if self.limit_known else None
 
 
 _PLAIN = re.compile(r"[\x20-\x25\x27-\x7e\t\n\r]*")  # printable ASCII without '&', plus whitespace
@@ -198,9 +207,12 @@ class _Accumulator:
         self.pending: list[str] = []
         self.check_junk = kind == CaptionKind.alttext.value
 
-    def add(self, text: str) -> None:
+    def add(self, text: str, hit_limit: object = None) -> None:
         st = self.stats
         st.count += 1
+        if hit_limit is not None:  # JSON true/false (SQLite gives 1/0); absent in older captions
+            st.limit_known += 1
+            st.hit_limit += bool(hit_limit)
         st.word_counts.append(word_count(text))
         self.vocab.update(words_of(text))
         if self.check_junk:
@@ -289,7 +301,7 @@ def dataset_caption_stats(
         for kind in kinds:
             acc = _Accumulator(kind, top_n)
             query = (
-                select(Caption.text)
+                select(Caption.text, Caption.provenance["hit_token_limit"])  # type: ignore[index]
                 .join(Image, Image.id == Caption.image_id)
                 .where(Image.dataset_id == ds.id, Caption.kind == kind, Caption.is_current == True)  # noqa: E712
                 .where(visible_captions(viewer))
@@ -297,8 +309,8 @@ def dataset_caption_stats(
             )
             if limit is not None:
                 query = query.limit(limit)
-            for text in s.exec(query.execution_options(yield_per=STREAM_BATCH)):
-                acc.add(text)
+            for text, hit_limit in s.exec(query.execution_options(yield_per=STREAM_BATCH)):
+                acc.add(text, hit_limit)
             result[kind] = acc.finish()
     return result
 

@@ -478,7 +478,12 @@ def recaption_cmd(
         int | None, typer.Option(help=f"Image-decoding worker processes (default {D_RECAP['num_workers']}).")
     ] = None,
     max_new_tokens: Annotated[
-        int | None, typer.Option(help=f"Token limit per caption (default {D_RECAP['max_new_tokens']}).")
+        int | None,
+        typer.Option(
+            help="Token limit per caption (default 0: per style, "
+            + ", ".join(f"{k} {n}" for k, n in configs.DEFAULT_MAX_NEW_TOKENS.items())
+            + "; captions that reach it are flagged hit_token_limit)."
+        ),
     ] = None,
     num_beams: Annotated[
         int | None, typer.Option(help=f"Beam search width (default {D_RECAP['num_beams']}).")

@@ -164,10 +164,14 @@ def stats_summary_html(dataset: str, stats: dict[str, Any], limit: int) -> str:
     for kind, st in stats.items():
         sampled = sampled or st.count >= limit
         trunc = 100.0 * st.truncated / st.count if st.count else 0.0
+        # machine captions whose generation stopped at max_new_tokens (cut); "—" where not recorded
+        cut = st.hit_limit_fraction
+        cut_cell = "—" if cut is None else f"{100.0 * cut:.1f}% <small>({st.hit_limit:,})</small>"
         rows.append(
             f"<tr><td><span class='rv-dot rv-k-{_esc(kind) if kind in plots.KIND_COLORS else 'other'}'></span>"
             f"{_esc(kind_label(kind))}</td><td>{st.count:,}</td><td>{st.mean_words:.1f}</td>"
-            f"<td>{st.mean_tokens:.1f}</td><td>{trunc:.1f}%</td><td>{st.vocabulary_size:,}</td></tr>"
+            f"<td>{st.mean_tokens:.1f}</td><td>{trunc:.1f}%</td><td>{st.vocabulary_size:,}</td>"
+            f"<td class='rv-cut'>{cut_cell}</td></tr>"
         )
     note = (
         f"<div class='rv-note'>Statistics read the first {limit:,} captions of each kind.</div>"
@@ -177,7 +181,9 @@ def stats_summary_html(dataset: str, stats: dict[str, Any], limit: int) -> str:
     return (
         f"<div class='rv-stats-title'>Statistics of <b>{_esc(dataset)}</b></div>"
         "<table class='rv-stats'><thead><tr><th>kind</th><th>captions</th><th>mean words</th>"
-        f"<th>mean CLIP tokens</th><th>past {CONTEXT_LENGTH} tokens</th><th>vocabulary</th></tr></thead>"
+        f"<th>mean CLIP tokens</th><th>past {CONTEXT_LENGTH} tokens</th><th>vocabulary</th>"
+        "<th title='generation stopped at the token limit (max_new_tokens), not at an end token'>"
+        "cut at token limit</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>{note}"
     )
 

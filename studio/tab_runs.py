@@ -496,7 +496,12 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
                     value=D_RECAP["num_workers"], precision=0, label="Loader workers", minimum=0
                 )
                 r_tokens = gr.Number(
-                    value=D_RECAP["max_new_tokens"], precision=0, label="Max new tokens", minimum=1
+                    value=D_RECAP["max_new_tokens"],
+                    precision=0,
+                    label="Max new tokens (0 = per style: "
+                    + ", ".join(f"{k} {n}" for k, n in configs.DEFAULT_MAX_NEW_TOKENS.items())
+                    + ")",
+                    minimum=0,
                 )
                 r_beams = gr.Number(value=D_RECAP["num_beams"], precision=0, label="Beams", minimum=1)
             with gr.Row():

@@ -395,3 +395,53 @@ def test_killed_and_cancelled_finetune_resumes_from_its_checkpoints(
     assert resumed[0] % 2 == 0 and killed_at - 3 <= resumed[0] <= killed_at
     assert resumed[1] == stopped_at
     assert len(jobs.list_artifacts(ws, kind="captioner", run_id=run_id)) == 1
+
+
+# --------------------------------------------------------------------------- token limits
+
+
+def test_recaption_limits_tokens_per_style_and_flags_cut_captions(
+    ws: Workspace, tiny_model_dir: Callable[[str], Path]
+) -> None:
+    """Long captions get a longer token limit than short ones by default (384 vs 128, not 128 for
+    both); every recaption records whether it stopped at its limit (``hit_token_limit``), the log
+    and metrics count such captions per kind, and Review's statistics show their share."""
+    import io
+
+    from backend.caption_stats import dataset_caption_stats
+    from backend.datasets import get_or_create_dataset
+    from backend.images import add_image, decode_image
+    from studio.tab_review import stats_summary_html
+
+    with write_session(ws) as s:
+        for name in ("few", "few-default"):
+            ds = get_or_create_dataset(s, name)
+            for i in range(3):
+                buf = io.BytesIO()
+                PILImage.new("RGB", (32, 32), (200, 40 * i, 60 + i)).save(buf, format="PNG")
+                add_image(s, ws, int(ds.id), decode_image(buf.getvalue()), f"{name}-{i}.png")  # type: ignore[arg-type]
+    blip = str(tiny_model_dir("blip"))
+    base = {"captioner": blip, "batch_size": 3, "num_workers": 0, "torch_threads": 1}
+
+    # two new tokens: the tiny captioner never reaches its end token, every caption is cut
+    cut = run_job(ws, "recaption", {**base, "dataset": "few", "style": "short", "max_new_tokens": 2})
+    captions = run_captions(ws, int(cut.id))  # type: ignore[arg-type]
+    assert [c.provenance["hit_token_limit"] for c in captions] == [True] * 3  # type: ignore[index]
+    assert {c.provenance["generation"]["max_new_tokens"] for c in captions} == {2}  # type: ignore[index]
+    log = jobs.log_tail(ws, int(cut.id), 50)  # type: ignore[arg-type]
+    assert "3 of the 3 recap_short captions written now stopped at the 2-token limit" in log
+    assert [m.value for m in jobs.run_metrics(ws, int(cut.id), "hit_token_limit/recap_short")] == [3.0]  # type: ignore[arg-type]
+    stats = dataset_caption_stats(ws, "few")
+    assert (stats["recap_short"].hit_limit, stats["recap_short"].limit_known) == (3, 3)
+    assert stats["recap_short"].hit_limit_fraction == 1.0
+    html = stats_summary_html("few", stats, 1000)
+    assert "cut at token limit" in html and "100.0% <small>(3)</small>" in html
+
+    # the defaults: one limit per style, each caption flagged true or false
+    default = run_job(ws, "recaption", {**base, "dataset": "few-default", "style": "both"})
+    captions = run_captions(ws, int(default.id))  # type: ignore[arg-type]
+    limits = {(c.kind, c.provenance["generation"]["max_new_tokens"]) for c in captions}  # type: ignore[index]
+    assert limits == {("recap_short", 128), ("recap_long", 384)}
+    assert all(isinstance(c.provenance["hit_token_limit"], bool) for c in captions)  # type: ignore[index]
+    log = jobs.log_tail(ws, int(default.id), 50)  # type: ignore[arg-type]
+    assert "token limit recap_short 128, recap_long 384" in log

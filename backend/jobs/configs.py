@@ -106,12 +106,27 @@ class CaptionerTrainConfig:
         _choice("device", self.device, DEVICES)
 
 
+#: token limit per caption style when ``max_new_tokens`` is 0. Long captions (every object, count,
+#: position, colour, text, background) run to a few hundred tokens; a limit of 128 cut them mid-
+#: sentence, so long gets 384. Each caption records whether it hit its limit (provenance
+#: ``hit_token_limit``), and Review shows the share.
+DEFAULT_MAX_NEW_TOKENS = {"short": 128, "long": 384}
+
+
+def max_new_tokens_for(style: str, configured: int) -> int:
+    """The token limit of captions of ``style`` ("short" or "long"): ``configured``, or the
+    style's default (:data:`DEFAULT_MAX_NEW_TOKENS`) when it is 0."""
+    return configured if configured else DEFAULT_MAX_NEW_TOKENS[style]
+
+
 @dataclass
 class RecaptionConfig:
     """``recaption``: caption every image of ``dataset`` with ``captioner``.
 
     Writes ``recap_short`` and/or ``recap_long`` (see :data:`CAPTION_KINDS_FOR_STYLE`);
     ``prompt`` overrides the captioner's own prompt (chat VLMs, style-prompted models).
+    ``max_new_tokens`` 0 means each style's own limit (:data:`DEFAULT_MAX_NEW_TOKENS`); a
+    number applies to both styles.
     """
 
     dataset: str = ""
@@ -120,7 +135,7 @@ class RecaptionConfig:
     prompt: str | None = None
     batch_size: int = 16
     num_workers: int = 2
-    max_new_tokens: int = 128
+    max_new_tokens: int = 0  # 0 = per style: DEFAULT_MAX_NEW_TOKENS
     num_beams: int = 1
     dtype: str = "auto"
     device: str = "auto"
@@ -135,7 +150,7 @@ class RecaptionConfig:
             raise ConfigError("prompt must be text or empty")
         _between("batch_size", self.batch_size, 1, 4096)
         _between("num_workers", self.num_workers, 0, 64)
-        _between("max_new_tokens", self.max_new_tokens, 1, 4096)
+        _between("max_new_tokens", self.max_new_tokens, 0, 4096)
         _between("num_beams", self.num_beams, 1, 64)
         _choice("dtype", self.dtype, DTYPES)
         _choice("device", self.device, DEVICES)

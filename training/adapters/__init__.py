@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from training.adapters.base import CaptionerAdapter, DType, GenerationSettings
+from training.adapters.base import CaptionerAdapter, DType, GeneratedCaption, GenerationSettings
 from training.adapters.blip import BlipAdapter
 from training.adapters.florence2 import Florence2Adapter
 from training.adapters.git import GitAdapter
@@ -78,6 +78,7 @@ __all__ = [
     "ADAPTERS",
     "BY_MODEL_TYPE",
     "CaptionerAdapter",
+    "GeneratedCaption",
     "GenerationSettings",
     "adapter_for",
     "load_captioner",

@@ -67,6 +67,43 @@ class GenerationSettings:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class GeneratedCaption:
+    """One generated caption and whether generation stopped at ``max_new_tokens`` instead of an
+    end token (``hit_token_limit``): such a caption is cut, perhaps mid-sentence, and the
+    recaption job records the flag in its provenance so cut captions can be counted and found."""
+
+    text: str
+    hit_token_limit: bool
+
+
+def hit_token_limit(
+    new_tokens: torch.Tensor, max_new_tokens: int, stop_ids: set[int], forced_end: set[int] | None = None
+) -> list[bool]:
+    """Per row of generated tokens (prompt excluded): did generation run into ``max_new_tokens``?
+
+    ``generate`` stops a row at its first stop token and pads it afterwards; the batch ends when
+    every row has stopped or the limit is reached. So a row hit the limit exactly when the batch
+    is ``max_new_tokens`` wide and the row holds no stop token (a row whose last allowed token is
+    the stop token ended by itself) — unless the checkpoint *forces* an end token at the limit
+    (``forced_eos_token_id``, BART-style decoders such as Florence-2): then a row whose first stop
+    token is that forced token in the last position was cut too, and is counted so (a caption
+    that ended by itself in exactly that position cannot be told apart; it is counted as cut).
+    """
+    n = int(new_tokens.shape[0])
+    if new_tokens.ndim != 2 or new_tokens.shape[1] < max_new_tokens:
+        return [False] * n
+    if not stop_ids:  # nothing ends a caption but the limit
+        return [True] * n
+    stops = torch.isin(new_tokens, torch.tensor(sorted(stop_ids), device=new_tokens.device))
+    out = []
+    for row, is_stop in zip(new_tokens.tolist(), stops.tolist(), strict=True):
+        first = is_stop.index(True) if True in is_stop else None
+        forced = first == len(row) - 1 and row[first] in (forced_end or set())
+        out.append(first is None or forced)
+    return out
+
+
 def resolve_dtype(dtype: DType | torch.dtype | str) -> torch.dtype:
     """Accept the three names the UI and CLI offer, or a torch dtype."""
     if isinstance(dtype, torch.dtype):
@@ -270,6 +307,19 @@ class CaptionerAdapter(ABC):
     ) -> list[str]:
         """One caption per image: batched, under ``torch.inference_mode``, with the prompt
         and special tokens stripped."""
+        captions = self.generate_captions(batch, max_new_tokens, num_beams, do_sample, **kwargs)
+        return [c.text for c in captions]
+
+    def generate_captions(
+        self,
+        batch: Batch,
+        max_new_tokens: int = 64,
+        num_beams: int = 1,
+        do_sample: bool = False,
+        **kwargs: Any,
+    ) -> list[GeneratedCaption]:
+        """:meth:`generate`, with each caption's ``hit_token_limit`` flag (see
+        :func:`hit_token_limit`)."""
         if "labels" in batch:
             raise ValueError("generate needs a batch prepared without texts (it would see the answers)")
         gen_kwargs: dict[str, Any] = {
@@ -288,8 +338,25 @@ class CaptionerAdapter(ABC):
                 new_tokens = self._generate_new_tokens(batch, gen_kwargs)
         finally:
             self.model.train(was_training)
+        forced = gen_kwargs.get("forced_eos_token_id", self.model.generation_config.forced_eos_token_id)
+        forced_end = set(forced if isinstance(forced, (list, tuple)) else [] if forced is None else [forced])
+        hits = hit_token_limit(new_tokens, max_new_tokens, self.stop_token_ids(gen_kwargs), forced_end)
         texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-        return [t.strip() for t in texts]
+        return [GeneratedCaption(t.strip(), hit) for t, hit in zip(texts, hits, strict=True)]
+
+    def stop_token_ids(self, gen_kwargs: dict[str, Any] | None = None) -> set[int]:
+        """The token ids that end a caption in ``generate``: the call's ``eos_token_id``, else the
+        checkpoint's generation config (what transformers stops on), plus the family's own end
+        token (:meth:`_own_stop_ids`)."""
+        eos = (gen_kwargs or {}).get("eos_token_id")
+        if eos is None:
+            eos = getattr(self.model.generation_config, "eos_token_id", None)
+        ids = set(eos if isinstance(eos, (list, tuple)) else [] if eos is None else [eos])
+        return {int(i) for i in ids} | self._own_stop_ids()
+
+    def _own_stop_ids(self) -> set[int]:
+        """End tokens a family's ``generate`` applies beyond the generation config (BLIP: [SEP])."""
+        return set()
 
     @abstractmethod
     def _generate_new_tokens(self, batch: Batch, gen_kwargs: dict[str, Any]) -> torch.Tensor:
@@ -348,6 +415,9 @@ class PrefixDecoderAdapter(CaptionerAdapter):
     @abstractmethod
     def _sep_id(self) -> int:
         """The token that ends a caption."""
+
+    def _own_stop_ids(self) -> set[int]:
+        return {self._sep_id}
 
     def _build_batch(
         self, images: list[Image.Image], texts: Sequence[str] | None, prompt: str | None

@@ -92,6 +92,9 @@ class VisionEncoderDecoderAdapter(CaptionerAdapter):
             }
         )
 
+    def _own_stop_ids(self) -> set[int]:
+        return {self._eos_id}
+
     def _generate_new_tokens(self, batch: Batch, gen_kwargs: dict[str, Any]) -> torch.Tensor:
         gen_kwargs.setdefault("decoder_start_token_id", self._start_id)
         gen_kwargs.setdefault("eos_token_id", self._eos_id)

@@ -12,6 +12,12 @@ so even a batch that was generated, written and then lost its acknowledgement to
 is written at most once on retry. A batch killed between ``generate`` and commit simply did
 not happen and is redone. Unreadable images are logged, counted (metric ``skipped``, one row
 per image) and left without a caption; the run goes on.
+
+Token limits: each style has its own ``max_new_tokens`` unless the run sets one for both
+(:data:`backend.jobs.configs.DEFAULT_MAX_NEW_TOKENS`: long captions need far more than short
+ones). A caption whose generation stopped at that limit rather than at an end token is cut;
+its provenance says so (``hit_token_limit``), the log counts such captions per kind, and
+Review's statistics show their share.
 """
 
 from __future__ import annotations
@@ -25,7 +31,13 @@ from sqlmodel import select
 
 from backend.db import read_session, write_session
 from backend.jobs import store
-from backend.jobs.configs import CAPTION_KINDS_FOR_STYLE, CAPTIONER_ARTIFACT, RecaptionConfig, parse_config
+from backend.jobs.configs import (
+    CAPTION_KINDS_FOR_STYLE,
+    CAPTIONER_ARTIFACT,
+    RecaptionConfig,
+    max_new_tokens_for,
+    parse_config,
+)
 from backend.jobs.context import JobContext
 from backend.models import Caption
 from backend.workspace import Workspace
@@ -177,6 +189,8 @@ class Timing:
     write_s: float = 0.0
     images: int = 0
     skipped: int = 0
+    captions: dict[str, int] = field(default_factory=dict)  # written this attempt, per kind
+    cut: dict[str, int] = field(default_factory=dict)  # of those, stopped by the token limit
 
     def summary(self) -> dict[str, float]:
         wall = time.perf_counter() - self.started
@@ -198,7 +212,13 @@ def run(ctx: JobContext) -> None:
     device = pick_device(cfg.device)
     dtype = pick_dtype(cfg.dtype, device, log)
     set_torch_threads(cfg.torch_threads, reserved=cfg.num_workers)
-    settings = GenerationSettings(max_new_tokens=cfg.max_new_tokens, num_beams=cfg.num_beams)
+    settings = {
+        kind: GenerationSettings(
+            max_new_tokens=max_new_tokens_for(kind.removeprefix("recap_"), cfg.max_new_tokens),
+            num_beams=cfg.num_beams,
+        )
+        for kind in CAPTION_KINDS_FOR_STYLE[cfg.style]
+    }
     images = dataset_images(ws, cfg.dataset)
     passes = plan_passes(ws, cfg)
     if warning := same_prompt_warning(passes):
@@ -210,9 +230,9 @@ def run(ctx: JobContext) -> None:
     timing = Timing()
     log.info(
         "recaption %s: %d images x %s, %d already written; device %s, dtype %s, batch %d, workers %d, "
-        "torch threads %d",
+        "torch threads %d; token limit %s",
         cfg.dataset, len(images), kinds, done, device, dtype, cfg.batch_size, cfg.num_workers,
-        torch.get_num_threads(),
+        torch.get_num_threads(), ", ".join(f"{k} {settings[k].max_new_tokens}" for k in kinds),
     )  # fmt: skip
     ctx.progress(done, total, f"{done}/{total} captions")
 
@@ -230,7 +250,7 @@ def run(ctx: JobContext) -> None:
                 "artifact_id": p.model.artifact.id if p.model.artifact is not None else None,
                 "family": adapter.family,
                 "prompt": prompt if prompt is not None else adapter.default_prompt,
-                "generation": settings.to_dict(),
+                "generation": settings[kind].to_dict(),
                 "dtype": dtype,
                 "attn_implementation": adapter.attn_implementation,
             }
@@ -258,13 +278,23 @@ def run(ctx: JobContext) -> None:
             rows, template = [], caption_template(ctx.run_id)
             for kind, inputs in batch.inputs.items():
                 started = time.perf_counter()
-                texts = adapter.generate(to_device(inputs, device), **settings.as_kwargs())
+                made = adapter.generate_captions(to_device(inputs, device), **settings[kind].as_kwargs())
                 timing.generate_s += time.perf_counter() - started
-                rows += [
-                    caption_row(template, ref, kind, text, provenance[kind])
-                    for ref, text in zip(batch.refs, texts, strict=True)
-                    if kind in missing[ref.image_id]
+                new = [
+                    (ref, c) for ref, c in zip(batch.refs, made, strict=True) if kind in missing[ref.image_id]
                 ]
+                rows += [
+                    caption_row(
+                        template,
+                        ref,
+                        kind,
+                        c.text,
+                        {**provenance[kind], "hit_token_limit": c.hit_token_limit},
+                    )
+                    for ref, c in new
+                ]
+                timing.captions[kind] = timing.captions.get(kind, 0) + len(new)
+                timing.cut[kind] = timing.cut.get(kind, 0) + sum(c.hit_token_limit for _, c in new)
             started = time.perf_counter()
             insert_captions(ws, rows)
             timing.write_s += time.perf_counter() - started
@@ -281,4 +311,13 @@ def run(ctx: JobContext) -> None:
     summary = timing.summary()
     for name in ("images_per_s", "generate_share"):
         ctx.metric(done, name, summary[name])
+    for kind, n in timing.captions.items():
+        cut = timing.cut.get(kind, 0)
+        ctx.metric(done, f"hit_token_limit/{kind}", float(cut))
+        (log.warning if cut else log.info)(
+            "%d of the %d %s captions written now stopped at the %d-token limit (cut, flagged "
+            "hit_token_limit in their provenance)%s",
+            cut, n, kind, settings[kind].max_new_tokens,
+            "; raise max_new_tokens to let them end" if cut else "",
+        )  # fmt: skip
     log.info("recaption finished: %s", {k: round(v, 3) for k, v in summary.items()})
