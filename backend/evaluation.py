@@ -42,9 +42,11 @@ class EvalResult(SQLModel, table=True):
     dataset: str = Field(index=True)  # the dataset of generated images that was evaluated
     checkpoint: str  # the checkpoint label recorded by the generation run
     regime: str  # "raw" | "upsampled"
-    metric: str  # "clip_score" | "r_precision" | "fid" | "kid"
+    metric: str  # "clip_score" | "r_precision" | "r_precision_all" | "fid" | "kid"
     value: float
-    stderr: float | None = None  # standard error where the metric has one (mean over images, KID)
+    # standard error where the metric has one (CLIP-S, R-precision). Not KID: the spread of KID
+    # over random subsets is a standard deviation, stored as details["std_over_subsets"]
+    stderr: float | None = None
     n: int = 0  # images that entered the number
     model: str = ""  # CLIP model name or feature extractor name
     weights: str = ""  # pretrained tag or local weights path (as given) of that model
@@ -62,6 +64,7 @@ class EvalResult(SQLModel, table=True):
 METRICS: dict[str, tuple[str, bool]] = {
     "clip_score": ("CLIP-S", True),
     "r_precision": ("R-precision %", True),
+    "r_precision_all": ("R-precision among all prompts %", True),
     "fid": ("FID", False),
     "kid": ("KID", False),
 }
@@ -74,6 +77,7 @@ RESULT_COLUMNS = (
     "metric",
     "value",
     "stderr",
+    "std_over_subsets",
     "n",
     "model",
     "weights",
@@ -186,6 +190,8 @@ def results_table(ws: Workspace, dataset: str | None = None, *, latest: bool = T
     ``dataset`` limits it to one dataset of generated images.
 
     Columns (:data:`RESULT_COLUMNS`): the EvalResult fields (``value``, ``stderr``, ``n``,
+    ``std_over_subsets`` — KID's standard deviation over its random subsets, never a standard
+    error: KID rows have ``stderr`` empty, rows stored before issue 9 included —
     ``model``, ``weights``, ``reference``, ``run_id``, ``created_at``) and what the checkpoint was
     trained on, from its t2i artifact's meta (``contracts/GENERATED.md``): ``artifact_id``,
     ``caption_condition`` (e.g. "RECAP Mix"), ``mix`` and ``captioners`` as readable text,
@@ -204,10 +210,11 @@ def results_table(ws: Workspace, dataset: str | None = None, *, latest: bool = T
         query = query.where(EvalResult.dataset == dataset)
     with read_session(ws) as s:
         rows = list(s.exec(query.order_by(col(EvalResult.id))).all())
+        metric_of = {id(row): _metric_name(row) for row in rows}
         if latest:
             newest: dict[tuple[str, str, str, str], EvalResult] = {}
             for row in rows:
-                key = (row.dataset, row.checkpoint, row.regime, row.metric)
+                key = (row.dataset, row.checkpoint, row.regime, metric_of[id(row)])
                 have = newest.get(key)
                 if have is None or ((row.run_id or 0), row.id or 0) >= ((have.run_id or 0), have.id or 0):
                     newest[key] = row
@@ -227,14 +234,17 @@ def results_table(ws: Workspace, dataset: str | None = None, *, latest: bool = T
                     artifact = s.get(Artifact, int(artifact_id))
                     artifacts[artifact_id] = dict(artifact.meta or {}) if artifact is not None else {}
                 meta = artifacts[artifact_id]
+            kid = row.metric == "kid"  # its spread over subsets is a standard deviation, not a stderr
+            spread = (row.details or {}).get("std_over_subsets", row.stderr) if kid else None
             records.append(
                 {
                     "dataset": row.dataset,
                     "checkpoint": row.checkpoint,
                     "regime": row.regime,
-                    "metric": row.metric,
+                    "metric": metric_of[id(row)],
                     "value": row.value,
-                    "stderr": row.stderr,
+                    "stderr": None if kid else row.stderr,
+                    "std_over_subsets": spread,
                     "n": row.n,
                     "model": row.model,
                     "weights": row.weights,
@@ -256,11 +266,21 @@ def results_table(ws: Workspace, dataset: str | None = None, *, latest: bool = T
     return frame.sort_values(["dataset", "metric", "checkpoint", "regime"], ignore_index=True)
 
 
+def _metric_name(row: EvalResult) -> str:
+    """The metric a stored row really holds. Rows written before issue 9 as ``r_precision``
+    ranked the prompt among *all* prompts of the set (no ``protocol`` in their details): they
+    are shown as ``r_precision_all``, never beside the standard protocol's numbers."""
+    if row.metric == "r_precision" and "protocol" not in (row.details or {}):
+        return "r_precision_all"
+    return row.metric
+
+
 def results_wide(frame: pd.DataFrame, *, with_stderr: bool = True) -> pd.DataFrame:
     """:func:`results_table` as one row per (dataset, checkpoint) and one column per metric × regime.
 
     Column names are ``"<metric label> (<regime>)"`` (e.g. ``"CLIP-S (upsampled)"``); cells are
-    text ``"31.20 ± 0.40"`` with ``with_stderr``, else the numbers. The checkpoint's
+    text ``"31.20 ± 0.40"`` (± one standard error) with ``with_stderr``, else the numbers; KID
+    has no standard error and shows its spread as ``"0.0123 (s.d. over subsets 0.0040)"``. The checkpoint's
     ``caption_condition`` stays as a column so the table reads as RECAP's comparison table.
     """
     import pandas as pd
@@ -275,6 +295,9 @@ def results_wide(frame: pd.DataFrame, *, with_stderr: bool = True) -> pd.DataFra
         text = f"{row['value']:.{digits}f}"
         if row["stderr"] is not None and not pd.isna(row["stderr"]):
             text += f" ± {row['stderr']:.{digits}f}"
+        spread = row.get("std_over_subsets")
+        if spread is not None and not pd.isna(spread):
+            text += f" (s.d. over subsets {spread:.{digits}f})"
         return text
 
     data = frame.assign(

@@ -46,11 +46,18 @@ from studio import access  # noqa: E402
 
 ALL = "all datasets"
 NOT_ARTIFACT = "— (not a t2i artifact)"  # a hub id or folder: nothing recorded about its training
-SHORT_LABELS = {"clip_score": "CLIP-S", "r_precision": "R-precision %", "fid": "FID", "kid": "KID"}
+SHORT_LABELS = {
+    "clip_score": "CLIP-S",
+    "r_precision": "R-precision %",
+    "r_precision_all": "R-precision all prompts %",
+    "fid": "FID",
+    "kid": "KID",
+}
 REGIME_COLORS = {"raw": "#6b7280", "upsampled": "#7c3aed"}
 METRIC_LABELS = {
     "clip_score": "CLIP score ↑",
     "r_precision": "CLIP R-precision ↑",
+    "r_precision_all": "R-precision among all prompts ↑",
     "fid": "FID ↓",
     "kid": "KID ↓",
 }
@@ -60,6 +67,7 @@ LONG_HEADERS = [
     "metric",
     "value",
     "stderr",
+    "KID s.d. over subsets",
     "n",
     "caption condition",
     "mix",
@@ -90,6 +98,7 @@ class MetricRow:
     reference: str
     eval_run: int | None
     evaluated_at: str
+    std_over_subsets: float | None = None  # KID's spread over random subsets: not a standard error
 
     def cells(self) -> list[Any]:
         """The row as :data:`LONG_HEADERS` orders it: the number first, what explains it after."""
@@ -99,6 +108,7 @@ class MetricRow:
             self.metric,
             round(self.value, 4),
             round(self.stderr, 4) if self.stderr is not None else None,
+            round(self.std_over_subsets, 4) if self.std_over_subsets is not None else None,
             self.n,
             self.caption_condition,
             self.mix,
@@ -145,6 +155,7 @@ def load_rows(ws: Workspace, dataset: str | None = None, latest_only: bool = Tru
                 reference=_text(rec.get("reference")),
                 eval_run=int(rec["run_id"]) if _number(rec.get("run_id")) is not None else None,
                 evaluated_at=created.isoformat() if hasattr(created, "isoformat") else _text(created),
+                std_over_subsets=_number(rec.get("std_over_subsets")),
             )
         )
     rows.sort(key=lambda m: (m.dataset, m.checkpoint, _metric_rank(m.metric), _regime_rank(m.regime)))
@@ -191,6 +202,8 @@ def _cell(row: MetricRow | None) -> str:
     text = f"{row.value:.{digits}f}"
     if row.stderr is not None:
         text += f" ± {row.stderr:.{digits}f}"
+    if row.std_over_subsets is not None:
+        text += f" (s.d. over subsets {row.std_over_subsets:.{digits}f})"
     return text
 
 
@@ -332,7 +345,8 @@ def summary_markdown(rows: list[MetricRow]) -> str:
     return (
         f"**{len(rows)}** numbers · **{checkpoints}** checkpoints · **{datasets}** generated datasets · "
         f"regimes: {regimes}. CLIP score = 100 × cosine(image, prompt); R-precision = share of images whose "
-        "own prompt ranks first; FID/KID against the reference dataset (lower is better)."
+        "own prompt ranks first among itself and 99 random other prompts; FID/KID against the reference dataset "
+        "(lower is better); ± is one standard error, KID's s.d. is its spread over random subsets."
     )
 
 

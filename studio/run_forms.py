@@ -350,7 +350,9 @@ def eval_records(ws: Workspace, run_id: int) -> list[dict[str, Any]]:
             "regime": r.regime,
             "metric": r.metric,
             "value": r.value,
-            "stderr": r.stderr,
+            # KID's spread over random subsets is a standard deviation, never shown as a stderr
+            "stderr": None if r.metric == "kid" else r.stderr,
+            "std_over_subsets": (r.details or {}).get("std_over_subsets") if r.metric == "kid" else None,
             "n": r.n,
             "dataset": r.dataset,
             "model": r.model,
@@ -362,7 +364,8 @@ def eval_records(ws: Workspace, run_id: int) -> list[dict[str, Any]]:
 
 
 def fmt_metric(record: dict[str, Any]) -> str:
-    """``31.2 ± 0.41 (n=40)``: a metric with its standard error where it has one."""
+    """``31.2 ± 0.41 (n=40)``: a metric with its standard error where it has one; KID with its
+    standard deviation over subsets, ``0.0123 (s.d. over subsets 0.004, n=40)``."""
     value = record.get("value")
     if value is None or not isinstance(value, (int, float)) or not math.isfinite(value):
         return "—"
@@ -370,9 +373,13 @@ def fmt_metric(record: dict[str, Any]) -> str:
     stderr = record.get("stderr")
     if isinstance(stderr, (int, float)) and math.isfinite(stderr):
         text += f" ± {stderr:.2g}"
+    notes = []
+    spread = record.get("std_over_subsets")
+    if isinstance(spread, (int, float)) and math.isfinite(spread):
+        notes.append(f"s.d. over subsets {spread:.2g}")
     if record.get("n"):
-        text += f" (n={record['n']})"
-    return text
+        notes.append(f"n={record['n']}")
+    return f"{text} ({', '.join(notes)})" if notes else text
 
 
 # --------------------------------------------------------------------------- validation samples

@@ -431,9 +431,12 @@ def test_eval_stores_every_metric_with_provenance(evaluated: dict[str, Any], ref
         assert -100 <= clip_s.value <= 100 and clip_s.stderr is not None and clip_s.stderr >= 0
         assert clip_s.details["truncated_prompts"] == 1 and clip_s.details["truncated_images"] == 2
         rp = rows[(checkpoint, regime, "r_precision")]
-        assert rp.details["candidates"] == 3 and rp.value == pytest.approx(100 * rp.details["hits"] / 6)
+        assert rp.details["candidates"] == 3 and rp.details["standard_protocol"] is False
+        assert rp.value == pytest.approx(100 * rp.details["expected_hits"] / 6)
         kid = rows[(checkpoint, regime, "kid")]
-        assert kid.details["subset_size"] == 4 and kid.details["num_subsets"] == 100 and kid.stderr >= 0
+        assert kid.details["subset_size"] == 4 and kid.details["num_subsets"] == 100
+        # KID's spread over subsets is a standard deviation: never stored as a standard error
+        assert kid.stderr is None and kid.details["std_over_subsets"] >= 0
     # the reference holds exactly the files of (t2i-run-tiny, raw): its distance to them is ~0
     assert abs(rows[("t2i-run-tiny", "raw", "fid")].value) < 1e-6
     assert min(rows[(c, r, "fid")].value for c, r in groups - {("t2i-run-tiny", "raw")}) > 1e-6
@@ -453,6 +456,32 @@ def test_eval_stores_every_metric_with_provenance(evaluated: dict[str, Any], ref
         and im.meta["generated"]["regime"] == "raw"  # type: ignore[index]
     }])  # fmt: skip
     assert rows[("tiny-b", "raw", "clip_score")].value == pytest.approx(mean)
+
+
+def test_r_precision_follows_the_standard_protocol_and_keeps_the_old_one_apart(
+    resumed: dict[str, Any],
+) -> None:
+    """2 prompts are fewer than the protocol's 100 candidates: the other one is used, the row
+    says so, and the number equals the all-prompts one (no ties between 2 distinct prompts).
+    Runs on ``resume-test`` so the main dataset's result tables stay as the tests below expect."""
+    ws = resumed["ws"]
+    run = new_run(ws, "t2i_eval", {
+        "dataset": "resume-test", "metrics": ["r_precision", "r_precision_all"], "batch_size": 8,
+        "device": "cpu", "torch_threads": 1, **resumed["clip"],
+    })  # fmt: skip
+    run_here(ws, int(run.id))  # type: ignore[arg-type]
+    rows = eval_rows(ws, int(run.id))  # type: ignore[arg-type]
+    assert set(rows) == {("tiny-b", "raw", "r_precision"), ("tiny-b", "raw", "r_precision_all")}
+    rp, every = rows[("tiny-b", "raw", "r_precision")], rows[("tiny-b", "raw", "r_precision_all")]
+    assert rp.details["protocol"] == "own prompt + 99 random distractors"
+    assert (rp.details["distractors"], rp.details["candidates"], rp.details["distractor_pool"]) == (1, 2, 1)
+    assert rp.details["standard_protocol"] is False and "not comparable" in rp.details["warning"]
+    assert rp.details["chance_percent"] == pytest.approx(50.0) and rp.n == 4
+    assert every.details["candidates"] == 2 and every.value == pytest.approx(100 * every.details["hits"] / 4)
+    assert rp.value == pytest.approx(every.value)
+    assert rp.details["stderr_over"].startswith("prompts")
+    table = results_table(ws, "resume-test")
+    assert {"r_precision", "r_precision_all"} <= set(table["metric"])
 
 
 def test_eval_stops_between_groups_and_resumes(evaluated: dict[str, Any], reference: str) -> None:

@@ -9,9 +9,14 @@ preprocessing that produced it.
 Extractors
 * ``inception``: torchvision's ``inception_v3`` (IMAGENET1K_V1 weights, file
   ``inception_v3_google-0cc3c7bd.pth``), 2048-d pool features (the layer before ``fc``).
-  Preprocessing: RGB, PIL bicubic (anti-aliased) resize to 299×299 — clean-fid's "clean"
-  resize — then scaled to [-1, 1], the input range Google's Inception weights were trained
-  with. The weights are loaded only from ``extractor_weights`` or torchvision's cache file;
+  Preprocessing, the same for reference and generated images: RGB; centre crop to a square
+  (the largest one, side = the shorter side); resize to 299×299 as clean-fid's "clean" mode
+  does (PIL bicubic, anti-aliased, on each channel in float, no rounding back to 8 bits);
+  scaled to [-1, 1], the input range Google's Inception weights were trained with. Why the
+  crop: squashing a 4:3 photo to a square distorts every shape in the reference set, while a
+  square generator's images are not distorted, so FID would partly measure the aspect ratio
+  of the reference set. The T2I evaluations that use clean-fid (COCO-30K as in GigaGAN, SD)
+  centre-crop the references the same way; clean-fid itself leaves cropping to the caller. The weights are loaded only from ``extractor_weights`` or torchvision's cache file;
   when neither exists the run fails at once saying where to put the file.
   Caveat (stored with every number): published FIDs use the TensorFlow Inception graph
   (pytorch-fid / clean-fid ``pt_inception-2015-12-05``); torchvision's weights give
@@ -123,15 +128,30 @@ def inception_weights_path(weights: str = "") -> Path:
     return path
 
 
-def inception_pixels(images: Sequence[PILImage.Image]) -> torch.Tensor:
-    """RGB, PIL bicubic resize to 299×299, scaled to [-1, 1]: a float tensor (n, 3, 299, 299)."""
-    arrays = [
+def centre_square(image: PILImage.Image) -> PILImage.Image:
+    """The largest centred square of ``image`` (offsets rounded down, as ``(w - side) // 2``)."""
+    width, height = image.size
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    return image.crop((left, top, left + side, top + side))
+
+
+def clean_resize(image: PILImage.Image, size: int = INCEPTION_SIZE) -> np.ndarray:
+    """clean-fid's "clean" resize: each RGB channel as a float image (PIL mode "F"), PIL
+    bicubic to ``size``×``size``, clipped to [0, 255], not rounded: (size, size, 3) float32."""
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
+    channels = [
         np.asarray(
-            im.convert("RGB").resize((INCEPTION_SIZE, INCEPTION_SIZE), PILImage.Resampling.BICUBIC),
-            dtype=np.float32,
-        )
-        for im in images
+            PILImage.fromarray(rgb[:, :, c], mode="F").resize((size, size), PILImage.Resampling.BICUBIC)
+        ).clip(0, 255)
+        for c in range(3)
     ]
+    return np.stack(channels, axis=2).astype(np.float32)
+
+
+def inception_pixels(images: Sequence[PILImage.Image]) -> torch.Tensor:
+    """RGB, centre square, clean-fid resize to 299×299, scaled to [-1, 1]: (n, 3, 299, 299) float."""
+    arrays = [clean_resize(centre_square(im.convert("RGB"))) for im in images]
     pixels = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
     return pixels / 127.5 - 1.0
 
@@ -163,8 +183,9 @@ def load_inception(weights: str = "", device: str = "cpu") -> FeatureExtractor:
         weights=str(path),
         dim=2048,
         preprocessing=(
-            "RGB; PIL bicubic resize to 299x299 (anti-aliased, clean-fid 'clean' mode); "
-            "scaled to [-1, 1]; pool3 features (2048-d, before fc)"
+            "RGB; centre crop to a square (side = shorter side); PIL bicubic resize to 299x299 per channel "
+            "in float, not rounded (clean-fid 'clean' mode); scaled to [-1, 1]; pool3 features (2048-d, "
+            "before fc); the same for reference and generated images"
         ),
         note=(
             "torchvision IMAGENET1K_V1 Inception weights: comparable within this studio, not identical "

@@ -391,7 +391,7 @@ class T2IEvalConfig:
         _choice("device", self.device, DEVICES)
 
 
-EVAL_METRICS = ("clip_score", "r_precision", "fid", "kid")
+EVAL_METRICS = ("clip_score", "r_precision", "r_precision_all", "fid", "kid")
 FID_EXTRACTORS = ("inception", "clip")  # torchvision Inception-v3 pool features, or the open_clip image embedding
 
 

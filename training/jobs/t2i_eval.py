@@ -9,12 +9,21 @@ For each (checkpoint, regime) group and each requested metric it stores one
   prompt) over the group's images, with its standard error; how many prompts exceed CLIP's
   77-token context (their tail is never seen). Per-image scores also go to
   :class:`backend.scores.CaptionScore` on the image's ``prompt`` caption (Review shows them).
-* ``r_precision`` — CLIP R-precision as RECAP reports it (RP): the share (in %) of images
-  whose own raw prompt is the best CLIP match among *all distinct raw prompts of the
-  dataset* (the candidate count is stored: chance level is 100 / candidates).
+* ``r_precision`` — CLIP R-precision as RECAP reports it (RP), the standard protocol: the
+  share (in %) of images whose own raw prompt is the best CLIP match among itself and 99
+  prompts drawn at random from the dataset's other distinct raw prompts, averaged exactly over
+  all draws (:func:`training.metrics.clip_r_precision`). With fewer than 100 distinct prompts
+  all the others are used; the row then says ``standard_protocol: false`` with a warning, and
+  its candidate count (chance is 100 / candidates). Standard error over prompts.
+* ``r_precision_all`` — the studio's R-precision before issue 9: the own prompt among *all*
+  distinct raw prompts of the dataset. It falls as the set grows (a 3,000-prompt set scores
+  far lower than a 100-prompt one with the same model), so it is comparable only between
+  sets of the same prompts; kept for continuity.
 * ``fid`` / ``kid`` — against the images of ``reference_dataset`` with the declared feature
   extractor (:mod:`training.fid`: torchvision Inception from a local file, or the CLIP image
-  embedding, i.e. FD in CLIP space). Missing weights fail the run before any work.
+  embedding, i.e. FD in CLIP space). Missing weights fail the run before any work. KID's
+  standard deviation over its random subsets is stored as ``details["std_over_subsets"]``,
+  not in ``stderr``: it is the spread of one subset's estimate, not a standard error.
 
 A stop request is honoured between groups (a group's results are stored together).
 Idempotent and resumable: a (checkpoint, regime, metric) this run already stored is skipped
@@ -57,8 +66,10 @@ from training.fid import (
     kid_from_features,
     load_inception,
 )
+from training.metrics import RPrecision, clip_r_precision
 
-CLIP_METRICS = ("clip_score", "r_precision")
+CLIP_METRICS = ("clip_score", "r_precision", "r_precision_all")
+SIMILARITY_ROWS = 2048  # images per similarity block: bounds memory on COCO-30K-sized sets
 DISTRIBUTION_METRICS = ("fid", "kid")
 Group = tuple[str, str]  # (checkpoint label, regime)
 
@@ -235,12 +246,39 @@ def clip_score_rows(
     return 100.0 * (image_feats * own).sum(axis=1), list(group)
 
 
-def r_precision(group: Sequence[GenImage], image_feats: np.ndarray, text: TextFeatures) -> tuple[int, int]:
+def r_precision_all(
+    group: Sequence[GenImage], image_feats: np.ndarray, text: TextFeatures
+) -> tuple[int, int]:
     """(hits, n): images whose own prompt is the top-1 CLIP match among all candidate prompts."""
-    similarity = image_feats @ text.matrix.T
-    best = similarity.argmax(axis=1)
-    hits = sum(int(b == text.index[im.prompt]) for b, im in zip(best, group, strict=True))
+    hits = 0
+    for start in range(0, len(group), SIMILARITY_ROWS):
+        best = (image_feats[start : start + SIMILARITY_ROWS] @ text.matrix.T).argmax(axis=1)
+        chunk = group[start : start + SIMILARITY_ROWS]
+        hits += sum(int(b == text.index[im.prompt]) for b, im in zip(best, chunk, strict=True))
     return hits, len(group)
+
+
+def r_precision(group: Sequence[GenImage], image_feats: np.ndarray, text: TextFeatures) -> RPrecision:
+    """The standard protocol: own prompt vs 99 random other prompts of the dataset, averaged exactly."""
+    parts = []
+    for start in range(0, len(group), SIMILARITY_ROWS):
+        chunk = group[start : start + SIMILARITY_ROWS]
+        own = np.array([text.index[im.prompt] for im in chunk], dtype=np.int64)
+        parts.append(clip_r_precision(image_feats[start : start + SIMILARITY_ROWS] @ text.matrix.T, own))
+    per_image = np.concatenate([p.per_image for p in parts]) if parts else np.zeros(0)
+    pool = len(text.prompts) - 1
+    value = 100.0 * float(per_image.mean()) if len(per_image) else 0.0
+    return RPrecision(value, per_image, parts[0].distractors if parts else 0, pool)
+
+
+def stderr_over_prompts(group: Sequence[GenImage], values: np.ndarray) -> float | None:
+    """Standard error of a per-image mean, resampling prompts: the images of one prompt (its
+    seeds) are not independent, so their mean is one observation."""
+    by_prompt: dict[str, list[float]] = defaultdict(list)
+    for im, value in zip(group, values.tolist(), strict=True):
+        by_prompt[im.prompt].append(value)
+    means = np.array([np.mean(v) for v in by_prompt.values()])
+    return float(means.std(ddof=1) / math.sqrt(len(means))) if len(means) > 1 else None
 
 
 def group_details(group: Sequence[GenImage]) -> dict[str, Any]:
@@ -386,17 +424,50 @@ def run(ctx: JobContext) -> None:
                 })  # fmt: skip
                 done += 1
             if "r_precision" in missing and readable:
-                hits, n = r_precision(readable, feats, text)  # type: ignore[arg-type]
+                rp = r_precision(readable, feats, text)  # type: ignore[arg-type]
+                se = stderr_over_prompts(readable, 100.0 * rp.per_image)  # type: ignore[arg-type]
+                warning = None
+                if not rp.standard:
+                    warning = (
+                        f"only {len(text.prompts)} distinct prompts: each image's prompt was ranked against all "
+                        f"{rp.distractors} others instead of 99 random ones, so this number is not comparable "
+                        "with published R-precision (chance here is 100/"
+                        f"{rp.candidates} = {100.0 / rp.candidates:.1f}%, not 1%)"
+                    )
+                    log.warning("%s/%s r_precision: %s", checkpoint, regime, warning)
+                insert_result(ws, {
+                    **base, "metric": "r_precision", "value": rp.value, "stderr": se, "n": len(readable),
+                    "model": cfg.clip_model, "weights": cfg.clip_pretrained,
+                    "reference": ", ".join(common["group"]["prompt_sets"]),
+                    "details": {
+                        **clip_common,
+                        "definition": "% of images whose own raw prompt is the top-1 CLIP match among itself and "
+                        "99 prompts drawn at random from the dataset's other distinct raw prompts (all others "
+                        "when there are fewer), averaged exactly over all draws; ties count 1/(tied prompts)",
+                        "protocol": "own prompt + 99 random distractors", "k": 1,
+                        "distractors": rp.distractors, "candidates": rp.candidates,
+                        "distractor_pool": rp.pool, "standard_protocol": rp.standard,
+                        "expected_hits": float(rp.per_image.sum()),
+                        "chance_percent": 100.0 / rp.candidates,
+                        "stderr_over": "prompts (the images of one prompt are averaged first)",
+                        "truncated_candidates": len(text.truncated), "warning": warning,
+                    },
+                })  # fmt: skip
+                done += 1
+            if "r_precision_all" in missing and readable:
+                hits, n = r_precision_all(readable, feats, text)  # type: ignore[arg-type]
                 share = hits / n
                 insert_result(ws, {
-                    **base, "metric": "r_precision", "value": 100.0 * share,
+                    **base, "metric": "r_precision_all", "value": 100.0 * share,
                     "stderr": 100.0 * math.sqrt(share * (1 - share) / n), "n": n,
                     "model": cfg.clip_model, "weights": cfg.clip_pretrained,
                     "reference": ", ".join(common["group"]["prompt_sets"]),
                     "details": {
                         **clip_common,
                         "definition": "% of images whose own raw prompt is the top-1 CLIP match among all "
-                        "distinct raw prompts of the dataset",
+                        "distinct raw prompts of the dataset (depends on the set's size: compare only sets "
+                        "of the same prompts)",
+                        "protocol": "own prompt among all prompts of the dataset",
                         "hits": hits, "k": 1, "candidates": len(text.prompts),
                         "chance_percent": 100.0 / len(text.prompts),
                         "truncated_candidates": len(text.truncated),
@@ -437,7 +508,9 @@ def run(ctx: JobContext) -> None:
                 if "kid" in missing:
                     kid = kid_from_features(feats, ref_feats, cfg.kid_subset_size)
                     insert_result(ws, {
-                        **base, "metric": "kid", "value": kid.mean, "stderr": kid.std, "n": kid.n1,
+                        # kid.std is the spread over random subsets, not a standard error: stored
+                        # under its own name, and ``stderr`` stays empty
+                        **base, "metric": "kid", "value": kid.mean, "stderr": None, "n": kid.n1,
                         "model": extractor.model, "weights": extractor.weights, "reference": cfg.reference_dataset,
                         "details": {
                             **dist_common, "kernel": "(x.y / d + 1)^3", "estimator": "unbiased MMD^2",
@@ -455,10 +528,13 @@ def run(ctx: JobContext) -> None:
             select(EvalResult).where(EvalResult.run_id == ctx.run_id).order_by(col(EvalResult.id))
         ).all()
     for row in rows:
+        spread = (row.details or {}).get("std_over_subsets") if row.metric == "kid" else None
         log.info(
-            "%s / %s  %-11s %10.4f%s  (n=%d, %s)",
+            "%s / %s  %-15s %10.4f%s  (n=%d, %s)",
             row.checkpoint, row.regime, row.metric, row.value,
-            f" ± {row.stderr:.4f}" if row.stderr is not None else "", row.n, row.model,
+            f" ± {row.stderr:.4f} (standard error)" if row.stderr is not None
+            else f" (s.d. over subsets {spread:.4f})" if spread is not None else "",
+            row.n, row.model,
         )  # fmt: skip
     ctx.progress(total, total, f"{len(rows)} results")
 
