@@ -238,9 +238,16 @@ def export_votes_cmd(
 def results_cmd(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Campaign name.")],
-    criterion: Annotated[str | None, typer.Option("--criterion", help="Only this criterion.")] = None,
+    criterion: Annotated[
+        str | None,
+        typer.Option("--criterion", help="Ratings of this criterion (default: the campaign's first, its primary)."),
+    ] = None,
+    all_criteria: Annotated[
+        bool,
+        typer.Option("--all-criteria", help="Pool every criterion into one rating (one vote per judgment)."),
+    ] = False,
     bootstrap: Annotated[
-        int, typer.Option("--bootstrap", min=1, help="Bootstrap rounds for intervals.")
+        int, typer.Option("--bootstrap", min=1, help="Bootstrap rounds for intervals (resampling prompts).")
     ] = 100,
     seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
     csv_path: Annotated[
@@ -248,26 +255,31 @@ def results_cmd(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Bradley–Terry ratings with 95 % bootstrap intervals, win counts, left bias and agreement."""
+    """Bradley–Terry ratings with 95 % intervals (bootstrap over prompts), win counts, left bias and
+    agreement, for the campaign's primary (first) criterion unless told otherwise."""
     from backend import arena
 
     ws = _ws(ctx)
+    if criterion is not None and all_criteria:
+        raise fail("give --criterion or --all-criteria, not both")
+    options = {"criterion": criterion, "pool_criteria": all_criteria, "bootstrap_rounds": bootstrap, "seed": seed}
     try:
         if csv_path is not None:
-            results = arena.export_results_csv(
-                ws, name, csv_path, criterion=criterion, bootstrap_rounds=bootstrap, seed=seed
-            )
+            results = arena.export_results_csv(ws, name, csv_path, **options)
         else:
-            results = arena.campaign_results(
-                ws, name, criterion=criterion, bootstrap_rounds=bootstrap, seed=seed
-            )
+            results = arena.campaign_results(ws, name, **options)
     except arena.ArenaError as exc:
         raise fail(str(exc)) from None
     data = results.to_json()
     if as_json:
         print(json.dumps(data, default=str))
         return
-    title = f"{data['campaign']}: {data['n_votes']} votes" + (f" · {criterion}" if criterion else "")
+    if data["pooled"]:
+        which = "all criteria pooled" if len(data["criteria"]) > 1 else str(data["criterion"] or "all votes")
+    else:
+        primary = " (primary)" if data["criterion"] == data["primary_criterion"] else ""
+        which = f"criterion: {data['criterion']}{primary}"
+    title = f"{data['campaign']}: {data['n_votes']} votes · {which}"
     table = Table(
         "rank",
         "system",
@@ -288,6 +300,24 @@ def results_cmd(
             str(row["losses"]), str(row["ties"]), meta.get("caption_condition") or "—", meta.get("captioner") or "—",
         )  # fmt: skip
     out.print(table)
+    units = data["intervals"]["resampled_units"]
+    out.print(
+        f"95% intervals: percentile bootstrap over {units} prompt(s) ({bootstrap} rounds); the votes on one "
+        "prompt (annotators, criteria, seeds) are resampled together.",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    others = [c for c in data["criteria"] if c != data["criterion"]]
+    if len(data["criteria"]) > 1:
+        out.print(
+            f"Other criteria: {', '.join(others)} (--criterion NAME); --all-criteria pools them"
+            if not data["pooled"]
+            else "Each criterion alone: --criterion NAME",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
     bias = data["left_bias"]
     if bias and bias["share"] is not None:
         out.print(

@@ -39,13 +39,15 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from backend import arena as arena_api  # noqa: E402
+from backend.arena.results import CLUSTER  # noqa: E402
 from backend.models import Role, User  # noqa: E402
 from backend.stats import LeftBias, bootstrap_bt  # noqa: E402
 from backend.users import PermissionDenied  # noqa: E402
 from backend.workspace import Workspace  # noqa: E402
 from studio.session import current_user, require_admin_ui  # noqa: E402
 
-ALL_CRITERIA = "all criteria"
+ALL_CRITERIA = "all criteria (pooled)"
+POOLED_VALUES = {ALL_CRITERIA, "all criteria"}  # the second: the label before issue 9 (API callers)
 DPI = 100
 CONDITION_COLORS = ("#c2410c", "#6b7280", "#1d4ed8", "#7c3aed", "#059669", "#db2777", "#0891b2", "#b45309")
 NO_CONDITION = "unknown"  # the label backend.arena.results uses too
@@ -204,7 +206,7 @@ def ratings_figure(ratings: pd.DataFrame, meta: Mapping[str, Mapping[str, str]],
         for _, row in df.iterrows()
     ]
     ax.set_yticks(y, labels, fontsize=9)
-    ax.set_xlabel("Bradley–Terry rating (Elo scale; bars: 95% bootstrap interval)")
+    ax.set_xlabel("Bradley–Terry rating (Elo scale; bars: 95% interval, bootstrap over prompts)")
     left = float(df["lower"].min())
     right = float(df["upper"].max())
     pad = max(20.0, 0.25 * (right - left))
@@ -381,7 +383,8 @@ NEEDED_SPEC = [
     ("lower", "gap lower", "int"),
     ("upper", "gap upper", "int"),
     ("separated", "separated at 95%", "bool"),
-    ("votes_needed", "≈ further votes needed", "int"),
+    ("clusters_needed", "≈ further prompts needed", "int"),
+    ("votes_needed", "≈ further votes (on new prompts)", "int"),
 ]
 COHEN_SPEC = [
     ("annotator_1", "annotator", ""),
@@ -440,12 +443,13 @@ def condition_ratings(
             "model_a": votes["model_a"].map(lambda s: cond.get(str(s), NO_CONDITION)),
             "model_b": votes["model_b"].map(lambda s: cond.get(str(s), NO_CONDITION)),
             "outcome": votes["outcome"],
+            CLUSTER: votes[CLUSTER],
         }
     )
     df = df[df["model_a"] != df["model_b"]]
     if df.empty:
         return pd.DataFrame(columns=columns)
-    table = bootstrap_bt(df, rounds=rounds, seed=seed)
+    table = bootstrap_bt(df, rounds=rounds, seed=seed, cluster=CLUSTER)  # resampling prompts, as the ratings
     counts = pd.concat([df["model_a"], df["model_b"]]).value_counts()
     table["n"] = table["system"].map(lambda c: int(counts.get(c, 0)))
     return table
@@ -488,15 +492,24 @@ def conditions_html(groups: list[dict[str, Any]], pooled: pd.DataFrame) -> str:
 
 def compute_view(ws: Workspace, name: str, criterion: str | None, rounds: int) -> tuple[Any, ...]:
     """Every output of the results page for one campaign (and criterion)."""
-    crit = None if not criterion or criterion == ALL_CRITERIA else criterion
-    results = arena_api.campaign_results(ws, name, criterion=crit, bootstrap_rounds=rounds, seed=0)
+    pooled = criterion in POOLED_VALUES
+    crit = None if not criterion or pooled else criterion  # None and not pooled: the primary criterion
+    results = arena_api.campaign_results(
+        ws, name, criterion=crit, pool_criteria=pooled, bootstrap_rounds=rounds, seed=0
+    )
     meta = system_meta_table(results.systems)
-    votes = rated_votes(arena_api.campaign_votes(ws, name), crit)
+    votes = rated_votes(arena_api.campaign_votes(ws, name), results.criterion)
     annotators = 0 if votes.empty else votes["annotator"].nunique()
+    if results.pooled:
+        which = "**all criteria pooled**" if len(results.criteria) > 1 else f"**{_esc(results.criterion or '—')}**"
+    else:
+        primary = " (primary: the campaign's first)" if results.criterion == results.primary_criterion else ""
+        which = f"**{_esc(results.criterion)}**{primary}"
     summary = (
-        f"**{_esc(results.campaign)}** ({results.kind}) · criterion: **{_esc(crit or ALL_CRITERIA)}** · "
+        f"**{_esc(results.campaign)}** ({results.kind}) · criterion: {which} · "
         f"{results.n_judgments} judgments, {results.n_votes} in the ratings (first looks at regular pairs) "
-        f"by {annotators} annotator(s) · {len(meta)} systems · intervals from {rounds} bootstrap rounds"
+        f"by {annotators} annotator(s) · {len(meta)} systems · 95% intervals from {rounds} bootstrap rounds "
+        f"over {results.n_clusters} prompts (the votes on one prompt are resampled together)"
     )
     if results.warnings:
         summary += "\n\n⚠ " + " ".join(_esc(w) for w in results.warnings)
@@ -517,7 +530,7 @@ def compute_view(ws: Workspace, name: str, criterion: str | None, rounds: int) -
         agreement_html(results.agreement),
         "".join(annotator_parts),
         table_html(results.votes_needed, NEEDED_SPEC, empty="fewer than two rated systems"),
-        frames_html(results.per_criterion, RATING_SPEC, "one criterion only (or a single criterion chosen)"),
+        frames_html(results.per_criterion, RATING_SPEC, "the campaign has one criterion"),
         frames_html(results.per_category, RATING_SPEC, "no prompt categories"),
     )
 
@@ -531,8 +544,8 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
             choices=[], label="Campaign", allow_custom_value=True, elem_id="ar-campaign", scale=2
         )
         criterion = gr.Dropdown(
-            choices=[ALL_CRITERIA],
-            value=ALL_CRITERIA,
+            choices=[],
+            value=None,
             label="Criterion",
             allow_custom_value=True,
             elem_id="ar-criterion",
@@ -609,11 +622,13 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
     ]
 
     def _criteria_update(name: str | None) -> Any:
+        """Each criterion (the first, the campaign's primary, chosen), then pooling all of them."""
         if not name:
-            return gr.update(choices=[ALL_CRITERIA], value=ALL_CRITERIA)
+            return gr.update(choices=[], value=None)
         camp = arena_api.get_campaign(ws, name)
         crits = list(camp.criteria or [])
-        return gr.update(choices=[ALL_CRITERIA, *crits], value=ALL_CRITERIA)
+        choices = [*crits, ALL_CRITERIA] if len(crits) > 1 else crits
+        return gr.update(choices=choices, value=crits[0] if crits else None)
 
     def on_load(request: gr.Request):
         try:
@@ -656,7 +671,7 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
 
     btn_show.click(show, [campaign, criterion, rounds], view_outputs, api_name="arena_results")
     criterion.input(show, [campaign, criterion, rounds], view_outputs, api_visibility="private")
-    # picking a campaign shows its results at once (criterion reset to all)
+    # picking a campaign shows its results at once (criterion reset to its primary)
     campaign.input(pick_campaign, campaign, criterion, api_visibility="private").success(
         show, [campaign, criterion, rounds], view_outputs, api_visibility="private"
     )

@@ -10,10 +10,21 @@ Which votes enter what:
   ``"<system> [decoy]"`` and ``gold_answer`` is the name of the system that should win, so the
   orientation-free statistics of :mod:`backend.stats` apply unchanged.
 
-Without a criterion, ratings pool every criterion (one vote per judgment); ``per_criterion``
-has each criterion alone. Every system appears in ``ratings`` even without votes (rating None),
-with its caption mix, captioner and caption condition, and ``by_condition`` groups the systems
-by caption condition — the comparison the RECAP method is about.
+Which criterion: the headline ratings are one criterion's, by default the campaign's *primary*
+criterion — the first it was created with (the one gold pairs test, too). Criteria measure
+different things (prompt following is not image quality), and one pair judged under two
+criteria is not two independent votes, so pooling them is done only when asked
+(``pool_criteria=True``, the CLI's ``--all-criteria``, "all criteria (pooled)" in the Results
+tab). ``per_criterion`` has every criterion alone whenever the campaign has several.
+
+Intervals resample prompts (a cluster bootstrap, :mod:`backend.stats.bradley_terry`): every
+annotator, criterion, seed and system pair of one prompt shares that prompt's images, so the
+prompt is the independent unit. A caption campaign's "prompt" is the judged image's key; a
+vote without a prompt is its own pair's cluster. ``votes_needed`` comes from the same bootstrap.
+
+Every system appears in ``ratings`` even without votes (rating None), with its caption mix,
+captioner and caption condition, and ``by_condition`` groups the systems by caption
+condition — the comparison the RECAP method is about.
 """
 
 from __future__ import annotations
@@ -54,7 +65,9 @@ VOTE_COLUMNS = [
     "source",
     "flags",
     "created_at",
+    "cluster",
 ]
+CLUSTER = "cluster"  # the vote column the intervals resample: the prompt (or the pair without one)
 RATING_COLUMNS = ["system", "rating", "lower", "upper", "rank", "wins", "losses", "ties", "both_bad", "n"]
 DECOY = " [decoy]"
 
@@ -74,6 +87,8 @@ def campaign_votes(ws: Workspace, name: CampaignRef) -> pd.DataFrame:
     frame.loc[gold & right_left, "model_b"] = frame.loc[gold & right_left, "right"] + DECOY
     frame["gold_answer"] = np.where(gold, np.where(right_left, frame["model_a"], frame["model_b"]), None)
     frame["outcome"] = frame["winner"].map(OUTCOME)
+    prompt = frame["prompt"].fillna("").astype(str)
+    frame[CLUSTER] = np.where(prompt.str.strip() != "", "prompt: " + prompt, "pair: " + frame["pair_id"].astype(str))
     return frame[VOTE_COLUMNS]
 
 
@@ -102,8 +117,8 @@ def _ratings(
         table = pd.DataFrame({"system": systems})
         samples = None
     else:
-        samples = stats.bootstrap_samples(votes, rounds, seed)
-        table = stats.bootstrap_bt(votes, rounds, seed, samples=samples)
+        samples = stats.bootstrap_samples(votes, rounds, seed, cluster=CLUSTER)
+        table = stats.bootstrap_bt(votes, rounds, seed, samples=samples, cluster=CLUSTER)
         table = table.merge(stats.system_counts(votes), on="system", how="left")
         table = pd.concat(
             [table, pd.DataFrame({"system": [s for s in systems if s not in set(table["system"])]})]
@@ -122,7 +137,7 @@ class CampaignResults:
     campaign: str
     kind: str
     criteria: list[str]
-    criterion: str | None
+    criterion: str | None  # the criterion of the headline ratings; None when criteria are pooled
     n_votes: int  # judgments that entered the ratings
     n_judgments: int  # all judgments, repeats and gold included
     ratings: pd.DataFrame
@@ -137,6 +152,10 @@ class CampaignResults:
     systems: dict[str, dict[str, Any]]  # name -> meta: mix, captioner(s), caption_condition, source
     by_condition: list[dict[str, Any]]
     warnings: list[str] = field(default_factory=list)
+    pooled: bool = False  # True when the headline ratings pool every criterion (asked for)
+    primary_criterion: str | None = None  # the campaign's first criterion: the default headline
+    n_clusters: int = 0  # prompts (or pairs without one) behind the rated votes: what the bootstrap resamples
+    bootstrap_rounds: int = 0
 
     def to_json(self) -> dict[str, Any]:
         systems = {}
@@ -154,6 +173,14 @@ class CampaignResults:
             "kind": self.kind,
             "criteria": self.criteria,
             "criterion": self.criterion,
+            "pooled": self.pooled,
+            "primary_criterion": self.primary_criterion,
+            "intervals": {
+                "level": 0.95,
+                "method": "percentile bootstrap over prompts (cluster bootstrap)",
+                "resampled_units": self.n_clusters,
+                "rounds": self.bootstrap_rounds,
+            },
             "n_votes": self.n_votes,
             "n_judgments": self.n_judgments,
             "systems": systems,
@@ -203,18 +230,27 @@ def campaign_results(
     name: CampaignRef,
     *,
     criterion: str | None = None,
+    pool_criteria: bool = False,
     bootstrap_rounds: int = 100,
     seed: int = 0,
 ) -> CampaignResults:
+    """Every statistic of a campaign. The headline ratings are of ``criterion``, by default the
+    campaign's primary (first) criterion; ``pool_criteria=True`` pools every criterion instead
+    (one vote per judgment; the prompt-level bootstrap keeps the intervals honest about it)."""
     if bootstrap_rounds < 1:
         raise ArenaError(f"bootstrap rounds must be at least 1, not {bootstrap_rounds}")
     with read_session(ws) as s:
         campaign = find_campaign(s, name)
         system_rows = list(s.exec(select(ArenaSystem).where(ArenaSystem.campaign_id == campaign.id)))
+    if pool_criteria and criterion is not None:
+        raise ArenaError("choose one criterion or pool all criteria, not both")
     if criterion is not None and criterion not in campaign.criteria:
         raise ArenaError(
             f"criterion {criterion!r} is not one of campaign {campaign.name!r}'s: {', '.join(campaign.criteria)}"
         )
+    primary = campaign.criteria[0] if campaign.criteria else None
+    if criterion is None and not pool_criteria:
+        criterion = primary
     systems = {}
     for row in sorted(system_rows, key=lambda r: r.name):
         meta = dict(row.meta or {})
@@ -224,7 +260,7 @@ def campaign_results(
         meta["artifact_id"] = row.artifact_id
         systems[row.name] = meta
     names = list(systems)
-    votes = campaign_votes(ws, campaign.id)  # type: ignore[arg-type]
+    votes = all_votes = campaign_votes(ws, campaign.id)  # type: ignore[arg-type]
     n_judgments = len(votes)
     if criterion is not None:
         votes = votes[votes["criterion"] == criterion]
@@ -236,9 +272,10 @@ def campaign_results(
         warnings.simplefilter("always", stats.DisconnectedComparisonWarning)
         ratings, samples = _ratings(rated, names, bootstrap_rounds, seed)
         per_criterion = {}
-        if criterion is None and len(campaign.criteria) > 1:
+        if len(campaign.criteria) > 1:
+            every = all_votes[~all_votes["is_gold"].astype(bool) & ~all_votes["is_repeat"].astype(bool)]
             for c in campaign.criteria:
-                per_criterion[c] = _ratings(rated[rated["criterion"] == c], names, bootstrap_rounds, seed)[0]
+                per_criterion[c] = _ratings(every[every["criterion"] == c], names, bootstrap_rounds, seed)[0]
         per_category = {}
         for cat in sorted({c for c in rated["category"].dropna().unique() if str(c).strip()}):
             sub = rated[rated["category"] == cat]
@@ -250,7 +287,9 @@ def campaign_results(
         ]
     has = not rated.empty
     needed = (
-        stats.votes_to_separate(rated, samples=samples) if has and samples is not None else pd.DataFrame()
+        stats.votes_to_separate(rated, samples=samples, cluster=CLUSTER)
+        if has and samples is not None
+        else pd.DataFrame()
     )
     regular = votes[~gold]
     results = CampaignResults(
@@ -272,6 +311,10 @@ def campaign_results(
         systems=systems,
         by_condition=_by_condition(ratings, systems),
         warnings=sorted(set(caught)),
+        pooled=criterion is None,
+        primary_criterion=primary,
+        n_clusters=int(rated[CLUSTER].nunique()) if has else 0,
+        bootstrap_rounds=bootstrap_rounds,
     )
     return results
 
