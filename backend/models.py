@@ -61,6 +61,23 @@ class User(SQLModel, table=True):
     password_hash: str
     active: bool = Field(default=True)
     created_at: datetime = Field(default_factory=utcnow)
+    # sessions opened before this moment end (a changed password shuts out whoever knew the old one)
+    password_changed_at: datetime | None = Field(default=None)
+
+
+class LoginThrottle(SQLModel, table=True):
+    """Consecutive failed logins of one user name (``scope`` "user") or one client address
+    ("client"), and the lock they earned (backend.users). In the database, not in memory,
+    so a restart of the studio does not hand an attacker a fresh set of guesses."""
+
+    __table_args__ = (UniqueConstraint("scope", "key", name="uq_loginthrottle_scope_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    scope: str
+    key: str
+    failures: int = Field(default=0)
+    last_failure_at: datetime = Field(default_factory=utcnow)
+    locked_until: datetime | None = Field(default=None)
 
 
 class Dataset(SQLModel, table=True):

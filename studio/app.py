@@ -6,6 +6,8 @@ so every page, file and API route of the server requires a session cookie.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import gradio as gr
@@ -13,14 +15,38 @@ from starlette.middleware import Middleware
 
 from backend import jobs
 from backend.db import migrate
-from backend.users import PermissionDenied, verify_login
+from backend.users import PermissionDenied
 from backend.workspace import Workspace
 from studio import tab_annotate, tab_arena, tab_datasets, tab_results, tab_review, tab_runs
 from studio.access import FileAccess
 from studio.auth_guard import RequireLogin
 from studio.session import current_user
+from studio.sessions import SessionPolicy, authenticate
 
 STATIC_DIR = Path(__file__).parent / "static"
+MAX_UPLOAD_MB_ENV = "RECAP_STUDIO_MAX_UPLOAD_MB"
+DEFAULT_MAX_UPLOAD_MB = 1024  # bigger corpora are imported from a server path, not uploaded
+
+
+def max_upload_mb(value: int | None = None) -> int:
+    """``--max-upload-mb`` wins, then ``RECAP_STUDIO_MAX_UPLOAD_MB``, then 1024 MB."""
+    raw = value if value is not None else os.environ.get(MAX_UPLOAD_MB_ENV) or DEFAULT_MAX_UPLOAD_MB
+    try:
+        mb = int(raw)
+    except ValueError:
+        raise ValueError(f"${MAX_UPLOAD_MB_ENV}={raw!r} is not a whole number of megabytes") from None
+    if mb < 1:
+        raise ValueError(f"the upload limit must be at least 1 MB (got {mb})")
+    return mb
+
+
+def private_gradio_cache() -> str:
+    """Gradio copies uploads and every file it serves into ``GRADIO_TEMP_DIR`` (by default
+    the shared ``/tmp/gradio``, readable by other local users); unless the user chose a folder,
+    use a fresh one that only this user can read (mkdtemp makes it 0700)."""
+    if not os.environ.get("GRADIO_TEMP_DIR"):
+        os.environ["GRADIO_TEMP_DIR"] = tempfile.mkdtemp(prefix="recap-studio-gradio-")
+    return os.environ["GRADIO_TEMP_DIR"]
 
 
 def _head() -> str:
@@ -64,17 +90,32 @@ def build_app(ws: Workspace) -> gr.Blocks:
     return blocks
 
 
-def serve(ws: Workspace, host: str = "127.0.0.1", port: int = 7860, quiet: bool = False) -> None:
-    """Start the studio server (blocks until stopped)."""
+def serve(
+    ws: Workspace,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    quiet: bool = False,
+    *,
+    session_hours: float | None = None,
+    max_upload: int | None = None,
+) -> None:
+    """Start the studio server (blocks until stopped).
+
+    ``session_hours``: how long a login lasts (default $RECAP_STUDIO_SESSION_HOURS or 12);
+    ``max_upload``: the largest uploaded file in MB (default $RECAP_STUDIO_MAX_UPLOAD_MB or 1024).
+    """
+    sessions = SessionPolicy.hours(ws, session_hours)
+    upload_mb = max_upload_mb(max_upload)
     migrate(ws)
     jobs.reconcile_orphans(ws)  # runs whose process died while no studio ran become 'interrupted'
     tab_runs.start_queue_worker(ws)  # a daemon thread: backend.jobs.tick(ws) every ~2 s
+    private_gradio_cache()  # before the app is built: components and the server read it then
     blocks = build_app(ws)
     blocks.queue(default_concurrency_limit=8)
     blocks.launch(
         server_name=host,
         server_port=port,
-        auth=lambda name, password: verify_login(ws, name, password),
+        auth=authenticate(ws),  # Argon2 check with back-off per name and address (429 when locked)
         auth_message="RECAP Studio: log in with your studio account (admins add users with `recap-studio user add`).",
         # handlers may hand out stored files; who may fetch which is decided per user by
         # FileAccess in the middleware (annotators: no originals, nothing of a blinded dataset)
@@ -84,6 +125,7 @@ def serve(ws: Workspace, host: str = "127.0.0.1", port: int = 7860, quiet: bool 
         quiet=quiet,
         footer_links=[],
         head=_head(),
-        app_kwargs={"middleware": [Middleware(RequireLogin, file_access=FileAccess(ws))]},
+        max_file_size=upload_mb * 1024 * 1024,
+        app_kwargs={"middleware": [Middleware(RequireLogin, file_access=FileAccess(ws), sessions=sessions)]},
         css=_css(),
     )

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from http.cookies import SimpleCookie
+from typing import TYPE_CHECKING
 
 import anyio
+
+if TYPE_CHECKING:
+    from studio.sessions import SessionPolicy
 
 # What the browser needs before it has a session: the page shell, its static assets,
 # the login form's own calls, and logout.
@@ -43,7 +47,8 @@ def is_public(path: str) -> bool:
     return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
 
 
-def _session_user(scope: dict) -> str | None:
+def session_token(scope: dict) -> str | None:
+    """The request's session token, if it names a live Gradio session."""
     gradio_app = scope.get("app")
     tokens = getattr(gradio_app, "tokens", None)
     cookie_id = getattr(gradio_app, "cookie_id", None)
@@ -58,8 +63,13 @@ def _session_user(scope: dict) -> str | None:
     for name in (f"access-token-{cookie_id}", f"access-token-unsecure-{cookie_id}"):
         morsel = cookie.get(name)
         if morsel is not None and morsel.value in tokens:
-            return tokens[morsel.value]
+            return morsel.value
     return None
+
+
+def _session_user(scope: dict) -> str | None:
+    token = session_token(scope)
+    return None if token is None else scope["app"].tokens.get(token)
 
 
 class RequireLogin:
@@ -71,15 +81,28 @@ class RequireLogin:
     stored originals and the images of blind-judged datasets from annotators.
     """
 
-    def __init__(self, app, file_access: Callable[[str, str], bool] | None = None) -> None:  # noqa: ANN001 - ASGI app
+    def __init__(
+        self,
+        app,  # noqa: ANN001 - ASGI app
+        file_access: Callable[[str, str], bool] | None = None,
+        sessions: SessionPolicy | None = None,
+    ) -> None:
         self.app = app
         self.file_access = file_access
+        self.sessions = sessions  # login back-off and session expiry (studio.sessions)
 
     async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001 - ASGI signature
         if scope["type"] not in ("http", "websocket") or is_public(scope.get("path", "")):
+            if self.sessions is not None:
+                if self.sessions.is_login(scope):
+                    await self.sessions.login(self.app, scope, receive, send)
+                    return
+                await self.sessions.screen(scope)  # Gradio's own checks (/config) see an ended session gone
             await self.app(scope, receive, send)
             return
         user = _session_user(scope)
+        if user is not None and self.sessions is not None and not await self.sessions.allows(scope, user):
+            user = None  # expired, disabled, or the password changed since: log in again
         if user is not None:
             path = scope.get("path", "")
             if (

@@ -187,13 +187,30 @@ def export(
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 7860,
+    session_hours: Annotated[
+        float | None,
+        typer.Option(help="How long a login lasts (default $RECAP_STUDIO_SESSION_HOURS or 12)."),
+    ] = None,
+    max_upload_mb: Annotated[
+        int | None,
+        typer.Option(
+            help="Largest file a form accepts, in MB (default $RECAP_STUDIO_MAX_UPLOAD_MB or 1024)."
+        ),
+    ] = None,
 ) -> None:
     """Start the studio web app (login required)."""
+    from studio.app import max_upload_mb as upload_limit
     from studio.app import serve as serve_app
+    from studio.sessions import session_hours as session_limit
 
+    try:  # a bad setting is one line now, not a traceback once the server starts
+        session_limit(session_hours)
+        upload_limit(max_upload_mb)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
     ws = _ws()
     out.print(f"RECAP Studio on http://{host}:{port}  (workspace {ws.home})")
-    serve_app(ws, host=host, port=port)
+    serve_app(ws, host=host, port=port, session_hours=session_hours, max_upload=max_upload_mb)
 
 
 @app.command()
@@ -220,21 +237,27 @@ def demo(
         serve_app(ws, host=host, port=port)
 
 
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+PasswordStdin = Annotated[
+    bool, typer.Option("--password-stdin", help="Read the password from stdin (else it is prompted for).")
+]
+
+
 @user_app.command("add")
 def user_add(
     name: Annotated[str, typer.Argument(help="Login name.")],
     role: Annotated[str, typer.Option("--role", help="admin or annotator")] = "annotator",
-    password_stdin: Annotated[
-        bool, typer.Option("--password-stdin", help="Read the password from stdin.")
-    ] = False,
+    password_stdin: PasswordStdin = False,
 ) -> None:
-    """Add a user. The password is read from stdin (--password-stdin) or prompted for."""
+    """Add a user (password of at least 12 characters, read from stdin or prompted for)."""
     from backend.users import UserError, add_user
 
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    password = _read_password(password_stdin)
     try:
         user = add_user(_ws(), name, role, password)
     except UserError as exc:
@@ -242,14 +265,82 @@ def user_add(
     out.print(f"Added {user.role} '{user.name}'.")
 
 
-@user_app.command("list")
-def user_list() -> None:
-    """List users and roles."""
-    from backend.users import list_users
+@user_app.command("passwd")
+def user_passwd(
+    name: Annotated[str, typer.Argument(help="Login name.")],
+    password_stdin: PasswordStdin = False,
+) -> None:
+    """Set a user's password: their open sessions end and any login lock is lifted."""
+    from backend.users import UserError, set_password
 
-    table = Table("name", "role", "active")
-    for u in list_users(_ws()):
-        table.add_row(u.name, u.role, "yes" if u.active else "no")
+    password = _read_password(password_stdin)
+    try:
+        set_password(_ws(), name, password)
+    except UserError as exc:
+        raise fail(str(exc)) from None
+    out.print(f"Password of '{name}' changed; their open sessions end.", markup=False, highlight=False)
+
+
+@user_app.command("disable")
+def user_disable(name: Annotated[str, typer.Argument(help="Login name.")]) -> None:
+    """Disable a login (open sessions end within seconds); captions and votes stay."""
+    from backend.users import UserError, set_active
+
+    try:
+        set_active(_ws(), name, False)
+    except UserError as exc:
+        raise fail(str(exc)) from None
+    out.print(f"User '{name}' disabled.", markup=False, highlight=False)
+
+
+@user_app.command("enable")
+def user_enable(name: Annotated[str, typer.Argument(help="Login name.")]) -> None:
+    """Enable a disabled login again (and lift any login lock)."""
+    from backend.users import UserError, set_active
+
+    try:
+        set_active(_ws(), name, True)
+    except UserError as exc:
+        raise fail(str(exc)) from None
+    out.print(f"User '{name}' enabled.", markup=False, highlight=False)
+
+
+@user_app.command("unlock")
+def user_unlock(name: Annotated[str, typer.Argument(help="Login name.")]) -> None:
+    """Lift the lock that repeated failed logins put on a user name."""
+    from backend.users import unlock
+
+    lifted = unlock(_ws(), name)
+    out.print(
+        f"Lock on '{name}' lifted." if lifted else f"'{name}' was not locked.", markup=False, highlight=False
+    )
+
+
+@user_app.command("list")
+def user_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """List users: role, whether they may log in, and any login lock."""
+    from backend.users import list_users, locked_names
+
+    ws = _ws()
+    users, locks = list_users(ws), locked_names(ws)
+    if as_json:
+        records = [
+            {
+                "name": u.name,
+                "role": u.role,
+                "active": u.active,
+                "locked_until": locks[u.name].isoformat() if u.name in locks else None,
+            }
+            for u in users
+        ]
+        print(json.dumps(records))
+        return
+    table = Table("name", "role", "active", "locked until")
+    for u in users:
+        until = locks.get(u.name)
+        table.add_row(
+            u.name, u.role, "yes" if u.active else "no", until.isoformat(timespec="seconds") if until else ""
+        )
     out.print(table)
 
 

@@ -41,9 +41,9 @@ CHROMIUM_ARGS = [
 # purpose: CI machines are shared and now and then stall for many seconds; a passing test
 # never waits this long, so only a real failure pays for it.
 UI_WAIT_MS = 60_000
-ADMIN = ("admin", "admin-pass")
-ANNOTATOR = ("ann", "ann-pass")
-ANNOTATOR2 = ("bob", "bob-pass")
+ADMIN = ("admin", "admin-password")  # 12+ characters: the minimum for a login
+ANNOTATOR = ("ann", "ann-password")
+ANNOTATOR2 = ("bob", "bob-password")
 
 
 @pytest.fixture

@@ -66,7 +66,7 @@ def quick_user(ws: Workspace, name: str, role: str = "annotator") -> int:
 
 @pytest.fixture
 def team(ws: Workspace) -> dict[str, int]:
-    users = {"admin": add_user(ws, "admin", "admin", "admin-pass").id}  # one real account
+    users = {"admin": add_user(ws, "admin", "admin", "admin-password").id}  # one real account
     for name in ("ann", "bob", "cat"):
         users[name] = quick_user(ws, name)
     return users

@@ -97,7 +97,7 @@ def test_create_from_generated_and_bad_usage(tmp_path: Path) -> None:
     assert created.exit_code == 0, created.stderr
     summary = last_json(created.stdout)
     assert summary["pairs"] == 3 and summary["criteria"] == ["matches the prompt", "image quality"]
-    annotator = add_user(ws, "ann", "annotator", "pw-1234").id
+    annotator = add_user(ws, "ann", "annotator", "pw-123456789").id
     assert vote_all(ws, "c1", annotator) == 6
     missing = cli(home, "arena", "results", "c1", "--criterion", "speed", "--json")
     assert missing.exit_code == 2 and "criterion 'speed' is not one of" in missing.stderr

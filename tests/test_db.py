@@ -67,8 +67,8 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys_and_busy_timeout(ws: Workspac
 
 def test_human_edits_are_append_only_and_history_keeps_every_text(ws: Workspace) -> None:
     (image_id,) = _image(ws)
-    ann = add_user(ws, "ann", "annotator", "pw-1234")
-    admin = add_user(ws, "boss", "admin", "pw-1234")
+    ann = add_user(ws, "ann", "annotator", "pw-123456789")
+    admin = add_user(ws, "boss", "admin", "pw-123456789")
     texts = ["a cat", "a black cat", "a black cat on a red sofa"]
     with write_session(ws) as s:
         for text in texts:
@@ -101,7 +101,7 @@ def test_twenty_threads_writing_captions_at_once_lose_nothing(ws: Workspace) -> 
     A fixed number of writes, not a duration: how many writes a second this machine manages is
     a benchmark's question (bench/arena_load.py), not a test's."""
     image_ids = _image(ws, 8)
-    users = [add_user(ws, f"writer{i}", "annotator", "pw-1234") for i in range(20)]
+    users = [add_user(ws, f"writer{i}", "annotator", "pw-123456789") for i in range(20)]
     writes_each = 15
     acknowledged: Counter[tuple[str, int]] = Counter()  # (kind, writer) -> rows expected
     errors: list[BaseException] = []

@@ -186,11 +186,11 @@ def test_demo_keeps_an_existing_admin_password(ws, monkeypatch: pytest.MonkeyPat
 
 
 def test_demo_admin_password_from_env(ws, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
-    monkeypatch.setenv(PASSWORD_ENV, "env-secret")
+    monkeypatch.setenv(PASSWORD_ENV, "env-secret-long")
     info = create_demo(ws)
-    assert info.admin_password == "env-secret" and verify_login(ws, "admin", "env-secret")
-    assert "env-secret" not in (ws.home / CREDENTIALS_FILE).read_text()  # not written to disk
-    assert create_demo(ws).admin_password == "env-secret"
+    assert info.admin_password == "env-secret-long" and verify_login(ws, "admin", "env-secret-long")
+    assert "env-secret-long" not in (ws.home / CREDENTIALS_FILE).read_text()  # not written to disk
+    assert create_demo(ws).admin_password == "env-secret-long"
 
 
 def test_demo_cli_twice(tmp_path) -> None:  # noqa: ANN001

@@ -57,7 +57,7 @@ def make_dataset(ws: Workspace, name: str, n: int, start: int = 0) -> list[int]:
 @pytest.fixture
 def filled(ws: Workspace) -> tuple[Workspace, list[int]]:
     """30 images: all with alt-text, 10 with human_short, 5 with recap_long (one long)."""
-    ann = add_user(ws, "ann", "annotator", "ann-pass")
+    ann = add_user(ws, "ann", "annotator", "ann-password")
     ids = make_dataset(ws, "rev", N_IMAGES)
     with write_session(ws) as s:
         for i, image_id in enumerate(ids):
@@ -220,7 +220,7 @@ def test_word_diff_html() -> None:
 
 
 def test_delete_dataset_cascades_rows_and_keeps_shared_files(ws: Workspace) -> None:
-    ann = add_user(ws, "ann", "annotator", "ann-pass")
+    ann = add_user(ws, "ann", "annotator", "ann-password")
     make_dataset(ws, "keep", 3)
     doomed = make_dataset(ws, "doomed", 4, start=1)  # images 1 and 2 are also in "keep"
     with write_session(ws) as s:
