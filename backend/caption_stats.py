@@ -24,6 +24,8 @@ from backend.workspace import Workspace
 
 STREAM_BATCH = 2000
 TOP_WORDS = 25
+# Most captions per kind one statistics request reads, whatever a client asks for (one sent 10**9).
+MAX_STATS_SAMPLE = 200_000
 JUNK_EXAMPLES = 5
 
 _STOP_WORDS_TEXT = """
@@ -275,6 +277,20 @@ def dataset_kinds(ws: Workspace, dataset: str, viewer: Viewer = EVERYONE) -> lis
     return sorted(kinds, key=_kind_order)
 
 
+def sample_limit(value: float | str | None) -> int:
+    """A requested sample size clamped to 1..:data:`MAX_STATS_SAMPLE` (unreadable: the maximum).
+
+    Why at least 1: SQLite reads a negative LIMIT as no limit at all.
+    """
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return MAX_STATS_SAMPLE
+    if number != number:  # NaN
+        return MAX_STATS_SAMPLE
+    return int(min(max(number, 1.0), float(MAX_STATS_SAMPLE)))
+
+
 def dataset_caption_stats(
     ws: Workspace,
     dataset: str,
@@ -308,7 +324,7 @@ def dataset_caption_stats(
                 .order_by(Caption.id)
             )
             if limit is not None:
-                query = query.limit(limit)
+                query = query.limit(sample_limit(limit))
             for text, hit_limit in s.exec(query.execution_options(yield_per=STREAM_BATCH)):
                 acc.add(text, hit_limit)
             result[kind] = acc.finish()

@@ -26,6 +26,7 @@ from typing import Any
 import gradio as gr
 
 from backend.annotation import (
+    MAX_CAPTION_CHARS,
     SAMPLING_METHODS,
     AnnotationError,
     ItemView,
@@ -86,6 +87,11 @@ def read_guidelines(path: Path = GUIDELINES_PATH) -> str:
 def counts_html(text: str | None) -> str:
     """Live counts under a caption box: words and CLIP tokens, flagged past 77."""
     text = text or ""
+    if len(text) > MAX_CAPTION_CHARS:  # not counted (a second of CPU per keystroke): never stored anyway
+        return (
+            f'<div class="ann-counts over">{len(text):,} characters: a caption may have at most '
+            f"{MAX_CAPTION_CHARS:,}</div>"
+        )
     words = word_count(text)
     try:
         tokens = clip_token_count(text) if text.strip() else 0

@@ -29,7 +29,10 @@ import gradio as gr
 import pandas as pd
 
 from backend.datasets import DatasetInUse, DatasetNotFound, all_summaries, delete_dataset
-from backend.images import DEFAULT_MAX_PIXELS
+from backend.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES
+from backend.ingest.sources.folder import SIDECAR_SUFFIXES
+from backend.ingest.sources.table import TABLE_SUFFIXES
+from backend.ingest.sources.webdataset import SHARD_SUFFIXES
 from backend.progress import ProgressFn
 from backend.review import kind_label, kind_sort_key
 from backend.workspace import UnsafePathError, Workspace, safe_join
@@ -41,6 +44,9 @@ IMPORT_FORMATS = ["auto", "folder", "table", "webdataset", "hf"]
 EXPORT_FORMATS = ["jsonl", "parquet", "webdataset", "hf", "folder"]
 ALL_KINDS = "(every kind)"
 _SAFE_NAME = re.compile(r"[^\w.\-]+")
+# What the upload box takes (checked by Gradio on the server too): images, caption sidecars,
+# one table, or shards: the importer's own formats, nothing else.
+UPLOAD_FILE_TYPES = sorted({*IMAGE_SUFFIXES, *SIDECAR_SUFFIXES, *TABLE_SUFFIXES, *SHARD_SUFFIXES})
 
 
 # --------------------------------------------------------------------------- tables
@@ -172,6 +178,7 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
                 uploads = gr.File(
                     label="…or upload files",
                     file_count="multiple",
+                    file_types=UPLOAD_FILE_TYPES,
                     type="filepath",
                     scale=2,
                     height=120,

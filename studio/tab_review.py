@@ -223,9 +223,9 @@ def compute_stats(
     ``hidden``: datasets this user gets nothing about but :data:`BLINDED_MESSAGE`;
     ``viewer``: whose captions count (:mod:`backend.visibility`).
     """
-    from backend.caption_stats import dataset_caption_stats
+    from backend.caption_stats import dataset_caption_stats, sample_limit
 
-    limit = int(limit or STATS_LIMIT)
+    limit = sample_limit(limit or STATS_LIMIT)  # capped here, on the server, whatever the page sent
     if not dataset or dataset in hidden:
         empty = (
             f"<div class='rv-empty'>{BLINDED_MESSAGE}</div>"
@@ -271,6 +271,8 @@ def build_stats_section(
     Element ids: ``{prefix}stats-summary``, ``{prefix}length-histogram`` (or ``histogram_id``)
     etc., so two tabs can each hold one.
     """
+    from backend.caption_stats import MAX_STATS_SAMPLE
+
     with gr.Row(equal_height=True, elem_classes=["rv-stats-controls"]):
         if dataset is None:
             dataset = gr.Dropdown(label="Dataset", choices=[], scale=3, elem_id=f"{prefix}stats-dataset")
@@ -278,6 +280,7 @@ def build_stats_section(
             value=STATS_LIMIT,
             precision=0,
             minimum=100,
+            maximum=MAX_STATS_SAMPLE,
             label="Captions read per kind (caps the work on huge datasets)",
             scale=2,
             elem_id=f"{prefix}stats-limit",
