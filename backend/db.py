@@ -12,6 +12,8 @@ annotators never see "database is locked".
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -19,10 +21,10 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, make_url
 from sqlmodel import Session, create_engine
 
-from backend.workspace import Workspace
+from backend.workspace import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, Workspace
 
 BUSY_TIMEOUT_MS = 30_000
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -53,10 +55,30 @@ def _sqlite_engine(url: str, begin: str) -> Engine:
     return engine
 
 
+def create_private_file(url: str) -> None:
+    """Create a missing SQLite database file with mode 0600 before SQLite does.
+
+    Why here: SQLite creates the file with 0644 (less the umask), readable by every local
+    user, and it gives the -wal and -shm files it makes later the database file's own mode,
+    so making the empty file private first keeps all three private. An existing file is left
+    as it is; an empty file is a valid empty database.
+    """
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    if path.exists():
+        return
+    path.parent.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):  # another process made it first
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE))
+
+
 @lru_cache(maxsize=16)
 def engines(url: str) -> tuple[Engine, Engine]:
     """(read engine, write engine) for a database URL, created once per process."""
     if url.startswith("sqlite"):
+        create_private_file(url)
         return _sqlite_engine(url, "BEGIN"), _sqlite_engine(url, "BEGIN IMMEDIATE")
     engine = create_engine(url, pool_pre_ping=True)
     return engine, engine
@@ -88,6 +110,8 @@ def alembic_config(url: str) -> Config:
 
 
 def migrate(ws: Workspace) -> None:
-    """Bring the workspace database to the newest schema (creates it on first use)."""
+    """Bring the workspace database to the newest schema (creates it on first use, private)."""
     ws.ensure()
+    if ws.db_url.startswith("sqlite"):
+        create_private_file(ws.db_url)  # alembic opens the file with an engine of its own
     command.upgrade(alembic_config(ws.db_url), "head")

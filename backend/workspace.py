@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HOME_ENV = "RECAP_STUDIO_HOME"
+PRIVATE_DIR_MODE = 0o700  # new workspace folders: the owner only (mkdir applies the umask on top)
+PRIVATE_FILE_MODE = 0o600  # the database and its -wal / -shm files
 DEFAULT_HOME = Path.home() / "recap-studio"
 
 
@@ -80,8 +82,22 @@ class Workspace:
         return self.home / "uploads"
 
     def ensure(self) -> Workspace:
-        for d in (self.home, self.images_dir, self.thumbs_dir, self.runs_dir, self.exports_dir, self.uploads_dir):
-            d.mkdir(parents=True, exist_ok=True)
+        """Create the folders that are missing, readable by their owner only (0700).
+
+        Why private: the workspace holds password hashes, unreviewed captions and images that
+        may not be public. Folders that exist already keep their mode (a team may share one on
+        purpose); the database file gets the same rule in :mod:`backend.db`.
+        """
+        for d in (
+            self.home,
+            self.images_dir,
+            self.thumbs_dir,
+            self.runs_dir,
+            self.exports_dir,
+            self.uploads_dir,
+        ):
+            if not d.is_dir():
+                d.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
         return self
 
     def inside(self, relative: str | os.PathLike[str]) -> Path:

@@ -23,7 +23,6 @@ import csv
 import hashlib
 import io
 import math
-import os
 import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -38,6 +37,7 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from sqlmodel import select  # noqa: E402
 
+from backend.csv_cells import csv_cell  # noqa: E402
 from backend.db import read_session  # noqa: E402
 from backend.evaluation import EvalResult  # noqa: E402
 from backend.jobs import configs  # noqa: E402
@@ -313,8 +313,24 @@ def csv_text(rows: list[MetricRow]) -> str:
     writer = csv.DictWriter(buffer, fieldnames=[f.name for f in fields(MetricRow)])
     writer.writeheader()
     for row in rows:
-        writer.writerow(asdict(row))
+        writer.writerow({key: csv_cell(value) for key, value in asdict(row).items()})  # no formulas
     return buffer.getvalue()
+
+
+_download_folder: list[Path] = []  # this process's private folder, made on first use
+
+
+def download_folder() -> Path:
+    """A folder for download files that only this user can read: ``mkdtemp`` (mode 0700, an
+    unguessable name), made once per process and again if something removed it.
+
+    Why not a fixed path such as ``/tmp/recap-studio-metrics-UID``: another local user could
+    create it first (or a link in its place) and read or swap what the studio writes. Why not
+    a new folder per download: the view that writes it runs at every page load and refresh.
+    """
+    if not _download_folder or not _download_folder[0].is_dir():
+        _download_folder[:] = [Path(tempfile.mkdtemp(prefix="recap-studio-downloads-"))]
+    return _download_folder[0]
 
 
 def write_csv(rows: list[MetricRow], folder: Path | None = None) -> Path:
@@ -324,7 +340,7 @@ def write_csv(rows: list[MetricRow], folder: Path | None = None) -> Path:
     instead of leaving a new temporary folder behind at every refresh.
     """
     text = csv_text(rows)
-    folder = folder or Path(tempfile.gettempdir()) / f"recap-studio-metrics-{os.getuid()}"
+    folder = folder or download_folder()
     folder.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha1(text.encode("utf-8"), usedforsecurity=False).hexdigest()[:12]
     path = folder / f"automatic_metrics_{digest}.csv"

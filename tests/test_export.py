@@ -291,3 +291,95 @@ def test_export_cli(tmp_path: Path) -> None:
     )
     assert folder.returncode == 0, folder.stderr
     assert "Exported 6 images" in folder.stdout and "54 images had no human_short" in folder.stdout
+
+
+# --------------------------------------------------------------------------- CSV injection (issue 9, §6)
+
+FORMULA_CELLS = ["=1+1", "+SUM(A1:A9)", "-2+3", "@SUM(A1)", "\t=1", "\r=1", "'=1", "''@x", '=HYPERLINK("x")']
+SAFE_CELLS = ["a cat", "", "1", "-0.5", "+3", "1e-4", "-.25", "'quoted", "x=1", "e-mail"]
+
+
+def test_csv_cells_neutralise_formulas_and_keep_numbers() -> None:
+    from backend.csv_cells import csv_cell
+
+    for text in FORMULA_CELLS:
+        assert csv_cell(text) == "'" + text, text
+    for value in [*SAFE_CELLS, -0.5, -3, 0.0, None, True]:
+        assert csv_cell(value) == value, value
+
+
+def test_csv_text_undoes_csv_cell_exactly() -> None:
+    """Export then import gives back every text; seeded strings over the risky characters."""
+    import random
+
+    from backend.csv_cells import csv_cell, csv_text
+
+    seed = 9
+    rng = random.Random(seed)
+    alphabet = "'=+-@\t\r a1.e"
+    texts = [*FORMULA_CELLS, *SAFE_CELLS] + [
+        "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 6))) for _ in range(3000)
+    ]
+    for text in texts:
+        assert csv_text(csv_cell(text)) == text, f"seed {seed}: {text!r}"
+
+
+def test_arena_csv_exports_hold_no_formula_and_read_back_the_same(ws: Workspace, tmp_path: Path) -> None:
+    import csv as csvlib
+
+    from backend import arena
+
+    hostile = tmp_path / "votes.csv"
+    rows = [
+        ["prompt", "left", "right", "winner", "annotator", "criterion"],
+        ['=HYPERLINK("http://evil/")', "@sys", "-sys", "left", "+ann", "overall"],
+        ["a cat", "@sys", "-sys", "right", "+ann", "overall"],
+        ["a dog", "-sys", "@sys", "left", "plain", "overall"],
+    ]
+    with hostile.open("w", newline="") as fh:
+        csvlib.writer(fh).writerows(rows)
+    arena.import_votes_csv(ws, "hostile", hostile)
+
+    exported = tmp_path / "export.csv"
+    arena.export_votes_csv(ws, "hostile", exported)
+    cells = [cell for row in csvlib.reader(exported.open(newline="")) for cell in row]
+    risky = [c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r") and not _is_number(c)]
+    assert risky == [], risky
+    assert '\'=HYPERLINK("http://evil/")' in cells and "'@sys" in cells and "'+ann" in cells
+
+    arena.import_votes_csv(ws, "copy", exported)  # what we wrote reads back as the original names
+    again = tmp_path / "again.csv"
+    arena.export_votes_csv(ws, "copy", again)
+    names = {r["annotator"] for r in csvlib.DictReader(again.open(newline=""))}
+    assert names == {"'+ann", "plain"}  # i.e. "+ann" in the database, quoted again on the way out
+
+    results = tmp_path / "results.csv"
+    arena.export_results_csv(ws, "hostile", results, bootstrap_rounds=10)
+    table = list(csvlib.DictReader(results.open(newline="")))
+    assert {r["system"] for r in table} == {"'@sys", "'-sys"}
+    assert all(_is_number(r["rating"]) for r in table)  # numeric columns stay plain numbers
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def test_automatic_metrics_csv_quotes_text_cells_not_numbers() -> None:
+    from studio.results_auto import MetricRow, csv_text
+
+    row = MetricRow(
+        dataset="=cmd|'/C calc'!A0", checkpoint="@ckpt", caption_condition="-", mix="recap_mix",
+        captioners="", regime="raw", metric="clip_score", value=-0.5, stderr=0.25, n=4, model="ViT",
+        weights="+w", reference="", eval_run=3, evaluated_at="2030-01-01T00:00:00",
+    )  # fmt: skip
+    text = csv_text([row])
+    import csv as csvlib
+
+    record = next(csvlib.DictReader(io.StringIO(text)))
+    assert record["dataset"] == "'=cmd|'/C calc'!A0" and record["checkpoint"] == "'@ckpt"
+    assert record["caption_condition"] == "'-" and record["weights"] == "'+w"
+    assert record["value"] == "-0.5" and record["stderr"] == "0.25" and record["n"] == "4"

@@ -33,6 +33,7 @@ from sqlmodel import Session, select
 
 from backend.arena.common import ArenaError, RowErrors
 from backend.arena.models import ArenaSystem, Campaign, CampaignKind, EvalImage, EvalPair
+from backend.csv_cells import csv_text
 from backend.datasets import get_or_create_dataset
 from backend.db import read_session, write_session
 from backend.images import BadImage, DecodedImage, add_image, decode_image
@@ -378,7 +379,8 @@ def _read_rows(
                 if any(k is None for k in row):  # more cells than the header has
                     rows.append((reader.line_num, {"__extra__": "1", **{k: v for k, v in row.items() if k}}))
                 else:
-                    rows.append((reader.line_num, {k: (v or "").strip() for k, v in row.items()}))
+                    # csv_text: a cell our own export quoted against formulas reads back as it was
+                    rows.append((reader.line_num, {k: csv_text(v or "").strip() for k, v in row.items()}))
         except (csv.Error, UnicodeDecodeError) as exc:
             raise ArenaError(
                 f"{path.name}: not a readable UTF-8 CSV (line {reader.line_num}): {exc}"

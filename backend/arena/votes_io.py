@@ -34,6 +34,7 @@ from sqlmodel import Session, select
 from backend.arena.campaigns import _read_rows
 from backend.arena.common import ArenaError, CampaignRef, RowErrors, find_campaign
 from backend.arena.models import ArenaSystem, Campaign, CampaignKind, Choice, EvalImage, EvalPair, Judgment
+from backend.csv_cells import csv_row
 from backend.db import read_session, write_session
 from backend.models import Role, User
 from backend.workspace import Workspace
@@ -423,8 +424,8 @@ def _write_csv(path: Path, columns: Sequence[str], rows: list[dict[str, Any]]) -
     with tmp.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(columns)
-        for row in rows:
-            writer.writerow([_cell(row.get(c)) for c in columns])
+        for row in rows:  # names and prompts come from users: no cell may run as a formula
+            writer.writerow(csv_row(_cell(row.get(c)) for c in columns))
     tmp.replace(path)
 
 
