@@ -100,7 +100,8 @@ def test_a_failed_run_exits_non_zero_with_the_error_on_stderr(ws: Workspace) -> 
 
 
 def test_cancel_then_resume_in_the_foreground_does_every_item_once(ws: Workspace) -> None:
-    started = run_cli(ws.home, "runs", "selftest", "--items", "25", "--delay", "0.15", "--detach", "--json")
+    # long enough that the cancel command (a new Python process) lands mid-run on a loaded machine
+    started = run_cli(ws.home, "runs", "selftest", "--items", "120", "--delay", "0.1", "--detach", "--json")
     assert started.returncode == 0, started.stderr
     run_id = last_json(started.stdout)["run_id"]
     wait_for(lambda: jobs.get_run(ws, run_id).done >= 3, what="some progress")
@@ -109,7 +110,7 @@ def test_cancel_then_resume_in_the_foreground_does_every_item_once(ws: Workspace
     assert cancelled.returncode == 0, cancelled.stderr
     assert f"Run {run_id} cancelled" in cancelled.stdout
     run = jobs.get_run(ws, run_id)
-    assert run.status == "cancelled" and 3 <= run.done < 25
+    assert run.status == "cancelled" and 3 <= run.done < 120
     again = run_cli(ws.home, "runs", "cancel", str(run_id))
     assert again.returncode == 1 and "nothing to cancel" in again.stderr
 
@@ -119,10 +120,10 @@ def test_cancel_then_resume_in_the_foreground_does_every_item_once(ws: Workspace
     assert (summary["run_id"], summary["status"], summary["done"], summary["attempt"]) == (
         run_id,
         "succeeded",
-        25,
+        120,
         2,
     )
-    assert item_counts(ws, run_id) == Counter(range(25))  # none lost, none twice
+    assert item_counts(ws, run_id) == Counter(range(120))  # none lost, none twice
     finished = run_cli(ws.home, "runs", "resume", str(run_id))
     assert (
         finished.returncode == 2 and "only interrupted, cancelled, failed runs can resume" in finished.stderr
@@ -382,7 +383,8 @@ def test_models_tiny_builds_and_registers_a_captioner(ws: Workspace, monkeypatch
 
 def test_a_foreground_gpu_run_waits_for_the_gpu(ws: Workspace) -> None:
     """One GPU job at a time holds for the CLI too: a foreground run queues behind the running one."""
-    first = jobs.create_run(ws, "selftest", {"items": 12, "delay_s": 0.25}, needs_gpu=True)
+    # long enough to still hold the GPU when the CLI (a new Python process) starts on a loaded machine
+    first = jobs.create_run(ws, "selftest", {"items": 40, "delay_s": 0.25}, needs_gpu=True)
     jobs.launch(ws, first.id)
     second = jobs.create_run(ws, "selftest", {"items": 3, "delay_s": 0.01}, needs_gpu=True)
     jobs.cancel_run(ws, second.id)  # cancelled while queued: resumable
