@@ -10,10 +10,20 @@ The stated rule, applied per example:
 2. Otherwise a kind is drawn by weight. If the image has it (a non-blank text), it is used:
    label = the kind name, e.g. ``"recap_long"``.
 3. If the image lacks the drawn kind, the weights are renormalised over the kinds of the mix the
-   image *has* and a kind is drawn from those: label ``"renorm:<kind>"``.
-4. If the image has none of the mix's kinds, the first kind of ``fallback`` (in order) that it has
-   is used: label ``"fallback:<kind>"``.
+   image *has* and a kind is drawn from those: label ``"renorm:<kind>"``. Only kinds with a
+   weight > 0 take part, so a mix (preset or custom weights) never draws a kind outside its
+   own weights here.
+4. If the image has none of the mix's kinds and the user asked for a ``fallback`` (an ordered
+   list of kinds; empty by default), the first of them that the image has is used: label
+   ``"fallback:<kind>"``.
 5. Else the empty caption: label ``"empty:missing"`` (distinct from dropout's ``"empty"``).
+
+Why no fallback by default: a control must train on what its name says. With a default fallback
+that began with ``recap_long``, the ``alttext`` preset fed recaptions to every image without
+alt-text while the arena labelled the run "alt-text only". Why the empty caption rather than
+dropping the image: every mix then trains on the same images for the same number of steps, so
+two runs differ only in their text; such an image teaches the unconditional branch (as caption
+dropout does), and ``empty:missing`` in the usage counts says how often that happened.
 
 So every outcome is counted, and :meth:`MixUsage.by_kind` folds the labels back to the caption
 kind actually fed to the text encoder (``renorm:recap_long`` → ``recap_long``,
@@ -42,8 +52,9 @@ EMPTY_MISSING = "empty:missing"
 RENORM_PREFIX = "renorm:"
 FALLBACK_PREFIX = "fallback:"
 
-#: fallback used by presets unless the caller gives one
-DEFAULT_FALLBACK: tuple[str, ...] = ("recap_long", "recap_short", "alttext", "human_long", "human_short")
+#: fallback of presets and weights unless the caller gives one: none (see the module docstring);
+#: a user who wants one opts in with ``fallback=[...]`` (``--fallback`` on the command line)
+DEFAULT_FALLBACK: tuple[str, ...] = ()
 
 _KIND_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 
@@ -63,7 +74,8 @@ class CaptionMix:
     """Normalised weights per caption kind, caption dropout and fallback order.
 
     ``weights`` are normalised to sum 1; kinds with weight 0 are dropped (never drawn, never used
-    for renormalisation). ``empty_prob`` is in [0, 1). ``fallback`` kinds need not be in the mix.
+    for renormalisation). ``empty_prob`` is in [0, 1). ``fallback`` (empty unless asked for) is
+    used only for images with none of the mix's kinds; its kinds need not be in the mix.
     ``name`` is the spec it came from (informational; not part of equality).
     """
 
@@ -163,6 +175,15 @@ def _draw(mix: CaptionMix, have: Mapping[str, str], rng: np.random.Generator) ->
         if k in have:
             return FALLBACK_PREFIX + k, have[k]
     return EMPTY_MISSING, ""
+
+
+def has_mix_kind(mix: CaptionMix, available: Mapping[str, str | None]) -> bool:
+    """Does the image have (a non-blank caption of) at least one kind the mix weighs?
+
+    An image without one gets a ``fallback`` kind if the user asked for one, else the empty
+    caption; the training job counts such images up front and says so in its log.
+    """
+    return any(k in mix.weights for k in _present(available))
 
 
 def kind_of(label: str) -> str:

@@ -137,7 +137,8 @@ def t2i_train(
         str | None,
         typer.Option(
             help="Comma-separated caption kinds, in order, for images with none of the mix's kinds "
-            f"(default {','.join(D_T2I['fallback'])})."
+            "(default: none, so such images train with the empty caption and a control such as "
+            "alttext never sees another kind)."
         ),
     ] = None,
     lora: Annotated[
@@ -159,7 +160,7 @@ def t2i_train(
     ] = None,
     resolution: Annotated[
         int | None,
-        typer.Option(help=f"Training resolution, a multiple of 8 (default {D_T2I['resolution']})."),
+        typer.Option(help="Training resolution, a multiple of 8 (default 0: the base pipeline's own size)."),
     ] = None,
     center_crop: Annotated[
         bool | None, typer.Option("--center-crop/--random-crop", help="Crop images at the centre.")
@@ -353,6 +354,14 @@ def generate_cmd(
     output_dataset: Annotated[
         str | None, typer.Option(help="Dataset the images go to (default generated-run-<run id>).")
     ] = None,
+    safety_checker: Annotated[
+        bool | None,
+        typer.Option(
+            "--safety-checker/--no-safety-checker",
+            help="Screen every checkpoint's images with one safety checker (from the first checkpoint "
+            "that ships one); default off for all, so no system's images alone come out black.",
+        ),
+    ] = None,
     dtype: Annotated[str | None, typer.Option(help="auto|float32|float16|bfloat16 (default auto).")] = None,
     device: DeviceOpt = None,
     torch_threads: ThreadsOpt = None,
@@ -378,6 +387,7 @@ def generate_cmd(
             resolution=resolution,
             batch_size=batch_size,
             output_dataset=output_dataset,
+            safety_checker=safety_checker,
             dtype=dtype,
             device=device,
             torch_threads=torch_threads,

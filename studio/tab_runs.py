@@ -498,9 +498,8 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
                 r_tokens = gr.Number(
                     value=D_RECAP["max_new_tokens"],
                     precision=0,
-                    label="Max new tokens (0 = per style: "
-                    + ", ".join(f"{k} {n}" for k, n in configs.DEFAULT_MAX_NEW_TOKENS.items())
-                    + ")",
+                    # 0: each caption style's own limit (configs.DEFAULT_MAX_NEW_TOKENS)
+                    label="Max new tokens (0 = the style's default)",
                     minimum=0,
                 )
                 r_beams = gr.Number(value=D_RECAP["num_beams"], precision=0, label="Beams", minimum=1)
@@ -590,7 +589,11 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
                     value=D_T2I["batch_size"], precision=0, label="Batch size", minimum=1, elem_id="t2i-batch"
                 )
                 t2_res = gr.Number(
-                    value=D_T2I["resolution"], precision=0, label="Resolution", minimum=8, elem_id="t2i-res"
+                    value=D_T2I["resolution"],
+                    precision=0,
+                    label="Resolution (0 = the base's own size)",
+                    minimum=0,
+                    elem_id="t2i-res",
                 )
             with gr.Row():
                 t2_ema = gr.Checkbox(value=D_T2I["ema"], label="EMA of the UNet")

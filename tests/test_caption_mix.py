@@ -205,3 +205,37 @@ def test_helpers() -> None:
         binomial_tolerance(10, 1.5)
     assert kind_of("fallback:alttext") == "alttext" and kind_of("renorm:recap_long") == "recap_long"
     assert mix.as_dict()["weights"] == {"recap_short": 0.5, "recap_long": 0.5}
+
+
+def test_a_mix_never_draws_a_kind_outside_its_weights_unless_asked() -> None:
+    """The alt-text control trains on alt-text or on nothing: an image without alt-text gets the
+    empty caption (``empty:missing``), never a recaption, unless the user opts into a fallback."""
+    rng = np.random.default_rng(0)
+    label, text = draw(parse_mix("alttext"), {"alttext": "", "recap_long": "A red cube…"}, rng)
+    assert (label, text) == ("empty:missing", "")
+    assert parse_mix("alttext").fallback == () and preset("recap_mix").fallback == ()
+    opted_in = parse_mix("alttext", fallback=["recap_long"])
+    assert draw(opted_in, {"recap_long": "A red cube…"}, rng) == ("fallback:recap_long", "A red cube…")
+
+    # every preset and custom weights (zero weights included), over every subset of kinds an
+    # image may have: the kind fed to the text encoder is one the mix weighs, or none
+    kinds = ["alttext", "recap_short", "recap_long", "human_short", "human_long"]
+    mixes = [preset(name) for name in ("recap_mix", "dalle3", "alttext")]
+    mixes += [preset("recap_datacomp", p=p) for p in (0.0, 0.8, 1.0)]
+    mixes += [parse_mix("recap_long=0.7,alttext=0.3"), parse_mix("recap_short=1,recap_long=0,alttext=0")]
+    seed = 20240917
+    rng = np.random.default_rng(seed)
+    for mix in mixes:
+        for mask in range(1 << len(kinds)):
+            have = {k: f"text of {k}" for i, k in enumerate(kinds) if mask >> i & 1}
+            usage = MixUsage()
+            for _ in range(20):
+                draw(mix, have, rng, usage)
+            for label in usage.as_dict():
+                kind = kind_of(label)
+                assert kind == "empty" or kind in mix.weights, (seed, mix.name, have, label)
+                assert not label.startswith("fallback:"), (seed, mix.name, have, label)
+            if not set(have) & set(mix.weights):  # none of the mix's kinds
+                assert usage.as_dict() == {"empty:missing": 20}, (seed, mix.name, have)
+    # outcome_probs, the rule's exact form, agrees: no fallback, so the empty caption
+    assert outcome_probs(preset("alttext"), {"recap_long"}) == {"empty:missing": 1.0}

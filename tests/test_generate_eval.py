@@ -76,7 +76,7 @@ GEN = {
 META_KEYS = {
     "run_id", "checkpoint", "checkpoint_ref", "artifact_id", "prompt", "prompt_index", "category", "prompt_set",
     "seed", "regime", "prompt_used", "upsampler", "inference_steps", "guidance_scale", "width", "height",
-    "scheduler",
+    "scheduler", "safety_checker", "nsfw_flagged",
 }  # fmt: skip
 ARTIFACT_META = {
     "base": "tiny-sd",

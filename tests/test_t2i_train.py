@@ -252,15 +252,15 @@ def test_training_targets_save_a_pipeline_that_loads_and_generates(
 
 def test_recorded_caption_kind_counts_match_the_requested_mix(data_ws: Workspace, sd_base: str) -> None:
     """200 draws over 8 images (25 epochs: each image exactly 25 times): every usage label —
-    direct, renormalised, fallback, dropout — within 4 binomial standard deviations."""
+    direct, renormalised, fallback (asked for), dropout — within 4 binomial standard deviations."""
     ws, per_image = data_ws, None
     spec = "recap_short=0.5,recap_long=0.3,human_short=0.2"
-    cfg = {**BASE_CFG, "base": sd_base, "mix": spec, "empty_prob": 0.1, "steps": 25, "batch_size": 8,
-           "resolution": 16, "checkpoint_every": 100, "validation_prompts": [], "seed": 3}  # fmt: skip
+    cfg = {**BASE_CFG, "base": sd_base, "mix": spec, "empty_prob": 0.1, "fallback": ["alttext"], "steps": 25,
+           "batch_size": 8, "resolution": 16, "checkpoint_every": 100, "validation_prompts": [], "seed": 3}  # fmt: skip
     final = run_inline(ws, cfg)
     labels = artifact_of(ws, int(final.id)).meta["usage_labels"]  # type: ignore[arg-type]
     per_image = [kinds_of(i) | ({"human_short": "x"} if i == 2 else {}) for i in range(N_IMAGES)]
-    mix = parse_mix(spec, empty_prob=0.1)
+    mix = parse_mix(spec, empty_prob=0.1, fallback=["alttext"])
     expected: Counter[str] = Counter()
     for kinds in per_image:
         for label, n in expected_counts(mix, 25, kinds_present=kinds).items():
@@ -395,11 +395,13 @@ def test_chunk_mode_keeps_long_captions_and_pads_the_empty_caption_alike(
         assert truncate.encode([LONG, ""]).shape == (2, 77, 32)
         hidden = chunk.encode([LONG, "", "a red circle"])
         cond, uncond = chunk.encode_with_uncond(LONG)
-    assert hidden.shape == (3, 2 * 77, 32) and cond.shape == uncond.shape == (1, 154, 32)
+    # max_chunks windows for every caption, whatever its batch-mates (see training.t2i.text)
+    assert hidden.shape == (3, 3 * 77, 32) and cond.shape == uncond.shape == (1, 3 * 77, 32)
     ids = chunk.token_ids([LONG, ""])
     assert ids[0, 1, 0] == tokenizer.bos_token_id and (ids[0] == tokenizer.eos_token_id).any(dim=1).all()
-    torch.testing.assert_close(hidden[1, 77:], hidden[1, :77])  # the empty caption: two empty windows
-    torch.testing.assert_close(hidden[2, 77:], hidden[1, :77])  # a short caption padded with empty windows
+    torch.testing.assert_close(hidden[1, 77:154], hidden[1, :77])  # the empty caption: empty windows
+    torch.testing.assert_close(hidden[2, 154:], hidden[1, :77])  # a short caption padded with empty windows
+    torch.testing.assert_close(hidden[0, 154:], hidden[1, :77])  # the long one: two windows, then padding
 
     ws = data_ws
     final = run_inline(ws, {**BASE_CFG, "base": sd_base, "mix": "recap_long=1", "long_captions": "chunk",
@@ -425,3 +427,160 @@ def test_impossible_configs_fail_with_a_clear_message(
         extra = {"base": str(data_ws.uploads_dir)}
     final = run_inline(data_ws, {**BASE_CFG, "base": sd_base, **extra}, expect="failed")
     assert message in final.message
+
+
+def test_a_mix_trains_on_its_own_kinds_and_the_base_size_by_default(data_ws: Workspace, sd_base: str) -> None:
+    """No fallback unless asked: with ``recap_long=1`` the 3 images without recap_long train with the
+    empty caption (``empty:missing``), never with their alt-text or recap_short; the log and the
+    artifact say how many such images there are. With ``fallback`` set they get the fallback kind,
+    and the run's caption condition says so. Neither run gives a resolution: both train and render
+    validation images at the base's own size (tiny pipeline: UNet 16 x VAE factor 2 = 32 px)."""
+    ws = data_ws
+    cfg = {k: v for k, v in BASE_CFG.items() if k != "resolution"}
+    cfg = {**cfg, "base": sd_base, "mix": "recap_long=1", "empty_prob": 0.0, "steps": 4, "batch_size": 8,
+           "checkpoint_every": 100, "validation_every": 100, "validation_prompts": ["a red circle"]}  # fmt: skip
+    own = run_inline(ws, cfg)
+    meta = artifact_of(ws, int(own.id)).meta  # type: ignore[arg-type]
+    assert meta["usage"] == {"recap_long": 4 * 5, "empty": 4 * 3}  # 4 epochs; images 1, 3, 7 lack recap_long
+    assert meta["usage_labels"] == {"recap_long": 20, "empty:missing": 12}
+    assert meta["mix"]["fallback"] == [] and meta["images_without_mix_kinds"] == 3
+    assert meta["caption_condition"] == "custom: recap_long=1"
+    log = (ws.runs_dir / str(own.id) / "log.txt").read_text()
+    assert "3 of 8 images have none of the mix's kinds (recap_long): they train with the empty caption" in log
+    assert "resolution 32 px (the base's own size: UNet sample_size 16 x VAE scale factor 2)" in log
+    assert meta["resolution"] == 32
+    samples = json.loads((ws.runs_dir / str(own.id) / "samples" / "step_4.json").read_text())
+    with PILImage.open(ws.inside(samples[0]["image_path"])) as picture:
+        assert picture.size == (32, 32)
+
+    fallback = run_inline(ws, {**cfg, "fallback": ["recap_short"], "resolution": 16})
+    meta = artifact_of(ws, int(fallback.id)).meta  # type: ignore[arg-type]
+    assert meta["usage_labels"] == {"recap_long": 20, "fallback:recap_short": 8, "empty:missing": 4}
+    assert meta["caption_condition"] == "custom: recap_long=1 + fallback recap_short"
+    assert meta["resolution"] == 16
+    assert (
+        "resolution 16 px (set in the run's config)"
+        in (ws.runs_dir / str(fallback.id) / "log.txt").read_text()
+    )
+
+
+def test_one_caption_gets_one_embedding_in_training_validation_and_generation(sd_base: str) -> None:
+    """What the UNet is conditioned on — captured at its input — is the same for one caption in a
+    training micro-batch (beside a long caption and the dropout caption), in a validation image
+    and in the generate job's pipeline call: in chunk mode (max_chunks windows everywhere) and in
+    truncate mode (the pipelines' own encoding). Same for the empty (unconditional) caption."""
+    import torch
+
+    from training.jobs.generate import Checkpoint, load_pipeline, prompt_inputs
+    from training.t2i.loop import Trainer, validation_images
+    from training.t2i.pipeline import load_components
+    from training.t2i.text import CaptionEncoder
+
+    short = "a red circle"
+    seen: list[torch.Tensor] = []
+
+    def capture(_module: Any, args: tuple, kwargs: dict) -> None:
+        hidden = kwargs["encoder_hidden_states"] if "encoder_hidden_states" in kwargs else args[2]
+        seen.append(hidden.detach().clone())
+
+    cpu = torch.device("cpu")
+    for mode, max_chunks in (("chunk", 3), ("truncate", 3)):
+        parts = load_components(sd_base)
+        for module in (parts.unet, parts.text_encoder, parts.vae):
+            module.eval()
+        encoder = CaptionEncoder(parts.tokenizer, parts.text_encoder, mode, max_chunks)
+        trainer = Trainer(parts, encoder, cpu, train_text=False)
+        hook = parts.unet.register_forward_pre_hook(capture, with_kwargs=True)
+        seen.clear()
+        with torch.no_grad():
+            params = trainer.encode_pixels(torch.zeros(3, 3, 32, 32))
+            trainer.step_loss(params, [short, LONG, ""], torch.Generator().manual_seed(0))
+        (training,) = seen
+        seen.clear()
+        validation_images(trainer, [short], seed=0, steps=1, guidance_scale=2.0, resolution=32)
+        validation = seen[0]  # classifier-free guidance: [empty, prompt]
+        hook.remove()
+
+        checkpoint = Checkpoint("tiny", sd_base, sd_base, None, max_chunks if mode == "chunk" else 0)
+        pipe = load_pipeline(checkpoint, cpu, "float32")
+        pipe.unet.register_forward_pre_hook(capture, with_kwargs=True)
+        seen.clear()
+        with torch.no_grad():
+            pipe(**prompt_inputs(pipe, checkpoint, [short]), num_inference_steps=1, guidance_scale=2.0,
+                 generator=torch.Generator().manual_seed(0))  # fmt: skip
+        generation = seen[0]  # [empty, prompt]
+
+        width = 77 * (max_chunks if mode == "chunk" else 1)
+        assert training.shape[1] == validation.shape[1] == generation.shape[1] == width, mode
+        for name, other in (("validation", validation), ("generation", generation)):
+            torch.testing.assert_close(
+                other[1], training[0], atol=1e-5, rtol=1e-5, msg=f"{mode} {name}: prompt"
+            )
+            torch.testing.assert_close(
+                other[0], training[2], atol=1e-5, rtol=1e-5, msg=f"{mode} {name}: empty"
+            )
+
+
+def test_resuming_puts_the_ema_on_the_training_device(tmp_path: Path) -> None:
+    """A checkpoint is read with ``map_location="cpu"``; after resuming, the EMA shadow must sit
+    where the trained weights are, or the next EMA step fails on a GPU. The weights here live on
+    PyTorch's ``meta`` device, a device other than the CPU that needs no GPU: the same mismatch,
+    the same error (``Tensor on device meta is not on the expected device cpu``) on the old code."""
+    import torch
+    from diffusers.training_utils import EMAModel
+
+    from training.t2i.loop import (
+        checkpoints,
+        load_checkpoint,
+        optimizer_step,
+        restore_checkpoint,
+        save_checkpoint,
+        trainable_state,
+    )
+
+    def setup(device: str) -> tuple[dict[str, torch.nn.Module], list, torch.optim.Optimizer, EMAModel]:
+        torch.manual_seed(0)
+        learn = {"unet": torch.nn.Linear(4, 3, device=device)}
+        trainable = list(learn["unet"].parameters())
+        return learn, trainable, torch.optim.AdamW(trainable, lr=1e-2), EMAModel(trainable, decay=0.9)
+
+    learn, trainable, optimizer, ema = setup("cpu")
+    learn["unet"](torch.ones(2, 4)).sum().backward()
+    optimizer_step(optimizer, trainable, None, ema)
+    state = {"step": 1, "trainable": trainable_state(learn), "optimizer": optimizer.state_dict(),
+             "ema": ema.state_dict(), "scaler": None, "usage": {}, "usage_by_kind": {}, "truncated_draws": 0}  # fmt: skip
+    save_checkpoint(tmp_path, 1, state, keep=1)
+
+    device = torch.device("meta")
+    learn, trainable, optimizer, ema = setup("meta")
+    restore_checkpoint(load_checkpoint(checkpoints(tmp_path)[-1]), learn, optimizer, ema, None, device)
+    assert {p.device for p in ema.shadow_params} == {device} == {p.device for p in trainable}
+    assert ema.optimization_step == 1
+    with torch.no_grad():
+        ema.step(trainable)  # what the next optimizer step does
+    assert {p.device for p in ema.shadow_params} == {device}
+
+
+@pytest.mark.skipif(
+    not __import__("torch").cuda.is_available(),
+    reason="needs a CUDA GPU (the CPU test above uses the meta device)",
+)
+def test_an_ema_run_resumes_on_the_gpu(data_ws: Workspace, sd_base: str) -> None:
+    """The real job on a GPU: a run with EMA resumed from a checkpoint (copied from a finished
+    run of the same settings) trains on and saves its pipeline."""
+    import shutil
+
+    ws = data_ws
+    cfg = {**BASE_CFG, "base": sd_base, "device": "cuda", "ema": True, "ema_decay": 0.9, "steps": 2,
+           "checkpoint_every": 2, "validation_prompts": []}  # fmt: skip
+    first = run_inline(ws, cfg)
+    run = new_run(ws, "t2i_train", {**cfg, "steps": 4})
+    run_id = int(run.id)  # type: ignore[arg-type]
+    shutil.copytree(ws.runs_dir / str(first.id) / "checkpoints", ws.runs_dir / str(run_id) / "checkpoints")
+    from training.runner import execute
+
+    execute(ws, run_id, advance_queue=False)
+    final = jobs.get_run(ws, run_id)
+    assert final.status == "succeeded", f"{final.message}\n{jobs.log_tail(ws, run_id, 60)}"
+    assert "resuming from step-00000002" in (ws.runs_dir / str(run_id) / "log.txt").read_text()
+    assert sorted(metrics(ws, run_id)["train_loss"]) == [3, 4]

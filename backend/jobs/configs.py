@@ -207,8 +207,12 @@ class T2ITrainConfig:
     """``t2i_train``: fine-tune a Stable Diffusion pipeline on ``dataset`` with a caption mix.
 
     ``mix`` is a preset or weights (see :func:`backend.caption_mix.parse_mix`), drawn per
-    example per step; ``empty_prob`` drops the caption for classifier-free guidance and
-    ``fallback`` orders the kinds used for images that have none of the mix's kinds.
+    example per step; ``empty_prob`` drops the caption for classifier-free guidance.
+    ``fallback`` (empty by default: opt in) orders the kinds used for images that have none
+    of the mix's kinds; without one such images train with the empty caption, counted as
+    ``empty:missing``, so a control such as ``alttext`` never sees another kind.
+    ``resolution`` 0 is the base pipeline's own size (UNet ``sample_size`` × VAE scale
+    factor, as diffusers pipelines default ``height``/``width``); validation images use it too.
     ``train`` picks the weights that learn (RECAP's RQ4): the UNet, the text encoder or both,
     fully or as LoRA adapters, each with its own learning rate.
     """
@@ -226,7 +230,7 @@ class T2ITrainConfig:
     steps: int = 1000
     batch_size: int = 4
     grad_accum: int = 1
-    resolution: int = 512
+    resolution: int = 0  # 0 = the base pipeline's own size
     center_crop: bool = True
     random_flip: bool = False
     ema: bool = False
@@ -266,10 +270,10 @@ class T2ITrainConfig:
         _between("steps", self.steps, 1, 10_000_000)
         _between("batch_size", self.batch_size, 1, 4096)
         _at_least("grad_accum", self.grad_accum, 1)
-        _between("resolution", self.resolution, 8, 4096)
-        if self.resolution % 8:
+        if self.resolution and (self.resolution % 8 or not 8 <= self.resolution <= 4096):
             raise ConfigError(
-                f"resolution must be a multiple of 8 (the VAE's scale factor), got {self.resolution}"
+                "resolution must be 0 (the base pipeline's own size) or a multiple of 8 (the VAE's "
+                f"scale factor) up to 4096, got {self.resolution}"
             )
         if not 0 < self.ema_decay < 1:
             raise ConfigError(f"ema_decay must be between 0 and 1, exclusive (got {self.ema_decay})")
@@ -296,6 +300,11 @@ class GenerateConfig:
     CSV, CSV or TXT file. ``regime`` generates from the raw prompts, from prompts rewritten by
     the ``upsampler`` language model (DALL-E 3 §3.5, stored as caption kind ``upsampled``), or
     both. Images land in dataset ``output_dataset`` (default ``generated-run-<id>``).
+    ``safety_checker`` false (the default) generates every checkpoint without a safety checker,
+    as trained pipelines are saved (a hub baseline's own checker would black out its images
+    alone); true screens the images of every checkpoint with one checker, the one of the first
+    checkpoint that ships it. Each image's provenance records which (or none) and whether it
+    was blacked out.
     """
 
     prompts: str = "studio_prompts"
@@ -312,6 +321,7 @@ class GenerateConfig:
     resolution: int = 0  # 0 = the pipeline's own size
     batch_size: int = 4
     output_dataset: str = ""
+    safety_checker: bool = False
     dtype: str = "auto"
     device: str = "auto"
     torch_threads: int = 0

@@ -5,9 +5,13 @@ RECAP step 4 (and the DALL-E 3 / Recap-DataComp blends): modelled on diffusers'
 
 * **Caption mix** — for every example of every step a caption kind is drawn by
   :func:`backend.caption_mix.draw` (dropout for classifier-free guidance, renormalisation
-  over the kinds an image has, fallback order). How often each kind was actually used is
+  over the mix's kinds an image has; a fallback to other kinds only when the user asks for
+  one, else the empty caption). How often each kind was actually used is
   counted (:class:`~backend.caption_mix.MixUsage`), kept in every checkpoint, written as
-  metrics ``usage/<kind>`` and into the artifact's meta.
+  metrics ``usage/<kind>`` and into the artifact's meta, with the number of images that have
+  none of the mix's kinds (``images_without_mix_kinds``).
+* **Resolution** — ``resolution`` 0 (the default) trains and renders validation images at the
+  base's own size (UNet ``sample_size`` × VAE scale factor); the log says which size and why.
 * **Deterministic per step** — batch, captions, flips, crops and noise of step ``s`` come from
   generators seeded with ``(seed, s)``, so a run resumed after ``kill -9`` from its last
   checkpoint draws exactly what an uninterrupted run draws.
@@ -36,7 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from backend.caption_mix import PRESETS, CaptionMix, MixUsage, parse_mix
+from backend.caption_mix import PRESETS, CaptionMix, MixUsage, has_mix_kind, parse_mix
 from backend.jobs import store
 from backend.jobs.configs import T2I_ARTIFACT, T2ITrainConfig, parse_config
 from backend.jobs.context import JobContext
@@ -46,8 +50,8 @@ from training.t2i.loop import (
     Trainer,
     checkpoints,
     load_checkpoint,
-    load_trainable,
     optimizer_step,
+    restore_checkpoint,
     save_checkpoint,
     trainable_state,
     validation_images,
@@ -74,6 +78,7 @@ from training.t2i.pipeline import (
     load_components,
     lora_state,
     merge_lora,
+    native_resolution,
     resolve_base,
     save_lora,
     save_pipeline,
@@ -93,12 +98,18 @@ PRESET_LABELS = {
 
 
 def caption_condition(mix: CaptionMix) -> str:
-    """A short label of the caption condition for tables and the arena (e.g. "RECAP Mix")."""
+    """A short label of the caption condition for tables and the arena (e.g. "RECAP Mix").
+
+    A fallback the user asked for is part of the label ("alt-text only + fallback recap_long"):
+    such a run also trained on kinds outside the mix's weights, and its label must say so.
+    """
     name = (mix.name or "").strip()
     head, _, params = name.partition(":")
     if head in PRESETS and head in PRESET_LABELS:
-        return PRESET_LABELS[head] + (f" ({params})" if params else "")
-    return "custom: " + ",".join(f"{k}={w:.2g}" for k, w in mix.weights.items())
+        label = PRESET_LABELS[head] + (f" ({params})" if params else "")
+    else:
+        label = "custom: " + ",".join(f"{k}={w:.2g}" for k, w in mix.weights.items())
+    return label + (f" + fallback {','.join(mix.fallback)}" if mix.fallback else "")
 
 
 def effective_precision(requested: str, device: torch.device, log: Any) -> str:
@@ -261,6 +272,12 @@ def run(ctx: JobContext) -> None:
     torch.manual_seed(cfg.seed)  # LoRA initialisation
 
     parts = load_components(base.source)
+    if cfg.resolution:
+        resolution_source = "set in the run's config"
+    else:
+        resolution, resolution_source = native_resolution(parts.unet, parts.vae)
+        cfg = dataclasses.replace(cfg, resolution=resolution)  # training and validation images
+    log.info("resolution %d px (%s)", cfg.resolution, resolution_source)
     learn = prepare_modules(cfg, parts, log)
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision, torch.float32)
     place(parts.vae, device, weight_dtype)
@@ -283,6 +300,15 @@ def run(ctx: JobContext) -> None:
     ctx.metric_once(0, "unreadable_images", len(unreadable))
     drawable = set(mix.kinds) | set(mix.fallback)
     counts = long_caption_counts(images, drawable, encoder)
+    counts["without_mix_kinds"] = sum(1 for im in images if not has_mix_kind(mix, im.captions))
+    ctx.metric_once(0, "images_without_mix_kinds", counts["without_mix_kinds"])
+    if counts["without_mix_kinds"]:
+        log.warning(
+            "%d of %d images have none of the mix's kinds (%s): they train with %s",
+            counts["without_mix_kinds"], len(images), ", ".join(mix.kinds),
+            f"the first of fallback {list(mix.fallback)} they have, else the empty caption" if mix.fallback
+            else "the empty caption (usage label empty:missing); set fallback to use other kinds instead",
+        )  # fmt: skip
     ctx.metric_once(0, "truncated_captions", len(counts["lost"]))
     ctx.metric_once(0, "long_captions", counts["long"])
     log.info(
@@ -311,12 +337,7 @@ def run(ctx: JobContext) -> None:
     found = checkpoints(ctx.checkpoint_dir)
     if found:
         saved = load_checkpoint(found[-1])
-        load_trainable(learn, saved["trainable"])
-        optimizer.load_state_dict(saved["optimizer"])
-        if ema is not None and saved.get("ema") is not None:
-            ema.load_state_dict(saved["ema"])
-        if scaler is not None and saved.get("scaler") is not None:
-            scaler.load_state_dict(saved["scaler"])
+        restore_checkpoint(saved, learn, optimizer, ema, scaler, device)
         state = State(int(saved["step"]), MixUsage.from_dict(saved["usage"]), int(saved["truncated_draws"]))
         log.info(
             "resuming from %s (step %d, usage so far %s)", found[-1].name, state.step, state.usage.as_dict()
@@ -492,6 +513,7 @@ def finish(
         "long_caption_mode": cfg.long_captions,
         "truncated_draws": state.truncated_draws,
         "training_images": len(images),
+        "images_without_mix_kinds": counts["without_mix_kinds"],
         "resolution": cfg.resolution,
         "config": dataclasses.asdict(cfg),
     }

@@ -189,6 +189,31 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return torch.load(path / "state.pt", map_location="cpu", weights_only=False)
 
 
+def restore_checkpoint(
+    saved: dict[str, Any],
+    learn: dict[str, torch.nn.Module],
+    optimizer: torch.optim.Optimizer,
+    ema: Any | None,
+    scaler: Any | None,
+    device: torch.device,
+) -> None:
+    """Put a checkpoint read by :func:`load_checkpoint` back into the run's objects, on ``device``.
+
+    Weights are copied into the parameters (which stay where they are) and the optimizer moves
+    its state to each parameter's device by itself; the EMA does not: ``EMAModel.load_state_dict``
+    keeps the CPU tensors ``map_location="cpu"`` gave it, and the next ``ema.step`` on a GPU fails
+    on mixed devices. So the shadow is moved to the training device here, as diffusers'
+    ``train_text_to_image.py`` does (``ema_unet.to(accelerator.device)`` after loading).
+    """
+    load_trainable(learn, saved["trainable"])
+    optimizer.load_state_dict(saved["optimizer"])
+    if ema is not None and saved.get("ema") is not None:
+        ema.load_state_dict(saved["ema"])
+        ema.to(device)
+    if scaler is not None and saved.get("scaler") is not None:
+        scaler.load_state_dict(saved["scaler"])
+
+
 # --------------------------------------------------------------------------- validation
 
 
@@ -203,8 +228,9 @@ def validation_images(
 ) -> list[Any]:
     """One image per prompt, each from a generator seeded with ``seed`` (comparable across steps).
 
-    Prompts go through the trainer's own :class:`CaptionEncoder`, so chunk mode is honoured and
-    the empty (unconditional) embedding has the prompt's length.
+    Prompts go through the trainer's own :class:`CaptionEncoder` (the rule training and the
+    generate job use too), so chunk mode is honoured and the empty (unconditional) embedding
+    has the prompt's length.
     """
     from diffusers import StableDiffusionPipeline
 

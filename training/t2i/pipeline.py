@@ -102,6 +102,21 @@ def load_components(source: str) -> Components:
     return Components(tokenizer, text_encoder, vae, unet, noise_scheduler, scheduler)
 
 
+def native_resolution(unet: torch.nn.Module, vae: torch.nn.Module) -> tuple[int, str]:
+    """The base's own image side and how it was found: UNet ``sample_size`` × VAE scale factor,
+    the size diffusers' SD pipelines give ``height``/``width`` when none is passed (512 for SD 1.x,
+    768 for SD 2.x 768-v, 32 for the tiny test pipeline).
+
+    Why not a fixed 512: a small or 256-px base trained at 512 spends most of each step on
+    upscaled pixels it was never made for (a 40-step run of the 32-px tiny pipeline took minutes).
+    """
+    scale = 2 ** (len(vae.config.block_out_channels) - 1)
+    size = unet.config.sample_size
+    if isinstance(size, (list, tuple)):  # (height, width): training crops squares, take the height
+        size = size[0]
+    return int(size) * scale, f"the base's own size: UNet sample_size {size} x VAE scale factor {scale}"
+
+
 def _inference_scheduler(source: str) -> Any:
     """The checkpoint's own scheduler class (PNDM, DDIM, ...) from its config."""
     import diffusers

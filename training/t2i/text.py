@@ -8,10 +8,17 @@ second half. Two policies:
   tokens. The job counts how many captions lose tokens and reports it.
 * ``chunk`` (compel / AUTOMATIC1111 style): split the caption's tokens into windows of
   ``model_max_length - 2`` (75), wrap each in BOS/EOS, pad to 77, encode each window and
-  concatenate the hidden states along the sequence axis (at most ``max_chunks`` windows). In a
-  batch every caption gets the same number of windows: shorter ones (and the empty caption of
-  classifier-free guidance) are padded with windows of the empty text, so the unconditional
-  embedding has exactly the same length handling as the conditional one.
+  concatenate the hidden states along the sequence axis (at most ``max_chunks`` windows).
+
+One rule for the length in chunk mode: **every** caption — short or long, conditional or the
+empty caption of classifier-free guidance — is encoded as exactly ``max_chunks`` windows, its
+own followed by windows of the empty text. Why fixed: the UNet cross-attends over every
+window, so padding is part of the conditioning; a caption padded to its batch's longest
+caption in training, to its own window count at validation and to ``max_chunks`` at generation
+(as before) met three different embeddings. With a fixed count an embedding depends on the
+caption alone — never on its batch-mates — and training, validation images and the generate
+job all call :meth:`CaptionEncoder.encode` / :meth:`CaptionEncoder.encode_with_uncond`, the one
+place that applies it. The cost is text-encoder work for the padding windows of short captions.
 
 Embeddings are never cached: the caption drawn for an image changes from step to step, and a
 trained text encoder changes its output.
@@ -72,12 +79,13 @@ class CaptionEncoder:
         ids = [self.tokenizer.bos_token_id, *window, self.tokenizer.eos_token_id]
         return ids + [self.tokenizer.pad_token_id] * (self.max_length - len(ids))
 
-    def token_ids(self, texts: list[str], windows: int | None = None) -> torch.Tensor:
-        """``(batch, n_windows, max_length)`` token ids; ``n_windows`` is 1 in truncate mode.
+    @property
+    def n_windows(self) -> int:
+        """Windows per caption: 1 in truncate mode, ``max_chunks`` in chunk mode (the module's rule)."""
+        return 1 if self.mode == "truncate" else self.max_chunks
 
-        In chunk mode ``n_windows`` is the longest caption's count, or ``windows`` when given (at
-        generation: ``max_chunks``, so an image never depends on the prompts batched with it).
-        """
+    def token_ids(self, texts: list[str]) -> torch.Tensor:
+        """``(batch, n_windows, max_length)`` token ids (see :attr:`n_windows`)."""
         if self.mode == "truncate":
             ids = self.tokenizer(
                 texts, padding="max_length", max_length=self.max_length, truncation=True, return_tensors="pt"
@@ -88,7 +96,7 @@ class CaptionEncoder:
             content = self.content_ids(text)
             chunks = [content[i : i + self.window] for i in range(0, len(content), self.window)]
             chunked.append(chunks[: self.max_chunks] or [[]])
-        n = max(max(len(w) for w in chunked), windows or 0)
+        n = self.n_windows
         rows = [[self._wrap(c) for c in w] + [self._wrap([])] * (n - len(w)) for w in chunked]
         return torch.tensor(rows, dtype=torch.long)
 
@@ -101,10 +109,14 @@ class CaptionEncoder:
         hidden = self.text_encoder(ids.reshape(batch * n, length).to(device))[0]
         return hidden.reshape(batch, n * length, hidden.shape[-1])
 
-    def encode(self, texts: list[str], windows: int | None = None) -> torch.Tensor:
-        return self.encode_ids(self.token_ids(texts, windows))
+    def encode(self, texts: list[str]) -> torch.Tensor:
+        """Hidden states ``(batch, n_windows * max_length, hidden)``: what the UNet is conditioned
+        on in training, in validation images and at generation (one rule, see the module)."""
+        return self.encode_ids(self.token_ids(texts))
 
-    def encode_with_uncond(self, prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """(prompt, empty) embeddings of equal length, for classifier-free guidance at sampling."""
-        hidden = self.encode([prompt, ""])
-        return hidden[:1], hidden[1:]
+    def encode_with_uncond(self, prompts: str | list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(prompts, empty) embeddings of equal length, for classifier-free guidance at sampling:
+        ``prompt_embeds`` and ``negative_prompt_embeds`` of a diffusers pipeline call."""
+        texts = [prompts] if isinstance(prompts, str) else list(prompts)
+        hidden = self.encode([*texts, *([""] * len(texts))])
+        return hidden[: len(texts)], hidden[len(texts) :]
