@@ -418,7 +418,7 @@ def captioner_train(
     ] = None,
     max_new_tokens: Annotated[
         int | None,
-        typer.Option(help=f"Token limit of validation captions (default {D_TRAIN['max_new_tokens']})."),
+        typer.Option(help=f"Token limit of validation captions (default {D_TRAIN['max_new_tokens']}: 128 for short, 384 for long)."),
     ] = None,
     device: DeviceOpt = None,
     clip_model: Annotated[

@@ -465,7 +465,7 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
                 )
             with gr.Row():
                 t_tokens = gr.Number(
-                    value=D_TRAIN["max_new_tokens"], precision=0, label="Max new tokens", minimum=1
+                    value=D_TRAIN["max_new_tokens"], precision=0, label="Max new tokens (0 = the style's default)", minimum=0
                 )
                 t_device = gr.Dropdown(list(configs.DEVICES), value=D_TRAIN["device"], label="Device")
                 t_clip_model = gr.Textbox(

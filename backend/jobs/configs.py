@@ -77,7 +77,7 @@ class CaptionerTrainConfig:
     seed: int = 0
     val_fraction: float = 0.1
     eval_every: int = 50
-    max_new_tokens: int = 128
+    max_new_tokens: int = 0  # validation captions; 0 = per style: DEFAULT_MAX_NEW_TOKENS
     device: str = "auto"
     # optional CLIP score of the validation captions at each evaluation (open_clip model name
     # + pretrained tag or local checkpoint); empty = off, so no CLIP weights are needed to train
@@ -102,7 +102,7 @@ class CaptionerTrainConfig:
         if not 0 < self.val_fraction < 1:
             raise ConfigError(f"val_fraction must be between 0 and 1, exclusive (got {self.val_fraction})")
         _at_least("eval_every", self.eval_every, 1)
-        _between("max_new_tokens", self.max_new_tokens, 1, 4096)
+        _between("max_new_tokens", self.max_new_tokens, 0, 4096)
         _choice("device", self.device, DEVICES)
 
 
@@ -365,8 +365,9 @@ class GenerateConfig:
 class T2IEvalConfig:
     """``t2i_eval``: automatic metrics of the generated images of ``dataset``, per checkpoint × regime.
 
-    CLIP-S (100 × cosine with the prompt) and CLIP R-precision (is the image's own prompt
-    the best match among the prompt set?) with open_clip ``clip_model``/``clip_pretrained``;
+    CLIP-S (100 × cosine with the prompt) and CLIP R-precision (is the image's own prompt the
+    best match against 99 random other prompts of the set, the standard protocol; ``r_precision_all``
+    ranks it among all prompts of the set) with open_clip ``clip_model``/``clip_pretrained``;
     FID and KID against the images of ``reference_dataset`` with a declared feature
     ``extractor`` whose weights are a local file (nothing is downloaded).
     """

@@ -39,7 +39,7 @@ from typing import Any
 import torch
 
 from backend.jobs import store
-from backend.jobs.configs import CAPTIONER_ARTIFACT, CaptionerTrainConfig, parse_config
+from backend.jobs.configs import CAPTIONER_ARTIFACT, CaptionerTrainConfig, max_new_tokens_for, parse_config
 from backend.jobs.context import JobContext
 from training.adapters import CaptionerAdapter, adapter_for, load_captioner
 from training.data import (
@@ -246,7 +246,7 @@ def evaluate(
         generated: list[str] = []
         for chunk in _chunks(ids, cfg.batch_size):
             batch = adapter.prepare_batch([cache.get(images[i]) for i in chunk], prompt=prompt)
-            generated += adapter.generate(batch, max_new_tokens=cfg.max_new_tokens)
+            generated += adapter.generate(batch, max_new_tokens=max_new_tokens_for(style, cfg.max_new_tokens))
         references = [refs[i] for i in ids]
         scores = {"bleu": bleu(generated, references), "cider": cider(generated, references)}
         if scorer is not None:
