@@ -124,7 +124,12 @@ def test_fine_tune_generate_and_evaluate_from_the_studio(
     samples = page.locator("#run-samples")
     wait_for(lambda: samples.locator("img.t2i").count() == len(VALIDATION_PROMPTS), what="the sample images")
     assert all(prompt in samples.inner_text() for prompt in VALIDATION_PROMPTS)
-    assert samples.locator("img.t2i").first.evaluate("img => img.complete && img.naturalWidth > 0")
+    # an image loads a moment after its tag appears: wait for it, as every other check here waits
+    page.wait_for_function(
+        "() => { const img = document.querySelector('#run-samples img.t2i');"
+        " return img && img.complete && img.naturalWidth > 0; }",
+        timeout=UI_WAIT_MS,
+    )
     page.get_by_role("tab", name="Loss curves", exact=True).click()
     page.locator("#run-curves img, #run-curves svg").first.wait_for(timeout=UI_WAIT_MS)
     page.get_by_role("tab", name="Metrics", exact=True).click()
