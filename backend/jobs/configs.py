@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 from backend.caption_mix import DEFAULT_FALLBACK, parse_mix
 from backend.jobs import store
 from backend.jobs.models import Run
+from backend.references import ArtifactKind, resolve_reference
 from backend.workspace import Workspace
 
 STYLES = ("short", "long", "both")
@@ -40,10 +40,8 @@ CAPTION_KINDS_FOR_STYLE = {
 }
 
 DEFAULT_CAPTIONER_BASE = "Salesforce/blip-image-captioning-base"
-CAPTIONER_ARTIFACT = "captioner"  # Artifact.kind of fine-tuned captioners
+CAPTIONER_ARTIFACT = ArtifactKind.captioner  # Artifact.kind of fine-tuned captioners (kept importable)
 
-# a hub id: "name" or "org/name" (letters, digits, - _ .), never a path that points somewhere
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
 class ConfigError(store.JobError, ValueError):
@@ -186,7 +184,7 @@ class ClipScoreConfig:
 T2I_TRAIN_TARGETS = ("unet", "text_encoder", "both")
 LONG_CAPTIONS = ("truncate", "chunk")
 PROMPT_REGIMES = ("raw", "upsampled", "both")
-T2I_ARTIFACT = "t2i"  # Artifact.kind of fine-tuned text-to-image pipelines
+T2I_ARTIFACT = ArtifactKind.t2i  # Artifact.kind of fine-tuned text-to-image pipelines (kept importable)
 DEFAULT_T2I_BASE = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 DEFAULT_VALIDATION_PROMPTS = [
     "a red cube to the left of a blue sphere",
@@ -543,35 +541,11 @@ def _positive_float(name: str, value: float) -> None:
 # --------------------------------------------------------------------------- workspace checks
 
 
-def resolve_model_reference(ws: Workspace, ref: str, field_name: str) -> str:
-    """What to store for a model reference: a captioner artifact (name or id) or a hub id as
-    given, an existing local folder as its absolute path.
-
-    Why absolute: the job runs with its run folder as working directory, so a relative path
-    typed in a shell would point elsewhere there. Relative paths are tried against the
-    current directory, then the workspace. Why not stricter on hub ids: they are only
-    checked when the job loads them (this machine may be offline while the GPU box is not);
-    but a path that does not exist is a typo, said now.
-    """
-    ref = ref.strip()
-    try:
-        store.get_artifact(ws, ref)
-        return ref
-    except store.ArtifactNotFound:
-        pass
-    for candidate in (Path(ref).expanduser(), ws.home / ref):
-        if candidate.exists():
-            if not candidate.is_dir():
-                raise ConfigError(
-                    f"{field_name} {ref!r} is a file; give the model's folder (save_pretrained output)"
-                )
-            return str(candidate.resolve())
-    looks_like_path = ref.startswith(("/", ".", "~")) or "\\" in ref or ref.count("/") > 1
-    if looks_like_path or not _HUB_ID.match(ref):
-        raise ConfigError(
-            f"{field_name} {ref!r} is not a captioner artifact, an existing folder, or a hub id (org/name)"
-        )
-    return ref
+def resolve_model_reference(
+    ws: Workspace, ref: str, field_name: str, expected: ArtifactKind | None = None
+) -> str:
+    """The stored form of a model reference: see :func:`backend.references.resolve_reference`."""
+    return resolve_reference(ws, ref, expected=expected, field=field_name)
 
 
 def check_workspace(ws: Workspace, kind: str, config: Mapping[str, Any]) -> dict[str, Any]:
@@ -583,20 +557,24 @@ def check_workspace(ws: Workspace, kind: str, config: Mapping[str, Any]) -> dict
     if kind != "generate":
         _check_dataset(ws, "dataset", checked.get("dataset", ""))
     if kind == "captioner_train":
-        checked["base"] = resolve_model_reference(ws, checked["base"], "base")
+        checked["base"] = resolve_model_reference(ws, checked["base"], "base", CAPTIONER_ARTIFACT)
     elif kind == "recaption":
-        checked["captioner"] = resolve_model_reference(ws, checked["captioner"], "captioner")
+        checked["captioner"] = resolve_model_reference(
+            ws, checked["captioner"], "captioner", CAPTIONER_ARTIFACT
+        )
     elif kind == "clip_score":
         checked["pretrained"] = _local_file_or_tag(checked["pretrained"])
     elif kind == "t2i_train":
-        checked["base"] = resolve_model_reference(ws, checked["base"], "base")
+        checked["base"] = resolve_model_reference(ws, checked["base"], "base", T2I_ARTIFACT)
     elif kind == "generate":
         checked["prompts"] = resolve_prompt_set(ws, checked["prompts"])
         checked["checkpoints"] = [
-            resolve_model_reference(ws, ref, "checkpoint") for ref in checked["checkpoints"]
+            resolve_model_reference(ws, ref, "checkpoint", T2I_ARTIFACT) for ref in checked["checkpoints"]
         ]
         if checked.get("upsampler"):
-            checked["upsampler"] = resolve_model_reference(ws, checked["upsampler"], "upsampler")
+            checked["upsampler"] = resolve_model_reference(
+                ws, checked["upsampler"], "upsampler", ArtifactKind.upsampler
+            )
     elif kind == "t2i_eval":
         if checked.get("reference_dataset"):
             _check_dataset(ws, "reference_dataset", checked["reference_dataset"])
