@@ -30,7 +30,7 @@ from backend.workspace import Workspace
 
 STYLES = ("short", "long", "both")
 BOTH_MODES = ("separate", "prompt")
-MIXED_PRECISION = ("no", "fp16", "bf16")
+MIXED_PRECISION = ("no", "fp16", "bf16", "auto")  # auto: mixed precision only on a GPU (training.devices)
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 CAPTION_KINDS_FOR_STYLE = {
