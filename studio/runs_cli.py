@@ -50,6 +50,7 @@ from rich.table import Table
 from backend import jobs
 from backend.db import migrate
 from backend.jobs import configs
+from backend.references import ArtifactKind
 from backend.workspace import UnsafePathError, Workspace, open_workspace, safe_join
 from studio import run_forms
 from studio.console import err, fail, out
@@ -776,8 +777,8 @@ def models_tiny(
         raise fail(f"building the tiny {family} model failed:\n" + "\n".join(detail), result.returncode or 1)
     # what --register records it as: a captioner by default, sd as a T2I pipeline, causal_lm as a
     # prompt upsampler (generate --upsampler takes it by name)
-    artifact_kind = {"sd": configs.T2I_ARTIFACT, "causal_lm": "upsampler"}.get(
-        family, configs.CAPTIONER_ARTIFACT
+    artifact_kind = {"sd": ArtifactKind.t2i, "causal_lm": ArtifactKind.upsampler}.get(
+        family, ArtifactKind.captioner
     )
     artifact = None
     if register:

@@ -41,6 +41,7 @@ from backend.ingest.files import join_inside, open_regular, read_fd
 from backend.ingest.items import ItemError
 from backend.jobs.models import Artifact, Run
 from backend.models import Caption, CaptionStatus, Dataset, Image
+from backend.references import ArtifactKind
 from backend.workspace import Workspace
 
 MAX_GOLD_PAIRS = 500
@@ -480,7 +481,7 @@ def create_campaign_from_folders(
         for system in {it.system for it in items}:
             artifact = s.exec(
                 select(Artifact)
-                .where(Artifact.kind == "t2i", Artifact.name == system)
+                .where(Artifact.kind == ArtifactKind.t2i, Artifact.name == system)
                 .order_by(Artifact.id.desc())  # type: ignore[union-attr]
             ).first()
             artifact_id, art_meta = _artifact_meta(s, artifact.id if artifact else None)
