@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import threading
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from PIL import Image as PILImage
@@ -13,11 +13,12 @@ from sqlmodel import select
 
 from backend import annotation as ann
 from backend.annotation import AnnotationError, ClaimLost
+from backend.annotation.liveness import claim_cutoff, still_holds
 from backend.captions import add_caption, caption_history, current_human_caption
 from backend.datasets import get_or_create_dataset
 from backend.db import read_session, write_session
 from backend.images import add_image, decode_image
-from backend.models import AnnotationItem, Assignment, Caption, CaptionStatus, User, utcnow
+from backend.models import AnnotationItem, Assignment, Caption, CaptionStatus, Draft, User, utcnow
 from backend.users import add_user
 from backend.workspace import Workspace
 
@@ -298,6 +299,40 @@ def test_stale_claim_can_be_reclaimed(ws: Workspace, team: dict[str, int]) -> No
     draft = ann.load_draft(ws, held.image_id, team["ann"])
     assert draft is not None and draft.long_text == "and more"
     assert max(holders(ws, aset.id).values()) == 1
+
+
+def test_liveness_rule_claim_or_draft_touched_within_ttl(ws: Workspace, team: dict[str, int]) -> None:
+    """The one rule, asked directly and through a claim: a claim is live while it OR its draft
+    was touched within the TTL; when both are older, it is stale and another annotator gets it."""
+    make_dataset(ws, n=2)
+    aset = ann.create_annotation_set(ws, dataset="shapes", name="liveness", size=1)
+    held = ann.next_item(ws, aset.id, team["ann"])
+    assert held is not None
+    ann.save_draft(ws, held.image_id, team["ann"], "ann's words", "")
+    ttl = ann.DEFAULT_CLAIM_TTL
+    now = utcnow()
+    old, recent = now - ttl - timedelta(minutes=5), now - ttl + timedelta(minutes=5)
+
+    def touched(claim_at: datetime, draft_at: datetime) -> bool:
+        """Set when the claim and the draft were last touched; is the claim live now?"""
+        with write_session(ws) as s:
+            assignment = s.exec(select(Assignment)).one()
+            assignment.updated_at = assignment.claimed_at = claim_at
+            s.add(assignment)
+            draft = s.exec(select(Draft)).one()
+            draft.updated_at = draft_at
+            s.add(draft)
+        with read_session(ws) as s:
+            assignment = s.exec(select(Assignment)).one()
+            return still_holds(s, assignment, held.image_id, claim_cutoff(ttl, now))
+
+    assert touched(claim_at=old, draft_at=recent)  # an old claim kept live by a recent draft save
+    assert ann.next_item(ws, aset.id, team["bob"]) is None
+    assert touched(claim_at=recent, draft_at=old)  # a recent claim with an old draft
+    assert ann.next_item(ws, aset.id, team["bob"]) is None
+    assert not touched(claim_at=old, draft_at=old)  # both old: stale
+    taken = ann.next_item(ws, aset.id, team["bob"])
+    assert taken is not None and taken.image_id == held.image_id
 
 
 # --------------------------------------------------------------------------- drafts and submit

@@ -1,0 +1,121 @@
+"""What every part of the annotation workflow shares: its constants, its errors, and the row
+lookups that turn a bad id into a clear :class:`AnnotationError` rather than a ``None``."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from sqlalchemy import text
+from sqlmodel import Session, select
+
+from backend.models import (
+    AnnotationItem,
+    AnnotationSet,
+    Assignment,
+    AssignmentState,
+    Caption,
+    CaptionKind,
+    CaptionStatus,
+    User,
+)
+
+# one logger for the whole workflow (the name it had as a single module)
+log = logging.getLogger("backend.annotation")
+
+DEFAULT_CLAIM_TTL = timedelta(hours=2)
+SAMPLING_METHODS = ("random", "stratified")
+MAX_PAGE = 500
+# Longest caption, draft box or review comment the server stores. A detailed long caption is a
+# few hundred words; before this cap a 1,000,000-character draft was stored, costing about a
+# second of server time at every autosave.
+MAX_CAPTION_CHARS = 10_000
+
+SHORT = CaptionKind.human_short.value
+LONG = CaptionKind.human_long.value
+ACTIVE = AssignmentState.active.value
+SUBMITTED = AssignmentState.submitted.value
+SKIPPED = AssignmentState.skipped.value
+
+
+class AnnotationError(ValueError):
+    """A request the annotation workflow refuses; the message says why and what to do."""
+
+
+def check_length(label: str, text: str) -> None:
+    """Refuse a text past :data:`MAX_CAPTION_CHARS` with a message that says by how much."""
+    if len(text) > MAX_CAPTION_CHARS:
+        raise AnnotationError(
+            f"the {label} has {len(text):,} characters; at most {MAX_CAPTION_CHARS:,} are stored "
+            "(shorten it; nothing was saved)"
+        )
+
+
+class ClaimLost(AnnotationError):
+    """The annotator's claim lapsed (TTL) and every slot of the item is now taken."""
+
+
+def load_set(session: Session, set_id: int | None) -> AnnotationSet:
+    """The set row, or a clear error naming the id."""
+    aset = session.get(AnnotationSet, int(set_id)) if set_id is not None else None
+    if aset is None:
+        raise AnnotationError(f"annotation set {set_id} does not exist")
+    return aset
+
+
+def load_item(session: Session, set_id: int, image_id: int) -> AnnotationItem:
+    item = session.exec(
+        select(AnnotationItem).where(AnnotationItem.set_id == set_id, AnnotationItem.image_id == image_id)
+    ).first()
+    if item is None:
+        raise AnnotationError(f"image {image_id} is not part of annotation set {set_id}")
+    return item
+
+
+def assignment_of(session: Session, item_id: int, annotator_id: int) -> Assignment | None:
+    return session.exec(
+        select(Assignment).where(Assignment.item_id == item_id, Assignment.annotator_id == annotator_id)
+    ).first()
+
+
+def serialise_set(session: Session, set_id: int) -> None:
+    """Serialise claims within one set. SQLite needs nothing (``BEGIN IMMEDIATE`` already
+    holds the write lock); PostgreSQL gets a transaction-scoped advisory lock."""
+    bind = session.get_bind()
+    if bind.dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:a, :b)"), {"a": 0x5EC0, "b": int(set_id)})
+
+
+def require_user(session: Session, user_id: int) -> User:
+    user = session.get(User, user_id)
+    if user is None or not user.active:
+        raise AnnotationError(f"user {user_id} does not exist or is inactive")
+    return user
+
+
+def caption_pair_status(short: Caption | None, long: Caption | None) -> str | None:
+    """One status for a short + long pair: rejected if either is, approved only if both are."""
+    statuses = [c.status for c in (short, long) if c is not None]
+    if not statuses:
+        return None
+    if CaptionStatus.rejected.value in statuses:
+        return CaptionStatus.rejected.value
+    if CaptionStatus.submitted.value in statuses:
+        return CaptionStatus.submitted.value
+    if all(st == CaptionStatus.approved.value for st in statuses) and len(statuses) == 2:
+        return CaptionStatus.approved.value
+    return CaptionStatus.submitted.value
+
+
+def rejection_comment(short: Caption | None, long: Caption | None) -> str | None:
+    """The reviewer's comment on a rejected pair (one text, or one per caption when they differ)."""
+    comments = [
+        (label, c.review_comment)
+        for label, c in (("short", short), ("long", long))
+        if c is not None and c.status == CaptionStatus.rejected.value and c.review_comment
+    ]
+    if not comments:
+        return None
+    if len({text for _, text in comments}) == 1:
+        return comments[0][1]
+    return " / ".join(f"{label}: {text}" for label, text in comments)
