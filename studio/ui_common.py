@@ -1,5 +1,5 @@
 """Small helpers every tab needs: who is calling, lenient number parsing, HTML escaping, the
-run status badge and the tab a section is being built in.
+run status badge, "change nothing" for n outputs, and the tab a section is being built in.
 
 Why one module: each tab used to carry its own copy of these (``_user``, ``_int``, ``_esc``),
 and copies drift — one tab's ``_int`` read ``"3.0"`` as 3, another's as nothing. The two
@@ -63,6 +63,11 @@ def user_or_error(ws: Workspace, request: gr.Request | None) -> User:
         return current_user(ws, request)
     except PermissionDenied as exc:
         raise gr.Error(f"Not allowed: {exc}.") from None
+
+
+def no_change(n: int) -> tuple[Any, ...]:
+    """``n`` outputs left as they are (an event that decides to change nothing)."""
+    return tuple(gr.skip() for _ in range(n))
 
 
 def status_badge(status: str) -> str:
