@@ -17,7 +17,6 @@ Design notes
 
 from __future__ import annotations
 
-import html
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +46,7 @@ from backend.visibility import (
 from backend.workspace import Workspace
 from studio import access, plots
 from studio.session import is_admin, require_admin_ui
+from studio.ui_common import esc, no_change, parent_tab
 
 PAGE_SIZES = [16, 32, 64, 96]
 DEFAULT_PAGE_SIZE = 32
@@ -60,18 +60,14 @@ EMPTY_DIFF = "<div class='rv-empty'>Choose two variants to see what changed, wor
 # --------------------------------------------------------------------------- HTML pieces
 
 
-def _esc(text: Any) -> str:
-    return html.escape(str(text), quote=True)
-
-
 def _text_html(v: Variant) -> str:
     """The caption, with the part CLIP never sees (past 77 tokens) greyed out."""
     if not v.truncated:
-        return _esc(v.text)
+        return esc(v.text)
     words = v.text.split()
     keep = clip_visible_words(v.text)
     seen, cut = " ".join(words[:keep]), " ".join(words[keep:])
-    return f"{_esc(seen)} <span class='rv-cut' title='CLIP and the SD text encoder never read this part'>{_esc(cut)}</span>"
+    return f"{esc(seen)} <span class='rv-cut' title='CLIP and the SD text encoder never read this part'>{esc(cut)}</span>"
 
 
 def _badge(v: Variant) -> str:
@@ -92,19 +88,19 @@ def variants_html(detail: ImageDetail | None) -> str:
     head, texts, counts, origins = [], [], [], []
     for v in detail.variants:
         kind_class = "rv-k-" + (v.kind if v.column != f"other: {v.kind}" else "other")
-        head.append(f"<th class='rv-kind {kind_class}' data-kind='{_esc(v.kind)}'>{_esc(v.column)}</th>")
-        texts.append(f"<td class='rv-text' data-kind='{_esc(v.kind)}'>{_text_html(v)}</td>")
+        head.append(f"<th class='rv-kind {kind_class}' data-kind='{esc(v.kind)}'>{esc(v.column)}</th>")
+        texts.append(f"<td class='rv-text' data-kind='{esc(v.kind)}'>{_text_html(v)}</td>")
         scores = "".join(
-            f"<div class='rv-score' title='{_esc(model)}{' (caption truncated at 77 tokens)' if cut else ''}'>"
-            f"{'CLIP-S' if metric == 'clip_score' else _esc(metric)} {value:.1f}"
-            f"{' ✂' if cut else ''} <span class='rv-score-model'>{_esc(model)}</span></div>"
+            f"<div class='rv-score' title='{esc(model)}{' (caption truncated at 77 tokens)' if cut else ''}'>"
+            f"{'CLIP-S' if metric == 'clip_score' else esc(metric)} {value:.1f}"
+            f"{' ✂' if cut else ''} <span class='rv-score-model'>{esc(model)}</span></div>"
             for metric, value, model, cut in v.scores
         )
         counts.append(
             f"<td class='rv-counts'><span>{v.words} words · {v.clip_tokens} CLIP tokens</span> {_badge(v)}{scores}</td>"
         )
-        status = f"<span class='rv-status rv-status-{_esc(v.status)}'>{_esc(v.status)}</span>"
-        origins.append(f"<td class='rv-origin'>{status} {_esc(v.origin)}</td>")
+        status = f"<span class='rv-status rv-status-{esc(v.status)}'>{esc(v.status)}</span>"
+        origins.append(f"<td class='rv-origin'>{status} {esc(v.origin)}</td>")
     return (
         "<div class='rv-variants-wrap'><table class='rv-variants'>"
         f"<thead><tr>{''.join(head)}</tr></thead><tbody>"
@@ -134,7 +130,7 @@ def diff_html(a_label: str | None, b_label: str | None, texts: dict[str, str] | 
     shared = diff_ratio(a, b) * 100
     return (
         "<div class='rv-diff'>"
-        f"<div class='rv-diff-head'><b>{_esc(a_label)}</b> → <b>{_esc(b_label)}</b> · "
+        f"<div class='rv-diff-head'><b>{esc(a_label)}</b> → <b>{esc(b_label)}</b> · "
         f"{shared:.0f}% of words in common · <del>removed</del> <ins>added</ins></div>"
         f"<div class='rv-diff-body'>{word_diff_html(a, b)}</div></div>"
     )
@@ -158,7 +154,7 @@ def _default_pair(labels: list[str], detail: ImageDetail) -> tuple[str | None, s
 
 def stats_summary_html(dataset: str, stats: dict[str, Any], limit: int) -> str:
     if not stats:
-        return f"<div class='rv-empty'>Dataset <b>{_esc(dataset)}</b> has no captions yet.</div>"
+        return f"<div class='rv-empty'>Dataset <b>{esc(dataset)}</b> has no captions yet.</div>"
     rows = []
     sampled = False
     for kind, st in stats.items():
@@ -168,8 +164,8 @@ def stats_summary_html(dataset: str, stats: dict[str, Any], limit: int) -> str:
         cut = st.hit_limit_fraction
         cut_cell = "—" if cut is None else f"{100.0 * cut:.1f}% <small>({st.hit_limit:,})</small>"
         rows.append(
-            f"<tr><td><span class='rv-dot rv-k-{_esc(kind) if kind in plots.KIND_COLORS else 'other'}'></span>"
-            f"{_esc(kind_label(kind))}</td><td>{st.count:,}</td><td>{st.mean_words:.1f}</td>"
+            f"<tr><td><span class='rv-dot rv-k-{esc(kind) if kind in plots.KIND_COLORS else 'other'}'></span>"
+            f"{esc(kind_label(kind))}</td><td>{st.count:,}</td><td>{st.mean_words:.1f}</td>"
             f"<td>{st.mean_tokens:.1f}</td><td>{trunc:.1f}%</td><td>{st.vocabulary_size:,}</td>"
             f"<td class='rv-cut'>{cut_cell}</td></tr>"
         )
@@ -179,7 +175,7 @@ def stats_summary_html(dataset: str, stats: dict[str, Any], limit: int) -> str:
         else ""
     )
     return (
-        f"<div class='rv-stats-title'>Statistics of <b>{_esc(dataset)}</b></div>"
+        f"<div class='rv-stats-title'>Statistics of <b>{esc(dataset)}</b></div>"
         "<table class='rv-stats'><thead><tr><th>kind</th><th>captions</th><th>mean words</th>"
         f"<th>mean CLIP tokens</th><th>past {CONTEXT_LENGTH} tokens</th><th>vocabulary</th>"
         "<th title='generation stopped at the token limit (max_new_tokens), not at an end token'>"
@@ -200,7 +196,7 @@ def junk_html(stats: dict[str, Any]) -> str:
     if not alt.junk_examples:
         return head
     rows = "".join(
-        f"<tr><td class='rv-junk-text'>{_esc(text)}</td><td>{_esc(reason)}</td></tr>"
+        f"<tr><td class='rv-junk-text'>{esc(text)}</td><td>{esc(reason)}</td></tr>"
         for text, reason in alt.junk_examples
     )
     return f"{head}<table class='rv-junk'><thead><tr><th>example alt-text</th><th>why</th></tr></thead><tbody>{rows}</tbody></table>"
@@ -326,15 +322,142 @@ def pick_dataset(names: list[str], current: str | None) -> str | None:
     return names[0] if names else None
 
 
-def parent_tab() -> gr.Tab | None:
-    """The ``gr.Tab`` this tab's components are being built in (to refresh on selection)."""
-    from gradio.context import get_render_context
+@dataclass
+class DetailPane:
+    """The opened image, its caption variants side by side and a word diff of two of them."""
 
-    block = get_render_context()
-    return block if isinstance(block, gr.Tab) else None
+    image: gr.Image
+    meta: gr.Markdown
+    variants: gr.HTML
+    diff_a: gr.Dropdown
+    diff_b: gr.Dropdown
+    diff: gr.HTML
+
+
+def detail_pane() -> DetailPane:
+    """The detail pane under the gallery, empty until an image is opened."""
+    with gr.Group(elem_id="rv-detail"):
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=1, min_width=220):
+                image = gr.Image(
+                    label="Image",
+                    type="filepath",
+                    interactive=False,
+                    height=280,
+                    elem_id="rv-image",
+                    buttons=["fullscreen"],
+                )
+                meta = gr.Markdown("", elem_id="rv-image-meta")
+            with gr.Column(scale=4):
+                variants = gr.HTML(EMPTY_VARIANTS, elem_id="variants")
+        with gr.Row(equal_height=True, elem_id="rv-diff-row"):
+            diff_a = gr.Dropdown(label="Diff: from", choices=[], scale=1, elem_id="diff-a")
+            diff_b = gr.Dropdown(label="to", choices=[], scale=1, elem_id="diff-b")
+        diff = gr.HTML(EMPTY_DIFF, elem_id="diff")
+    return DetailPane(image=image, meta=meta, variants=variants, diff_a=diff_a, diff_b=diff_b, diff=diff)
+
+
+def wire_detail(
+    ws: Workspace, pane: DetailPane, gallery: gr.Gallery, ids_state: gr.State, texts_state: gr.State
+) -> None:
+    """A gallery click opens the image (checked against what the user may see); the two
+    dropdowns pick the variants to diff."""
+    detail_outputs = [pane.image, pane.meta, pane.variants, pane.diff_a, pane.diff_b, pane.diff, texts_state]
+
+    def open_image(ids: list[int], evt: gr.SelectData, request: gr.Request):
+        index = evt.index[0] if isinstance(evt.index, list | tuple) else evt.index
+        if not isinstance(index, int) or not 0 <= index < len(ids):
+            return no_change(len(detail_outputs))
+        try:
+            detail = image_variants(ws, ids[index], viewer=access.viewer(ws, request))
+        except ReviewError as exc:
+            raise gr.Error(str(exc)) from None
+        # a campaign may have opened after the gallery was loaded
+        if detail.dataset in access.hidden_datasets(ws, request):
+            raise gr.Error(BLINDED_MESSAGE)
+        try:  # admins see the stored original; annotators its pixels only (no provenance chunk)
+            shown: Any = detail.path if is_admin(ws, request) else access.pixels_only(detail.path)
+        except OSError as exc:
+            raise gr.Error(f"Cannot read image #{detail.image_id}: {exc}") from None
+        labels = [v.label for v in detail.variants]
+        texts = {v.label: v.text for v in detail.variants}
+        a, b = _default_pair(labels, detail)
+        return (
+            shown,
+            image_meta_md(detail),
+            variants_html(detail),
+            gr.update(choices=labels, value=a),
+            gr.update(choices=labels, value=b),
+            diff_html(a, b, texts),
+            texts,
+        )
+
+    gallery.select(open_image, ids_state, detail_outputs, api_visibility="private")
+
+    def show_diff(a: str | None, b: str | None, texts: dict[str, str]) -> str:
+        return diff_html(a, b, texts)
+
+    for dd in (pane.diff_a, pane.diff_b):
+        dd.input(
+            show_diff,
+            [pane.diff_a, pane.diff_b, texts_state],
+            pane.diff,
+            api_visibility="private",
+            queue=False,
+        )
+
+
+@dataclass
+class VisibilitySection:
+    """The admin switch: may annotators read every caption (see :mod:`backend.visibility`)?"""
+
+    box: gr.Accordion
+    see_all: gr.Checkbox
+    note: gr.Markdown
+
+
+def visibility_section() -> VisibilitySection:
+    """The admin switch, hidden until the page load finds an admin."""
+    with gr.Accordion(
+        "Who reads which captions (admin)", open=False, visible=False, elem_id="rv-visibility"
+    ) as visibility_box:
+        see_all = gr.Checkbox(
+            value=False,
+            label="Annotators may read every caption, other annotators' unreviewed ones included",
+            info=(
+                "Off (the default): an annotator reads captions no annotator wrote, approved human "
+                "captions and their own, so each human caption stays an independent reading of its image."
+            ),
+            elem_id="rv-see-all",
+        )
+        see_all_note = gr.Markdown(elem_id="rv-see-all-note")
+    return VisibilitySection(box=visibility_box, see_all=see_all, note=see_all_note)
+
+
+def wire_visibility(ws: Workspace, blocks: gr.Blocks, section: VisibilitySection) -> None:
+    """Shown to admins on load; its switch is an admin action with an ``api_name``."""
+
+    def visibility_view(request: gr.Request) -> tuple[Any, Any]:
+        if not is_admin(ws, request):
+            return gr.update(visible=False), gr.skip()
+        return gr.update(visible=True), gr.update(value=annotators_see_all_captions(ws))
+
+    blocks.load(visibility_view, None, [section.box, section.see_all], api_visibility="private")
+
+    def set_visibility(on: bool, request: gr.Request) -> str:
+        require_admin_ui(ws, request)
+        set_annotators_see_all_captions(ws, bool(on))
+        return (
+            "Annotators now read **every** caption."
+            if on
+            else "Annotators now read captions no annotator wrote, approved human captions and their own."
+        )
+
+    section.see_all.input(set_visibility, section.see_all, section.note, api_name="review_caption_visibility")
 
 
 def build(ws: Workspace, blocks: gr.Blocks) -> None:
+    """The Review tab: filters, one gallery page, the opened image, statistics, caption visibility."""
     tab = parent_tab()
     page_state = gr.State(0)
     ids_state = gr.State([])
@@ -381,39 +504,10 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
         elem_id="review-gallery",
         buttons=[],
     )
-    with gr.Group(elem_id="rv-detail"):
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=1, min_width=220):
-                image = gr.Image(
-                    label="Image",
-                    type="filepath",
-                    interactive=False,
-                    height=280,
-                    elem_id="rv-image",
-                    buttons=["fullscreen"],
-                )
-                meta = gr.Markdown("", elem_id="rv-image-meta")
-            with gr.Column(scale=4):
-                variants = gr.HTML(EMPTY_VARIANTS, elem_id="variants")
-        with gr.Row(equal_height=True, elem_id="rv-diff-row"):
-            diff_a = gr.Dropdown(label="Diff: from", choices=[], scale=1, elem_id="diff-a")
-            diff_b = gr.Dropdown(label="to", choices=[], scale=1, elem_id="diff-b")
-        diff = gr.HTML(EMPTY_DIFF, elem_id="diff")
+    detail = detail_pane()
     with gr.Accordion("Statistics", open=False, elem_id="rv-stats") as stats_acc:
         stats = build_stats_section(ws, dataset, prefix="rv-", histogram_id="length-histogram")
-    with gr.Accordion(
-        "Who reads which captions (admin)", open=False, visible=False, elem_id="rv-visibility"
-    ) as visibility_box:
-        see_all = gr.Checkbox(
-            value=False,
-            label="Annotators may read every caption, other annotators' unreviewed ones included",
-            info=(
-                "Off (the default): an annotator reads captions no annotator wrote, approved human "
-                "captions and their own, so each human caption stays an independent reading of its image."
-            ),
-            elem_id="rv-see-all",
-        )
-        see_all_note = gr.Markdown(elem_id="rv-see-all-note")
+    visibility = visibility_section()
 
     # ------------------------------------------------------------------ handlers
 
@@ -492,42 +586,7 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
     prev_btn.click(step(-1), [*filters, page_state, page_size], page_outputs, api_visibility="private")
     next_btn.click(step(+1), [*filters, page_state, page_size], page_outputs, api_visibility="private")
 
-    detail_outputs = [image, meta, variants, diff_a, diff_b, diff, texts_state]
-
-    def open_image(ids: list[int], evt: gr.SelectData, request: gr.Request):
-        index = evt.index[0] if isinstance(evt.index, list | tuple) else evt.index
-        if not isinstance(index, int) or not 0 <= index < len(ids):
-            return (gr.skip(),) * len(detail_outputs)
-        try:
-            detail = image_variants(ws, ids[index], viewer=access.viewer(ws, request))
-        except ReviewError as exc:
-            raise gr.Error(str(exc)) from None
-        if detail.dataset in hidden_from(request):  # a campaign opened after the gallery was loaded
-            raise gr.Error(BLINDED_MESSAGE)
-        try:  # admins see the stored original; annotators its pixels only (no provenance chunk)
-            shown: Any = detail.path if is_admin(ws, request) else access.pixels_only(detail.path)
-        except OSError as exc:
-            raise gr.Error(f"Cannot read image #{detail.image_id}: {exc}") from None
-        labels = [v.label for v in detail.variants]
-        texts = {v.label: v.text for v in detail.variants}
-        a, b = _default_pair(labels, detail)
-        return (
-            shown,
-            image_meta_md(detail),
-            variants_html(detail),
-            gr.update(choices=labels, value=a),
-            gr.update(choices=labels, value=b),
-            diff_html(a, b, texts),
-            texts,
-        )
-
-    gallery.select(open_image, ids_state, detail_outputs, api_visibility="private")
-
-    def show_diff(a: str | None, b: str | None, texts: dict[str, str]) -> str:
-        return diff_html(a, b, texts)
-
-    for dd in (diff_a, diff_b):
-        dd.input(show_diff, [diff_a, diff_b, texts_state], diff, api_visibility="private", queue=False)
+    wire_detail(ws, detail, gallery, ids_state, texts_state)
 
     # statistics: computed when the accordion opens, and again on a dataset change while open
     def open_stats(name: str | None, cap: Any, request: gr.Request) -> tuple[Any, ...]:
@@ -540,7 +599,7 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
 
     def stats_if_open(is_open: bool, name: str | None, cap: Any, request: gr.Request) -> tuple[Any, ...]:
         if not is_open:
-            return tuple(gr.skip() for _ in stats.outputs)
+            return no_change(len(stats.outputs))
         return stats.compute(name, cap, request)
 
     dataset.input(stats_if_open, [stats_open, dataset, stats.limit], stats.outputs, api_visibility="private")
@@ -575,22 +634,4 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
     if tab is not None:
         tab.select(refresh, refresh_inputs, refresh_outputs, api_visibility="private")
 
-    # ------------------------------------------------------------------ caption visibility (admins)
-
-    def visibility_view(request: gr.Request) -> tuple[Any, Any]:
-        if not is_admin(ws, request):
-            return gr.update(visible=False), gr.skip()
-        return gr.update(visible=True), gr.update(value=annotators_see_all_captions(ws))
-
-    blocks.load(visibility_view, None, [visibility_box, see_all], api_visibility="private")
-
-    def set_visibility(on: bool, request: gr.Request) -> str:
-        require_admin_ui(ws, request)
-        set_annotators_see_all_captions(ws, bool(on))
-        return (
-            "Annotators now read **every** caption."
-            if on
-            else "Annotators now read captions no annotator wrote, approved human captions and their own."
-        )
-
-    see_all.input(set_visibility, see_all, see_all_note, api_name="review_caption_visibility")
+    wire_visibility(ws, blocks, visibility)
