@@ -21,7 +21,6 @@ the server, in every handler).
 
 from __future__ import annotations
 
-import html
 import math
 import tempfile
 from collections.abc import Mapping
@@ -45,6 +44,7 @@ from backend.stats import LeftBias, bootstrap_bt  # noqa: E402
 from backend.users import PermissionDenied  # noqa: E402
 from backend.workspace import Workspace  # noqa: E402
 from studio.session import current_user, require_admin_ui  # noqa: E402
+from studio.ui_common import esc, user_or_error  # noqa: E402
 
 ALL_CRITERIA = "all criteria (pooled)"
 POOLED_VALUES = {ALL_CRITERIA, "all criteria"}  # the second: the label before issue 9 (API callers)
@@ -56,15 +56,11 @@ NO_CONDITION = "unknown"  # the label backend.arena.results uses too
 # --------------------------------------------------------------------------- small helpers
 
 
-def _esc(text: Any) -> str:
-    return html.escape(str(text), quote=True)
-
-
 def _num(value: Any, digits: int = 0) -> str:
     try:
         x = float(value)
     except (TypeError, ValueError):
-        return _esc(value) if value is not None else "—"
+        return esc(value) if value is not None else "—"
     if math.isnan(x):
         return "—"
     return f"{x:,.{digits}f}"
@@ -76,13 +72,6 @@ def _pct(value: Any) -> str:
     except (TypeError, ValueError):
         return "—"
     return "—" if math.isnan(x) else f"{100 * x:.0f}%"
-
-
-def _user(ws: Workspace, request: gr.Request | None) -> User:
-    try:
-        return current_user(ws, request)
-    except PermissionDenied as exc:
-        raise gr.Error(f"Not allowed: {exc}.") from None
 
 
 def visible_campaigns(ws: Workspace, user: User) -> list[str]:
@@ -273,13 +262,13 @@ def table_html(
 ) -> str:
     """A small HTML table; ``columns`` = (column, header, format) with format "", "int", "1", "pct"."""
     if df is None or len(df) == 0:
-        return f"<p class='ar-note'><i>{_esc(empty)}</i></p>"
+        return f"<p class='ar-note'><i>{esc(empty)}</i></p>"
     if columns is None:
         columns = []
         for col in df.columns:
             kind = "2" if pd.api.types.is_float_dtype(df[col]) else ""
             columns.append((str(col), str(col), kind))
-    head = "".join(f"<th class='{'num' if fmt else ''}'>{_esc(header)}</th>" for _, header, fmt in columns)
+    head = "".join(f"<th class='{'num' if fmt else ''}'>{esc(header)}</th>" for _, header, fmt in columns)
     rows = []
     for _, row in df.iterrows():
         cells = []
@@ -294,7 +283,7 @@ def table_html(
             elif fmt in ("1", "2", "3"):
                 text = _num(value, int(fmt))
             else:
-                text = _esc(
+                text = esc(
                     "—" if value is None or (isinstance(value, float) and math.isnan(value)) else value
                 )
             cells.append(f"<td class='{'num' if fmt else ''}'>{text}</td>")
@@ -309,21 +298,21 @@ def ratings_html(ratings: pd.DataFrame | None, meta: Mapping[str, Mapping[str, s
     rows = []
     for _, r in ratings.sort_values("rating", ascending=False).iterrows():
         m = meta.get(str(r["system"]), {})
-        mix = _esc(m.get("mix") or "")
+        mix = esc(m.get("mix") or "")
         if m.get("usage"):
-            used = f"<span class='ar-note'>used: {_esc(m['usage'])}</span>"
+            used = f"<span class='ar-note'>used: {esc(m['usage'])}</span>"
             mix = f"{mix}<br>{used}" if mix else used
         rows.append(
             "<tr>"
             f"<td class='num'>{_num(r.get('rank'))}</td>"
-            f"<td><b>{_esc(r['system'])}</b></td>"
+            f"<td><b>{esc(r['system'])}</b></td>"
             f"<td class='num'>{_num(r['rating'])}</td>"
             f"<td class='num'>[{_num(r['lower'])}, {_num(r['upper'])}]</td>"
             f"<td class='num'>{_num(r.get('wins'))} / {_num(r.get('losses'))} / {_num(r.get('ties'))}</td>"
             f"<td class='num'>{_num(r.get('n'))}</td>"
-            f"<td><span class='ar-cond'>{_esc(m.get('condition', NO_CONDITION))}</span></td>"
+            f"<td><span class='ar-cond'>{esc(m.get('condition', NO_CONDITION))}</span></td>"
             f"<td class='ar-mix'>{mix or '—'}</td>"
-            f"<td class='ar-mix'>{_esc(m.get('captioner') or '—')}</td>"
+            f"<td class='ar-mix'>{esc(m.get('captioner') or '—')}</td>"
             "</tr>"
         )
     head = (
@@ -401,9 +390,9 @@ def frames_html(value: Any, spec: list[tuple[str, str, str]] | None, empty: str)
         return table_html(value, spec, empty=empty)
     if isinstance(value, Mapping) and value:
         return "".join(
-            f"<h4>{_esc(key)}</h4>{table_html(frame, spec, empty=empty)}" for key, frame in value.items()
+            f"<h4>{esc(key)}</h4>{table_html(frame, spec, empty=empty)}" for key, frame in value.items()
         )
-    return f"<p class='ar-note'><i>{_esc(empty)}</i></p>"
+    return f"<p class='ar-note'><i>{esc(empty)}</i></p>"
 
 
 def agreement_html(agreement: Any) -> str:
@@ -471,8 +460,8 @@ def conditions_html(groups: list[dict[str, Any]], pooled: pd.DataFrame) -> str:
         )
         rows.append(
             "<tr>"
-            f"<td><span class='ar-cond'>{_esc(cond)}</span></td>"
-            f"<td>{_esc(', '.join(g.get('systems') or []))}</td>"
+            f"<td><span class='ar-cond'>{esc(cond)}</span></td>"
+            f"<td>{esc(', '.join(g.get('systems') or []))}</td>"
             f"<td class='num'>{_num(g.get('best_rating'))}</td>"
             f"<td class='num'>{_num(g.get('mean_rating'))}</td>"
             f"<td class='num'>{_num(g.get('votes'))}</td>"
@@ -501,18 +490,20 @@ def compute_view(ws: Workspace, name: str, criterion: str | None, rounds: int) -
     votes = rated_votes(arena_api.campaign_votes(ws, name), results.criterion)
     annotators = 0 if votes.empty else votes["annotator"].nunique()
     if results.pooled:
-        which = "**all criteria pooled**" if len(results.criteria) > 1 else f"**{_esc(results.criterion or '—')}**"
+        which = (
+            "**all criteria pooled**" if len(results.criteria) > 1 else f"**{esc(results.criterion or '—')}**"
+        )
     else:
         primary = " (primary: the campaign's first)" if results.criterion == results.primary_criterion else ""
-        which = f"**{_esc(results.criterion)}**{primary}"
+        which = f"**{esc(results.criterion)}**{primary}"
     summary = (
-        f"**{_esc(results.campaign)}** ({results.kind}) · criterion: {which} · "
+        f"**{esc(results.campaign)}** ({results.kind}) · criterion: {which} · "
         f"{results.n_judgments} judgments, {results.n_votes} in the ratings (first looks at regular pairs) "
         f"by {annotators} annotator(s) · {len(meta)} systems · 95% intervals from {rounds} bootstrap rounds "
         f"over {results.n_clusters} prompts (the votes on one prompt are resampled together)"
     )
     if results.warnings:
-        summary += "\n\n⚠ " + " ".join(_esc(w) for w in results.warnings)
+        summary += "\n\n⚠ " + " ".join(esc(w) for w in results.warnings)
     win = results.win_rates
     annotator_parts = [
         "<h4>Swap consistency (same verdict when a pair comes back with its sides swapped)</h4>",
@@ -646,7 +637,7 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
     blocks.load(on_load, None, [campaign, criterion, import_box], api_visibility="private")
 
     def pick_campaign(name: str | None, request: gr.Request):
-        user = _user(ws, request)
+        user = user_or_error(ws, request)
         if name:
             _check_visible(ws, user, name)
         try:
@@ -655,7 +646,7 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
             raise gr.Error(str(exc)) from None
 
     def show(name: str | None, crit: str | None, n_rounds: Any, request: gr.Request):
-        user = _user(ws, request)
+        user = user_or_error(ws, request)
         if not name:
             raise gr.Error("Choose a campaign first.")
         _check_visible(ws, user, name)
@@ -677,7 +668,7 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
     )
 
     def export(name: str | None, what: str, request: gr.Request) -> str:
-        user = _user(ws, request)
+        user = user_or_error(ws, request)
         if not name:
             raise gr.Error("Choose a campaign first.")
         _check_visible(ws, user, name)
@@ -717,7 +708,7 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
         imported = report.votes
         names = visible_campaigns(ws, user)
         return (
-            f"Imported **{_esc(imported)}** judgments into **{_esc(name)}**.",
+            f"Imported **{esc(imported)}** judgments into **{esc(name)}**.",
             gr.update(choices=names, value=name),
             _criteria_update(name),
         )
