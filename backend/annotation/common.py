@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import text
-from sqlmodel import Session, select
+from sqlalchemy import and_, text
+from sqlmodel import Session, col, select
 
 from backend.models import (
     AnnotationItem,
@@ -91,6 +92,16 @@ def require_user(session: Session, user_id: int) -> User:
     if user is None or not user.active:
         raise AnnotationError(f"user {user_id} does not exist or is inactive")
     return user
+
+
+def with_assignment(query: Any, image_id: Any, annotator_id: Any) -> Any:
+    """``query`` joined to the set item of ``image_id`` and to ``annotator_id``'s assignment of
+    that item (both columns of the queried row: a draft's, a caption's), so it can be limited
+    to one set and to the assignments' states."""
+    return query.join(AnnotationItem, col(AnnotationItem.image_id) == image_id).join(
+        Assignment,
+        and_(col(Assignment.item_id) == AnnotationItem.id, col(Assignment.annotator_id) == annotator_id),
+    )
 
 
 def caption_pair_status(short: Caption | None, long: Caption | None) -> str | None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_
 from sqlmodel import col, select
 
 from backend.annotation.claims import active_item, next_item, rejected_item
@@ -18,6 +17,7 @@ from backend.annotation.common import (
     SUBMITTED,
     caption_pair_status,
     load_set,
+    with_assignment,
 )
 from backend.annotation.views import ItemView, build_view, item_view
 from backend.captions import current_human_caption
@@ -110,15 +110,7 @@ def resume_item(
     with read_session(ws) as s:
         load_set(s, set_id)
         image_id = s.exec(
-            select(Draft.image_id)
-            .join(AnnotationItem, col(AnnotationItem.image_id) == Draft.image_id)
-            .join(
-                Assignment,
-                and_(
-                    col(Assignment.item_id) == AnnotationItem.id,
-                    col(Assignment.annotator_id) == Draft.annotator_id,
-                ),
-            )
+            with_assignment(select(Draft.image_id), Draft.image_id, Draft.annotator_id)
             .where(
                 AnnotationItem.set_id == set_id,
                 Draft.annotator_id == annotator_id,

@@ -8,7 +8,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_
 from sqlmodel import Session, col, select
 
 from backend.annotation.common import (
@@ -22,6 +21,7 @@ from backend.annotation.common import (
     load_set,
     rejection_comment,
     require_user,
+    with_assignment,
 )
 from backend.captions import review_caption
 from backend.db import read_session, write_session
@@ -57,16 +57,7 @@ def submitted_pairs(session: Session, set_id: int) -> dict[tuple[int, int], dict
     """Current human captions of the set's images by (image, annotator), limited to
     annotators who submitted that item in this set."""
     rows = session.exec(
-        select(Caption)
-        .join(AnnotationItem, col(AnnotationItem.image_id) == Caption.image_id)
-        .join(
-            Assignment,
-            and_(
-                col(Assignment.item_id) == AnnotationItem.id,
-                col(Assignment.annotator_id) == Caption.annotator_id,
-            ),
-        )
-        .where(
+        with_assignment(select(Caption), Caption.image_id, Caption.annotator_id).where(
             AnnotationItem.set_id == set_id,
             Assignment.state == SUBMITTED,
             col(Caption.kind).in_(HUMAN_KINDS),
