@@ -41,8 +41,8 @@ from backend.images import add_image, decode_image  # noqa: E402
 from backend.jobs.configs import DEFAULTS, new_run  # noqa: E402
 from backend.workspace import Workspace  # noqa: E402
 from training.adapters import GenerationSettings, load_captioner  # noqa: E402
-from training.data import dataset_images, load_rgb, pick_device, set_torch_threads  # noqa: E402
-from training.jobs.recaption import pick_dtype  # noqa: E402
+from training.data import dataset_images, load_rgb, set_torch_threads  # noqa: E402
+from training.devices import effective_dtype, pick_device  # noqa: E402
 from training.runner import execute  # noqa: E402
 
 DATASET = "bench-shapes"
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             captioner = args.model
         setup_s, ws = timed(lambda: make_workspace(tmp / "home", args.images, args.seed))
         device = pick_device(args.device)
-        dtype = pick_dtype("auto", device, None)
+        dtype = effective_dtype("auto", device)
         adapter = load_captioner(captioner, device=str(device), dtype=dtype)  # type: ignore[arg-type]
         settings = GenerationSettings(max_new_tokens=args.max_new_tokens)
         decode_s, images = timed(lambda: [load_rgb(r.path) for r in dataset_images(ws, DATASET)])

@@ -383,11 +383,12 @@ def test_category_filter_keeps_prompt_indices(setup: dict[str, Any]) -> None:
 
 
 def test_checkpoint_references_are_checked(setup: dict[str, Any]) -> None:
+    from backend.jobs.configs import ConfigError
     from training.jobs.generate import GenerateError, resolve_checkpoints
 
     ws = setup["ws"]
     captioner = store.add_artifact(ws, None, "captioner", "captioner-x", ws.home / "models" / "tiny-a", {})
-    with pytest.raises(GenerateError, match=r"'captioner-x' is a captioner artifact, not a text-to-image"):
+    with pytest.raises(ConfigError, match=r"checkpoint 'captioner-x' is a captioner artifact .*not a t2i one"):
         resolve_checkpoints(ws, [captioner.name])
     with pytest.raises(GenerateError, match="lists a checkpoint twice"):
         resolve_checkpoints(ws, [setup["checkpoints"][1], setup["checkpoints"][1]])

@@ -191,7 +191,7 @@ def generate(path: Path) -> Any:
             "ema_decay": 0.9,
             "gradient_checkpointing": True,
             "num_workers": 1,
-            "mixed_precision": "bf16",
+            "mixed_precision": "auto",
             "grad_accum": 2,
         },
         {"train": "both", "lora": True, "lora_rank": 2, "mix": "recap_long=0.7,alttext=0.3"},
@@ -219,8 +219,8 @@ def test_training_targets_save_a_pipeline_that_loads_and_generates(
     assert meta["mix"]["weights"] == dict(parse_mix(extra.get("mix", "recap_mix")).weights)
     log = (ws.runs_dir / str(run_id) / "log.txt").read_text()
     assert "UNREVIEWED" not in log
-    if "mixed_precision" in extra:
-        assert "mixed_precision bf16 is GPU-only here" in log
+    if "mixed_precision" in extra:  # auto on the CPU: full precision, said in the log
+        assert "mixed_precision auto: no on cpu" in log
     for kind, refs in meta["captioners"].items():
         assert refs == (["human"] if kind.startswith("human") else ["imported"])
     assert meta["truncated_captions"] == 1 and meta["long_captions"] == 1  # image 5's recap_long
@@ -418,6 +418,7 @@ def test_chunk_mode_keeps_long_captions_and_pads_the_empty_caption_alike(
         ({"cache_latents": True, "center_crop": False}, "cache_latents needs center_crop"),
         ({"use_8bit_adam": True}, "use_8bit_adam needs the bitsandbytes package"),
         ({"base": "NOT_A_PIPELINE"}, "cannot load a Stable Diffusion pipeline from"),
+        ({"mixed_precision": "bf16"}, "mixed_precision bf16 needs a CUDA GPU and this run is on cpu"),
     ],
 )
 def test_impossible_configs_fail_with_a_clear_message(

@@ -321,49 +321,7 @@ class ImageCache:
         return bad
 
 
-# --------------------------------------------------------------------------- models and devices
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """What a config's model reference resolved to: something ``from_pretrained`` can load.
-
-    ``label`` is what provenance shows (the artifact's name, else the reference as given), ``source`` the
-    folder or hub id to load, ``artifact`` the registered artifact when it was one.
-    """
-
-    label: str
-    source: str
-    artifact: Any | None = None
-
-    @property
-    def meta(self) -> dict[str, Any]:
-        return dict(self.artifact.meta or {}) if self.artifact is not None else {}
-
-
-def resolve_model(ws: Workspace, ref: str) -> ModelRef:
-    """A captioner artifact (name or id), else an existing folder, else a hub id (loaded as given)."""
-    from backend.jobs import store
-
-    ref = ref.strip()
-    try:
-        artifact = store.get_artifact(ws, ref)
-    except store.ArtifactNotFound:
-        artifact = None
-    if artifact is not None:
-        return ModelRef(artifact.name, str(store.artifact_path(ws, artifact)), artifact)
-    path = Path(ref).expanduser()
-    return ModelRef(ref, str(path.resolve()) if path.exists() else ref)
-
-
-def pick_device(name: str) -> torch.device:
-    """``auto`` means the GPU when there is one; asking for ``cuda`` without one is an error, not a
-    silent fallback (a 100× slower run is worse than a clear message)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device cuda was requested but no CUDA GPU is visible to this process")
-    return torch.device(name)
+# --------------------------------------------------------------------------- threads
 
 
 def set_torch_threads(requested: int, reserved: int = 0) -> int:

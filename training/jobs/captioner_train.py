@@ -11,10 +11,10 @@ Decisions worth knowing:
 
 * Data = approved, current ``human_short`` / ``human_long`` captions; the train/validation
   split is by image and seeded, so a resumed run trains on exactly the same set.
-* Mixed precision goes through ``accelerate`` on a GPU. On the CPU any fp16/bf16 request is
-  **downgraded to "no" with a logged warning** (and recorded in the artifact): CPU autocast
-  is slow or unsupported for these models, and refusing would make a GPU config unusable
-  for a quick CPU check.
+* Mixed precision goes through ``accelerate`` on a GPU, under the one device and precision
+  policy of :mod:`training.devices`: fp16/bf16 on the CPU is an error said before anything
+  loads, ``auto`` takes mixed precision only where there is a GPU (a GPU config stays usable
+  for a quick CPU check); the precision used is logged and recorded in the artifact.
 * LoRA (peft) targets the attention projections of each family (:data:`LORA_TARGETS`);
   weights are merged before ``save_pretrained`` so ``load_captioner`` loads the result like
   any checkpoint. ``freeze_vision`` freezes (and keeps LoRA out of) the vision tower.
@@ -41,19 +41,18 @@ import torch
 from backend.jobs import store
 from backend.jobs.configs import CAPTIONER_ARTIFACT, CaptionerTrainConfig, max_new_tokens_for, parse_config
 from backend.jobs.context import JobContext
+from backend.references import ResolvedModel, open_reference
 from training.adapters import CaptionerAdapter, adapter_for, load_captioner
 from training.data import (
     Example,
     ImageCache,
-    ModelRef,
     approved_examples,
     epoch_batches,
-    pick_device,
-    resolve_model,
     set_torch_threads,
     split_by_image,
     steps_per_epoch,
 )
+from training.devices import effective_precision, pick_device
 from training.metrics import bleu, cider, clip_score
 
 STYLE_KIND = {"short": "human_short", "long": "human_long"}
@@ -135,17 +134,6 @@ def apply_lora(model: torch.nn.Module, family: str, rank: int, skip_vision: bool
         r=rank, lora_alpha=2 * rank, lora_dropout=0.05, target_modules=names, fan_in_fan_out=fan_in_fan_out
     )
     return get_peft_model(model, config)
-
-
-def effective_precision(requested: str, device: torch.device, log: Any) -> str:
-    """Mixed precision only on a GPU; downgraded (with a warning) on the CPU."""
-    if device.type != "cuda" and requested != "no":
-        log.warning("mixed_precision %s is GPU-only here; training on the CPU in full precision", requested)
-        return "no"
-    if requested == "bf16" and not torch.cuda.is_bf16_supported():
-        log.warning("this GPU has no bf16; using fp16 mixed precision instead")
-        return "fp16"
-    return requested
 
 
 def check_style_prompts(adapter: CaptionerAdapter, prompts: dict[str, str | None]) -> None:
@@ -293,7 +281,7 @@ class Unit:
 def fine_tune(
     ctx: JobContext,
     cfg: CaptionerTrainConfig,
-    base: ModelRef,
+    base: ResolvedModel,
     unit: Unit,
     device: torch.device,
     precision: str,
@@ -396,7 +384,7 @@ def fine_tune(
 def save_artifact(
     ctx: JobContext,
     cfg: CaptionerTrainConfig,
-    base: ModelRef,
+    base: ResolvedModel,
     unit: Unit,
     adapter: CaptionerAdapter,
     metrics: dict[str, float],
@@ -456,10 +444,10 @@ def plan_units(cfg: CaptionerTrainConfig, examples: list[Example]) -> list[Unit]
 def run(ctx: JobContext) -> None:
     cfg: CaptionerTrainConfig = parse_config("captioner_train", ctx.config)
     log = ctx.logger
-    device = pick_device(cfg.device)
+    device = pick_device(cfg.device, log)
     precision = effective_precision(cfg.mixed_precision, device, log)
     threads = set_torch_threads(cfg.torch_threads)
-    base = resolve_model(ctx.ws, cfg.base)
+    base = open_reference(ctx.ws, cfg.base, expected=CAPTIONER_ARTIFACT, field="base")
     if cfg.style == "both" and cfg.both_mode == "prompt" and not adapter_for(base.source).supports_prompt:
         raise TrainError(  # said before any data or weights are loaded
             f"{adapter_for(base.source).family} captioners take no prompt, so one model cannot learn two "

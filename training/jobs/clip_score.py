@@ -25,7 +25,8 @@ from backend.scores import CLIP_SCORE, insert_scores, scored_caption_ids
 from backend.storage import image_path
 from backend.workspace import Workspace
 from training.clip import load_clip
-from training.data import UnreadableImage, load_rgb, pick_device, set_torch_threads
+from training.data import UnreadableImage, load_rgb, set_torch_threads
+from training.devices import pick_device
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ def captions_to_score(ws: Workspace, cfg: ClipScoreConfig) -> list[Item]:
 def run(ctx: JobContext) -> None:
     cfg: ClipScoreConfig = parse_config("clip_score", ctx.config)
     ws, log = ctx.ws, ctx.logger
-    device = pick_device(cfg.device)
+    device = pick_device(cfg.device, log)
     threads = set_torch_threads(cfg.torch_threads)
     scorer = load_clip(cfg.model, cfg.pretrained, device=str(device))
     items = captions_to_score(ws, cfg)

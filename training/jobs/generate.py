@@ -52,13 +52,14 @@ from backend.captions import add_caption
 from backend.datasets import get_or_create_dataset
 from backend.db import read_session, write_session
 from backend.images import add_image, decode_image
-from backend.jobs.configs import T2I_ARTIFACT, GenerateConfig, parse_config
+from backend.jobs.configs import GenerateConfig, parse_config
 from backend.jobs.context import JobContext
 from backend.models import Dataset, Image
 from backend.prompt_sets import PromptSet, builtin_prompt_sets, load_builtin, load_prompt_set
+from backend.references import ArtifactKind, open_reference
 from backend.workspace import Workspace
-from training.data import pick_device, resolve_model, set_torch_threads
-from training.jobs.recaption import pick_dtype
+from training.data import set_torch_threads
+from training.devices import effective_dtype, pick_device
 from training.upsample import (
     CACHE_FILE,
     Upsampled,
@@ -153,23 +154,18 @@ def resolve_checkpoints(ws: Workspace, refs: Sequence[str]) -> list[Checkpoint]:
         raise GenerateError(f"checkpoints lists a checkpoint twice: {list(refs)}")
     resolved = []
     for ref in refs:
-        model = resolve_model(ws, ref)
+        model = open_reference(ws, ref, expected=ArtifactKind.t2i, field="checkpoint")
         if model.artifact is not None:
-            if model.artifact.kind != T2I_ARTIFACT:
-                raise GenerateError(
-                    f"checkpoint {ref!r} is a {model.artifact.kind} artifact, not a text-to-image "
-                    f"({T2I_ARTIFACT}) one; name a t2i artifact, a pipeline folder or a hub id"
-                )
-            meta = model.artifact.meta or {}
+            meta = model.meta
             chunks = int((meta.get("config") or {}).get("max_chunks", 0) or 0)
             chunked = meta.get("long_caption_mode") == "chunk" and chunks > 0
             resolved.append(
-                Checkpoint(model.label, ref, model.source, int(model.artifact.id), chunks if chunked else 0)
+                Checkpoint(model.label, ref, model.source, model.artifact_id, chunks if chunked else 0)
             )
-        elif Path(model.source).is_dir():
+        elif model.origin == "path":
             resolved.append(Checkpoint(Path(model.source).name, ref, model.source))
         else:
-            resolved.append(Checkpoint(ref, ref, ref))
+            resolved.append(Checkpoint(model.label, ref, model.source))
     labels = Counter(c.label for c in resolved)
     out = []
     for c in resolved:
@@ -420,8 +416,8 @@ def batches(items: Sequence[Item], size: int) -> Iterator[list[Item]]:
 def run(ctx: JobContext) -> None:
     cfg: GenerateConfig = parse_config("generate", ctx.config)
     ws, log = ctx.ws, ctx.logger
-    device = pick_device(cfg.device)
-    dtype = pick_dtype(cfg.dtype, device, log)
+    device = pick_device(cfg.device, log)
+    dtype = effective_dtype(cfg.dtype, device, log)
     threads = set_torch_threads(cfg.torch_threads)
     plan = make_plan(ws, cfg)
     dataset = output_dataset(cfg, ctx.run_id)
@@ -484,7 +480,9 @@ def run(ctx: JobContext) -> None:
             rewrites = upsample_prompts(
                 texts,
                 upsample,
-                source=resolve_model(ws, cfg.upsampler).source,
+                source=open_reference(
+                    ws, cfg.upsampler, expected=ArtifactKind.upsampler, field="upsampler"
+                ).source,
                 cache_path=ctx.run_dir / CACHE_FILE,
                 device=device,
                 dtype=dtype,

@@ -40,19 +40,18 @@ from backend.jobs.configs import (
 )
 from backend.jobs.context import JobContext
 from backend.models import Caption
+from backend.references import ResolvedModel, open_reference
 from backend.workspace import Workspace
 from training.adapters import GenerationSettings, load_captioner
 from training.data import (
     BatchPreparer,
     ImageRef,
-    ModelRef,
     dataset_images,
     make_loader,
-    pick_device,
-    resolve_model,
     set_torch_threads,
     to_device,
 )
+from training.devices import effective_dtype, pick_device
 
 SOURCE = "recaption"
 
@@ -68,11 +67,11 @@ class RecaptionError(ValueError):
 class Pass:
     """One captioner and the caption kinds it writes (kind -> prompt, None = its default)."""
 
-    model: ModelRef
+    model: ResolvedModel
     prompts: dict[str, str | None] = field(default_factory=dict)
 
 
-def _captioner_for_style(ws: Workspace, main: ModelRef, style: str) -> tuple[ModelRef, str | None]:
+def _captioner_for_style(ws: Workspace, main: ResolvedModel, style: str) -> tuple[ResolvedModel, str | None]:
     """The captioner (and trained prompt) that writes ``style`` when the user named ``main``.
 
     A fine-tune with ``both_mode="separate"`` registers one artifact per style; naming either
@@ -87,7 +86,9 @@ def _captioner_for_style(ws: Workspace, main: ModelRef, style: str) -> tuple[Mod
         return main, prompts.get(style)
     for artifact in store.list_artifacts(ws, kind=CAPTIONER_ARTIFACT, run_id=main.artifact.run_id):
         if (artifact.meta or {}).get("style") == style:
-            sibling = ModelRef(artifact.name, str(store.artifact_path(ws, artifact)), artifact)
+            sibling = ResolvedModel(
+                artifact.name, str(store.artifact_path(ws, artifact)), "artifact", artifact
+            )
             return sibling, (artifact.meta.get("prompts") or {}).get(style)
     raise RecaptionError(
         f"captioner {main.label!r} was fine-tuned for {trained} captions and run "
@@ -97,7 +98,7 @@ def _captioner_for_style(ws: Workspace, main: ModelRef, style: str) -> tuple[Mod
 
 def plan_passes(ws: Workspace, cfg: RecaptionConfig) -> list[Pass]:
     """Group the requested kinds by the captioner that writes them (one model load each)."""
-    main = resolve_model(ws, cfg.captioner)
+    main = open_reference(ws, cfg.captioner, expected=CAPTIONER_ARTIFACT, field="captioner")
     passes: dict[str, Pass] = {}
     for kind in CAPTION_KINDS_FOR_STYLE[cfg.style]:
         model, prompt = _captioner_for_style(ws, main, kind.removeprefix("recap_"))
@@ -118,19 +119,6 @@ def same_prompt_warning(passes: list[Pass]) -> str | None:
                 "or set a prompt per run"
             )
     return None
-
-
-def pick_dtype(name: str, device: torch.device, logger: Any) -> str:
-    """``auto``: bf16 (or fp16 on older GPUs) on a GPU, fp32 on the CPU. fp16 on the CPU is
-    downgraded to fp32 with a warning: many CPU kernels lack fp16 and the rest are slow."""
-    if name == "auto":
-        if device.type == "cuda":
-            return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-        return "float32"
-    if name == "float16" and device.type == "cpu":
-        logger.warning("dtype float16 is not usable on the CPU; generating in float32 instead")
-        return "float32"
-    return name
 
 
 # --------------------------------------------------------------------------- database
@@ -209,8 +197,8 @@ class Timing:
 def run(ctx: JobContext) -> None:
     cfg: RecaptionConfig = parse_config("recaption", ctx.config)
     ws, log = ctx.ws, ctx.logger
-    device = pick_device(cfg.device)
-    dtype = pick_dtype(cfg.dtype, device, log)
+    device = pick_device(cfg.device, log)
+    dtype = effective_dtype(cfg.dtype, device, log)
     set_torch_threads(cfg.torch_threads, reserved=cfg.num_workers)
     settings = {
         kind: GenerationSettings(

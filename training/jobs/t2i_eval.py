@@ -57,7 +57,8 @@ from backend.scores import CLIP_SCORE, insert_scores
 from backend.storage import image_path
 from backend.workspace import Workspace
 from training.clip import ClipScorer, load_clip
-from training.data import UnreadableImage, load_rgb, pick_device, set_torch_threads
+from training.data import UnreadableImage, load_rgb, set_torch_threads
+from training.devices import pick_device
 from training.fid import (
     EXTRACTORS,
     FeatureExtractor,
@@ -323,7 +324,7 @@ def run(ctx: JobContext) -> None:
     ws, log = ctx.ws, ctx.logger
     if cfg.extractor not in EXTRACTORS and set(cfg.metrics) & set(DISTRIBUTION_METRICS):
         raise EvalError(f"extractor must be one of {', '.join(EXTRACTORS)} (got {cfg.extractor!r})")
-    device = pick_device(cfg.device)
+    device = pick_device(cfg.device, log)
     threads = set_torch_threads(cfg.torch_threads)
     images, without_meta = generated_images(ws, cfg.dataset)
     if not images:

@@ -23,8 +23,9 @@ RECAP step 4 (and the DALL-E 3 / Recap-DataComp blends): modelled on diffusers'
 * **Latent cache** — optional; VAE latents computed once per image and VAE
   (:mod:`training.t2i.latents`); the caption stays live.
 
-Mixed precision runs only on a GPU (torch.autocast, with a gradient scaler for fp16): on the
-CPU a request is downgraded to "no" with a warning, as the captioner trainer does. SDXL bases
+Mixed precision runs only on a GPU (torch.autocast, with a gradient scaler for fp16), under the one
+policy of :mod:`training.devices`: fp16/bf16 on the CPU is an error, ``auto`` takes it only where
+there is a GPU, as in the captioner trainer. SDXL bases
 are refused (two text encoders, extra conditioning): SD 1.x/2.x only.
 """
 
@@ -44,7 +45,9 @@ from backend.caption_mix import PRESETS, CaptionMix, MixUsage, has_mix_kind, par
 from backend.jobs import store
 from backend.jobs.configs import T2I_ARTIFACT, T2ITrainConfig, parse_config
 from backend.jobs.context import JobContext
-from training.data import UnreadableImage, load_rgb, pick_device, set_torch_threads
+from backend.references import ResolvedModel, open_reference
+from training.data import UnreadableImage, load_rgb, set_torch_threads
+from training.devices import effective_precision, pick_device
 from training.t2i.latents import LatentCache
 from training.t2i.loop import (
     Trainer,
@@ -71,7 +74,6 @@ from training.t2i.mixdata import (
 from training.t2i.pipeline import (
     TEXT_LORA_TARGETS,
     UNET_LORA_TARGETS,
-    BaseRef,
     Components,
     T2IError,
     add_lora,
@@ -79,7 +81,6 @@ from training.t2i.pipeline import (
     lora_state,
     merge_lora,
     native_resolution,
-    resolve_base,
     save_lora,
     save_pipeline,
     vae_identity,
@@ -110,18 +111,6 @@ def caption_condition(mix: CaptionMix) -> str:
     else:
         label = "custom: " + ",".join(f"{k}={w:.2g}" for k, w in mix.weights.items())
     return label + (f" + fallback {','.join(mix.fallback)}" if mix.fallback else "")
-
-
-def effective_precision(requested: str, device: torch.device, log: Any) -> str:
-    """Mixed precision only on a GPU; downgraded with a warning on the CPU (a GPU config stays
-    usable for a quick CPU check)."""
-    if device.type != "cuda" and requested != "no":
-        log.warning("mixed_precision %s is GPU-only here; training on the CPU in full precision", requested)
-        return "no"
-    if requested == "bf16" and not torch.cuda.is_bf16_supported():
-        log.warning("this GPU has no bf16; using fp16 mixed precision instead")
-        return "fp16"
-    return requested
 
 
 def bitsandbytes() -> Any:
@@ -254,7 +243,7 @@ def run(ctx: JobContext) -> None:
     log = ctx.logger
     check_config(cfg)
     mix = parse_mix(cfg.mix, empty_prob=cfg.empty_prob, fallback=cfg.fallback)
-    device = pick_device(cfg.device)
+    device = pick_device(cfg.device, log)
     precision = effective_precision(cfg.mixed_precision, device, log)
     threads = set_torch_threads(cfg.torch_threads, reserved=cfg.num_workers if device.type == "cpu" else 0)
     if store.list_artifacts(ctx.ws, kind=T2I_ARTIFACT, run_id=ctx.run_id):
@@ -263,7 +252,7 @@ def run(ctx: JobContext) -> None:
         )
         ctx.progress(cfg.steps, cfg.steps, "done")
         return
-    base = resolve_base(ctx.ws, cfg.base)
+    base = open_reference(ctx.ws, cfg.base, expected=T2I_ARTIFACT, field="base")
     images = load_train_images(ctx.ws, cfg.dataset)
     if not images:
         raise T2IError(f"dataset {cfg.dataset!r} has no images; import some first")
@@ -459,7 +448,7 @@ def write_samples(ctx: JobContext, cfg: T2ITrainConfig, trainer: Trainer, step: 
 def finish(
     ctx: JobContext,
     cfg: T2ITrainConfig,
-    base: BaseRef,
+    base: ResolvedModel,
     mix: CaptionMix,
     parts: Components,
     learn: dict[str, torch.nn.Module],

@@ -22,38 +22,9 @@ from typing import Any
 
 import torch
 
-from backend.jobs import store
-from backend.workspace import Workspace
-
 
 class T2IError(ValueError):
     """A T2I fine-tune that cannot run as configured; the message says what to change."""
-
-
-@dataclass(frozen=True)
-class BaseRef:
-    """What ``cfg.base`` resolved to: ``source`` is a folder or hub id for ``from_pretrained``."""
-
-    label: str
-    source: str
-    artifact_id: int | None = None
-
-
-def resolve_base(ws: Workspace, ref: str) -> BaseRef:
-    """A t2i artifact (name or id), else an existing local folder, else a hub id (loaded as given)."""
-    ref = ref.strip()
-    try:
-        artifact = store.get_artifact(ws, ref)
-    except store.ArtifactNotFound:
-        artifact = None
-    if artifact is not None:
-        if artifact.kind != "t2i":
-            raise T2IError(f"base {ref!r} is a {artifact.kind} artifact, not a t2i pipeline")
-        return BaseRef(artifact.name, str(store.artifact_path(ws, artifact)), int(artifact.id))  # type: ignore[arg-type]
-    path = Path(ref).expanduser()
-    if path.exists():
-        return BaseRef(ref, str(path.resolve()))
-    return BaseRef(ref, ref)
 
 
 @dataclass

@@ -1,0 +1,113 @@
+"""One policy for where a job runs and in which precision, for every job.
+
+The policy: **an explicit request that cannot be honoured is an error; ``auto`` chooses and
+logs.** A run asked for ``cuda`` on a machine without a GPU, or for fp16/bf16 where they cannot
+be used, stops before loading anything with a message saying what to change — it does not
+quietly run 100x slower or in another precision than its config (and the artifact's
+provenance) says. ``auto`` is the way to say "whatever this machine has", and the log says what
+it picked.
+
+Why one module: the two training jobs each had a copy of ``effective_precision`` that turned
+fp16 into full precision on the CPU silently, recaption/generate downgraded float16 with a
+warning, while ``pick_device`` refused ``cuda`` without a GPU — three policies for one question.
+
+* ``pick_device``: ``auto`` | ``cpu`` | ``cuda`` (``cuda:N`` too).
+* ``effective_precision`` (training, mixed precision): ``auto`` | ``no`` | ``fp16`` | ``bf16``.
+  Mixed precision is GPU-only here (CPU autocast is slower than fp32 for these models and the
+  fp16 gradient scaler is CUDA's); bf16 needs a GPU that has it. ``auto`` = bf16 where the GPU
+  has it, else fp16, and full precision (``no``) on the CPU.
+* ``effective_dtype`` (inference weights): ``auto`` | ``float32`` | ``float16`` | ``bfloat16``.
+  float16 is refused on the CPU (many CPU kernels lack it and the rest are slow); bfloat16 runs
+  on the CPU; ``auto`` = bfloat16 (else float16) on a GPU, float32 on the CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+
+from backend.jobs.configs import DEVICES, DTYPES, MIXED_PRECISION
+
+_log = logging.getLogger(__name__)
+
+
+class DeviceError(RuntimeError, ValueError):
+    """A device or precision request this machine cannot honour; the message says what to change."""
+
+
+def _gpu() -> bool:
+    return torch.cuda.is_available()
+
+
+def _bf16() -> bool:
+    return _gpu() and torch.cuda.is_bf16_supported()
+
+
+def pick_device(requested: str, log: Any = None) -> torch.device:
+    """The device a run uses: ``auto`` picks the GPU when there is one (and logs it); an explicit
+    ``cuda`` without a GPU is an error, not a silent fallback (a 100x slower run is worse than a
+    clear message)."""
+    log = log or _log
+    if requested == "auto":
+        device = torch.device("cuda" if _gpu() else "cpu")
+        log.info("device auto: %s (%s)", device, "a CUDA GPU is visible" if _gpu() else "no CUDA GPU visible")
+        return device
+    try:
+        device = torch.device(requested)
+    except RuntimeError:
+        raise DeviceError(f"device must be one of {', '.join(DEVICES)} (got {requested!r})") from None
+    if device.type == "cuda" and not _gpu():
+        raise DeviceError(
+            f"device {requested} was requested but no CUDA GPU is visible to this process; "
+            "use device cpu, or auto to take the GPU only when there is one"
+        )
+    if device.type not in DEVICES:
+        raise DeviceError(f"device must be one of {', '.join(DEVICES)} (got {requested!r})")
+    return device
+
+
+def effective_precision(requested: str, device: torch.device, log: Any = None) -> str:
+    """The mixed precision a training run uses on ``device``: ``no``, ``fp16`` or ``bf16``."""
+    log = log or _log
+    if requested not in MIXED_PRECISION:
+        raise DeviceError(f"mixed_precision must be one of {', '.join(MIXED_PRECISION)} (got {requested!r})")
+    if requested == "auto":
+        chosen = "no" if device.type != "cuda" else ("bf16" if _bf16() else "fp16")
+        log.info("mixed_precision auto: %s on %s", chosen, device)
+        return chosen
+    if requested == "no":
+        return "no"
+    if device.type != "cuda":
+        raise DeviceError(
+            f"mixed_precision {requested} needs a CUDA GPU and this run is on {device}; "
+            "set mixed_precision to no (or auto: mixed precision only where there is a GPU)"
+        )
+    if requested == "bf16" and not _bf16():
+        raise DeviceError(
+            "mixed_precision bf16 was requested but this GPU has no bf16; "
+            "set mixed_precision to fp16 (or auto: bf16 where the GPU has it, else fp16)"
+        )
+    return requested
+
+
+def effective_dtype(requested: str, device: torch.device, log: Any = None) -> str:
+    """The weight dtype an inference job loads models in on ``device`` (a ``torch`` dtype name)."""
+    log = log or _log
+    if requested not in DTYPES:
+        raise DeviceError(f"dtype must be one of {', '.join(DTYPES)} (got {requested!r})")
+    if requested == "auto":
+        chosen = "float32" if device.type != "cuda" else ("bfloat16" if _bf16() else "float16")
+        log.info("dtype auto: %s on %s", chosen, device)
+        return chosen
+    if requested == "float16" and device.type != "cuda":
+        raise DeviceError(
+            f"dtype float16 is not usable on {device} (many CPU kernels lack it); "
+            "set dtype to float32, bfloat16, or auto (float32 on the CPU)"
+        )
+    if requested == "bfloat16" and device.type == "cuda" and not _bf16():
+        raise DeviceError(
+            "dtype bfloat16 was requested but this GPU has no bf16; set dtype to float16 or auto"
+        )
+    return requested
