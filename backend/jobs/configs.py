@@ -1,32 +1,44 @@
-"""Run configurations of the model jobs: their keys, defaults and validation, in one place.
+"""Run configurations of the job kinds: their keys, defaults, help and validation, in one place.
 
-Why here: the CLI, the Runs tab and the jobs themselves must agree on one contract. The
-studio builds a config with :func:`make_config` (defaults + the user's values, validated,
-with clear errors) and stores exactly these keys in ``Run.config``; a job reads it back with
-:func:`parse_config`, which fills keys an older run lacks from today's defaults.
+Why here: the CLI, the Runs tab and the jobs themselves must agree on one contract. Each kind's
+config is a dataclass whose fields are declared with :func:`backend.jobs.schema.opt` — label,
+help, group, choices, bounds, what a value refers to — and :data:`KINDS` lists the kinds. The
+Runs tab renders its forms and the CLI its options from these declarations, so **adding an
+option is one field here** (plus the job code that uses it).
 
-Kinds: ``captioner_train`` (fine-tune a captioner on approved human captions),
-``recaption`` (write ``recap_short`` / ``recap_long`` captions), ``clip_score`` (score
-caption variants with open_clip), ``t2i_train`` (fine-tune a Stable Diffusion pipeline on a
-caption mix), ``generate`` (prompt sets × checkpoints × seeds, optionally upsampled) and
-``t2i_eval`` (CLIP-S, R-precision, FID/KID of generated images). All want the GPU (the queue
-runs one at a time).
+The studio builds a config with :func:`make_config` (defaults + the user's values, coerced by
+the field's type, validated, with clear errors) and stores exactly these keys in ``Run.config``;
+a job reads it back with :func:`parse_config`, which fills keys an older run lacks from today's
+defaults. :func:`new_run` adds the workspace check (datasets exist, model references resolve)
+and creates the queued run: the single entry point of the CLI and the Runs tab.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from backend.caption_mix import DEFAULT_FALLBACK, parse_mix
 from backend.jobs import store
+from backend.jobs.kinds import JobKind, resolve_prompt_set
 from backend.jobs.models import Run
+from backend.jobs.schema import (
+    ConfigError,
+    check_field,
+    choice,
+    coerce,
+    exclusive_unit,
+    fields_of,
+    opt,
+    positive_float,
+    require_name,
+)
 from backend.references import ArtifactKind, resolve_reference
 from backend.workspace import Workspace
+
+__all__ = ["ConfigError", "KINDS", "make_config", "new_run", "parse_config", "resolve_prompt_set"]
 
 STYLES = ("short", "long", "both")
 BOTH_MODES = ("separate", "prompt")
@@ -38,71 +50,10 @@ CAPTION_KINDS_FOR_STYLE = {
     "long": ("recap_long",),
     "both": ("recap_short", "recap_long"),
 }
+CAPTION_KINDS = ("alttext", "human_short", "human_long", "recap_short", "recap_long", "upsampled")
 
 DEFAULT_CAPTIONER_BASE = "Salesforce/blip-image-captioning-base"
 CAPTIONER_ARTIFACT = ArtifactKind.captioner  # Artifact.kind of fine-tuned captioners (kept importable)
-
-
-
-class ConfigError(store.JobError, ValueError):
-    """A run configuration that cannot run; the message says which field and why."""
-
-
-# --------------------------------------------------------------------------- the schemas
-
-
-@dataclass
-class CaptionerTrainConfig:
-    """``captioner_train``: fine-tune ``base`` on the approved human captions of ``dataset``.
-
-    ``style="both"`` trains two models (``both_mode="separate"``, as RECAP did) or one
-    model with a style prompt (``"prompt"``, like Florence-2 / PaliGemma task prefixes).
-    Validation runs every ``eval_every`` optimizer steps and at the end of training.
-    """
-
-    dataset: str = ""
-    base: str = DEFAULT_CAPTIONER_BASE
-    style: str = "short"
-    both_mode: str = "separate"
-    lora: bool = False
-    lora_rank: int = 16
-    freeze_vision: bool = False
-    lr: float = 5e-5
-    epochs: int = 3
-    batch_size: int = 8
-    grad_accum: int = 1
-    mixed_precision: str = "no"
-    seed: int = 0
-    val_fraction: float = 0.1
-    eval_every: int = 50
-    max_new_tokens: int = 0  # validation captions; 0 = per style: DEFAULT_MAX_NEW_TOKENS
-    device: str = "auto"
-    # optional CLIP score of the validation captions at each evaluation (open_clip model name
-    # + pretrained tag or local checkpoint); empty = off, so no CLIP weights are needed to train
-    clip_model: str = ""
-    clip_pretrained: str = ""
-    torch_threads: int = 0  # CPU threads for torch; 0 = one per core (OMP_NUM_THREADS wins if set)
-
-    def validate(self) -> None:
-        _require_name("dataset", self.dataset)
-        _require_name("base", self.base, "a hub id, a local folder or a captioner artifact")
-        _choice("style", self.style, STYLES)
-        _choice("both_mode", self.both_mode, BOTH_MODES)
-        _at_least("lora_rank", self.lora_rank, 1)
-        _positive_float("lr", self.lr)
-        if self.lr >= 1:
-            raise ConfigError(f"lr must be below 1 (got {self.lr}); typical values are 1e-5 to 1e-3")
-        _at_least("epochs", self.epochs, 1)
-        _at_least("batch_size", self.batch_size, 1)
-        _at_least("grad_accum", self.grad_accum, 1)
-        _choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
-        _at_least("seed", self.seed, 0)
-        if not 0 < self.val_fraction < 1:
-            raise ConfigError(f"val_fraction must be between 0 and 1, exclusive (got {self.val_fraction})")
-        _at_least("eval_every", self.eval_every, 1)
-        _between("max_new_tokens", self.max_new_tokens, 0, 4096)
-        _choice("device", self.device, DEVICES)
-
 
 #: token limit per caption style when ``max_new_tokens`` is 0. Long captions (every object, count,
 #: position, colour, text, background) run to a few hundred tokens; a limit of 128 cut them mid-
@@ -117,6 +68,110 @@ def max_new_tokens_for(style: str, configured: int) -> int:
     return configured if configured else DEFAULT_MAX_NEW_TOKENS[style]
 
 
+# --------------------------------------------------------------------------- options several kinds share
+
+
+def _device() -> Any:
+    return opt("auto", label="Device", help="Where the job runs.", choices=DEVICES)
+
+
+def _threads(help: str = "CPU threads for torch; 0 = one per core (OMP_NUM_THREADS wins if set).") -> Any:  # noqa: A002
+    return opt(0, label="CPU threads for torch (0 = automatic)", help=help, group="advanced", minimum=0)
+
+
+def _dataset(help: str, ref: str = "dataset", label: str = "Dataset") -> Any:  # noqa: A002
+    return opt("", label=label, help=help, ref=ref, required=True)
+
+
+# --------------------------------------------------------------------------- the schemas
+
+
+@dataclass
+class CaptionerTrainConfig:
+    """``captioner_train``: fine-tune ``base`` on the approved human captions of ``dataset``.
+
+    ``style="both"`` trains two models (``both_mode="separate"``, as RECAP did) or one
+    model with a style prompt (``"prompt"``, like Florence-2 / PaliGemma task prefixes).
+    Validation runs every ``eval_every`` optimizer steps and at the end of training.
+    """
+
+    dataset: str = _dataset("Dataset whose approved human captions train the model.")
+    base: str = opt(
+        DEFAULT_CAPTIONER_BASE,
+        label="Base model (captioner artifact, hub id or local folder)",
+        help="Model to start from: a captioner artifact (name or id), a hub id or a local folder.",
+        ref="artifact:captioner",
+        required=True,
+    )
+    style: str = opt(
+        "short", label="Caption style", help="Caption style.", choices=STYLES, widget="radio", required=True
+    )
+    both_mode: str = opt(
+        "separate",
+        label="With 'both': two models or one style-prompted model",
+        help="With style both: separate models, or one model prompted with the style.",
+        choices=BOTH_MODES,
+        widget="radio",
+    )
+    lora: bool = opt(
+        False,
+        label="LoRA (peft) instead of full fine-tune",
+        help="Train LoRA adapters (peft) instead of all weights.",
+        off_aliases=("--full",),
+    )
+    lora_rank: int = opt(16, label="LoRA rank", help="LoRA rank.", minimum=1)
+    freeze_vision: bool = opt(
+        False,
+        label="Freeze vision encoder",
+        help="Freeze the vision encoder.",
+        off_aliases=("--train-vision",),
+    )
+    lr: float = opt(5e-5, label="Learning rate", help="Learning rate (typically 1e-5 to 1e-3).")
+    epochs: int = opt(3, label="Epochs", help="Epochs.", minimum=1)
+    batch_size: int = opt(8, label="Batch size", help="Batch size.", minimum=1)
+    grad_accum: int = opt(1, label="Grad. accumulation", help="Gradient accumulation steps.", minimum=1)
+    mixed_precision: str = opt(
+        "no", label="Mixed precision (GPU)", help="Mixed precision (GPU only).", choices=MIXED_PRECISION
+    )
+    seed: int = opt(0, label="Seed", help="Random seed.", minimum=0)
+    val_fraction: float = opt(
+        0.1, label="Validation fraction", help="Share of images held out for validation."
+    )
+    eval_every: int = opt(
+        50, label="Evaluate every N steps", help="Validate every N optimizer steps.", minimum=1
+    )
+    max_new_tokens: int = opt(
+        0,
+        label="Max new tokens (0 = the style's default)",
+        help="Token limit of validation captions; 0 = each style's own (short 128, long 384).",
+        minimum=0,
+        maximum=4096,
+    )
+    device: str = _device()
+    # optional CLIP score of the validation captions at each evaluation (open_clip model name
+    # + pretrained tag or local checkpoint); empty = off, so no CLIP weights are needed to train
+    clip_model: str = opt(
+        "",
+        label="CLIP-score validation with (open_clip model; empty = off)",
+        help="open_clip model to CLIP-score validation captions (empty: off).",
+    )
+    clip_pretrained: str = opt(
+        "",
+        label="… its pretrained tag or local checkpoint",
+        help="Its pretrained tag or local checkpoint (with clip_model).",
+        ref="local_file_or_tag",
+    )
+    torch_threads: int = _threads()
+
+    def validate(self) -> None:
+        require_name("dataset", self.dataset)
+        require_name("base", self.base, "a hub id, a local folder or a captioner artifact")
+        positive_float("lr", self.lr)
+        if self.lr >= 1:
+            raise ConfigError(f"lr must be below 1 (got {self.lr}); typical values are 1e-5 to 1e-3")
+        exclusive_unit("val_fraction", self.val_fraction)
+
+
 @dataclass
 class RecaptionConfig:
     """``recaption``: caption every image of ``dataset`` with ``captioner``.
@@ -127,47 +182,82 @@ class RecaptionConfig:
     number applies to both styles.
     """
 
-    dataset: str = ""
-    captioner: str = ""
-    style: str = "short"
-    prompt: str | None = None
-    batch_size: int = 16
-    num_workers: int = 2
-    max_new_tokens: int = 0  # 0 = per style: DEFAULT_MAX_NEW_TOKENS
-    num_beams: int = 1
-    dtype: str = "auto"
-    device: str = "auto"
-    # CPU threads for torch; 0 = cores left after the DataLoader workers (OMP_NUM_THREADS wins if set)
-    torch_threads: int = 0
+    dataset: str = _dataset("Dataset to recaption.")
+    captioner: str = opt(
+        "",
+        label="Captioner (artifact, hub id or local folder)",
+        help="Captioner: a captioner artifact (name or id), a hub id or a local folder.",
+        ref="artifact:captioner",
+        required=True,
+    )
+    style: str = opt(
+        "short",
+        label="Style",
+        help="Captions to write: recap_short, recap_long or both.",
+        choices=STYLES,
+        widget="radio",
+        required=True,
+    )
+    prompt: str | None = opt(
+        None,
+        label="Prompt (optional; for prompted / chat captioners)",
+        help="Prompt for prompted / chat captioners (default: the captioner's own).",
+    )
+    batch_size: int = opt(16, label="Batch size", help="Images per batch.", minimum=1, maximum=4096)
+    num_workers: int = opt(
+        2, label="Loader workers", help="Image-decoding worker processes.", minimum=0, maximum=64
+    )
+    max_new_tokens: int = opt(
+        0,
+        label="Max new tokens (0 = the style's default)",
+        help="Token limit per caption; 0 = each style's own (short 128, long 384); captions that "
+        "reach it are flagged hit_token_limit.",
+        minimum=0,
+        maximum=4096,
+    )
+    num_beams: int = opt(1, label="Beams", help="Beam search width.", minimum=1, maximum=64)
+    dtype: str = opt("auto", label="Dtype", help="Dtype of the weights.", choices=DTYPES)
+    device: str = _device()
+    torch_threads: int = _threads(
+        "CPU threads for torch; 0 = the cores left after the loader workers (OMP_NUM_THREADS wins if set)."
+    )
 
     def validate(self) -> None:
-        _require_name("dataset", self.dataset)
-        _require_name("captioner", self.captioner, "a captioner artifact, a hub id or a local folder")
-        _choice("style", self.style, STYLES)
-        if self.prompt is not None and not isinstance(self.prompt, str):
-            raise ConfigError("prompt must be text or empty")
-        _between("batch_size", self.batch_size, 1, 4096)
-        _between("num_workers", self.num_workers, 0, 64)
-        _between("max_new_tokens", self.max_new_tokens, 0, 4096)
-        _between("num_beams", self.num_beams, 1, 64)
-        _choice("dtype", self.dtype, DTYPES)
-        _choice("device", self.device, DEVICES)
+        require_name("dataset", self.dataset)
+        require_name("captioner", self.captioner, "a captioner artifact, a hub id or a local folder")
 
 
 @dataclass
 class ClipScoreConfig:
     """``clip_score``: 100 × cosine(image, caption) for each caption of the given kinds."""
 
-    dataset: str = ""
-    kinds: list[str] = field(default_factory=lambda: ["alttext", "recap_short", "recap_long"])
-    model: str = "ViT-B-32"
-    pretrained: str = "openai"
-    batch_size: int = 64  # captions per forward pass (one write transaction each)
-    device: str = "auto"
-    torch_threads: int = 0  # CPU threads for torch; 0 = one per core (OMP_NUM_THREADS wins if set)
+    dataset: str = _dataset("Dataset whose captions to score.")
+    kinds: list[str] = opt(
+        label="Caption kinds",
+        help="Caption kinds to score.",
+        choices=CAPTION_KINDS,
+        open_choices=True,
+        default_factory=lambda: ["alttext", "recap_short", "recap_long"],
+    )
+    model: str = opt("ViT-B-32", label="open_clip model", help="open_clip model.")
+    pretrained: str = opt(
+        "openai",
+        label="Pretrained tag or local checkpoint",
+        help="open_clip pretrained tag or local checkpoint.",
+        ref="local_file_or_tag",
+    )
+    batch_size: int = opt(
+        64,
+        label="Batch size",
+        help="Captions per forward pass (one write transaction each).",
+        minimum=1,
+        maximum=4096,
+    )
+    device: str = _device()
+    torch_threads: int = _threads()
 
     def validate(self) -> None:
-        _require_name("dataset", self.dataset)
+        require_name("dataset", self.dataset)
         if not isinstance(self.kinds, list) or not self.kinds:
             raise ConfigError("kinds must name at least one caption kind (e.g. alttext,recap_long)")
         for kind in self.kinds:
@@ -175,10 +265,8 @@ class ClipScoreConfig:
                 raise ConfigError(f"kinds holds an empty or non-text entry: {kind!r}")
         if len(set(self.kinds)) != len(self.kinds):
             raise ConfigError(f"kinds lists a kind twice: {self.kinds}")
-        _require_name("model", self.model, "an open_clip model name such as ViT-B-32")
-        _require_name("pretrained", self.pretrained, "an open_clip pretrained tag or a local checkpoint")
-        _between("batch_size", self.batch_size, 1, 4096)
-        _choice("device", self.device, DEVICES)
+        require_name("model", self.model, "an open_clip model name such as ViT-B-32")
+        require_name("pretrained", self.pretrained, "an open_clip pretrained tag or a local checkpoint")
 
 
 T2I_TRAIN_TARGETS = ("unet", "text_encoder", "both")
@@ -198,6 +286,16 @@ DEFAULT_UPSAMPLE_TEMPLATE = (
     "Short prompt: {prompt}\n"
     "Detailed description:"
 )
+#: caption-mix presets the form offers (any spec :func:`backend.caption_mix.parse_mix` reads works)
+MIX_PRESETS = (
+    ("RECAP Mix (50% short, 50% long)", "recap_mix"),
+    ("DALL-E 3 blend (95% long, 5% alt-text)", "dalle3"),
+    ("Recap-DataComp, p=0.8 alt-text", "recap_datacomp:p=0.8"),
+    ("Recap-DataComp, p=0.5 alt-text", "recap_datacomp:p=0.5"),
+    ("Alt-text only", "alttext"),
+    ("Short recaptions only", "recap_short=1"),
+    ("Long recaptions only", "recap_long=1"),
+)
 
 
 @dataclass
@@ -215,79 +313,170 @@ class T2ITrainConfig:
     fully or as LoRA adapters, each with its own learning rate.
     """
 
-    dataset: str = ""
-    base: str = DEFAULT_T2I_BASE
-    mix: str = "recap_mix"
-    empty_prob: float = 0.05
-    fallback: list[str] = field(default_factory=lambda: list(DEFAULT_FALLBACK))
-    train: str = "unet"
-    lora: bool = False
-    lora_rank: int = 4
-    lr_unet: float = 1e-5
-    lr_text_encoder: float = 5e-6
-    steps: int = 1000
-    batch_size: int = 4
-    grad_accum: int = 1
-    resolution: int = 0  # 0 = the base pipeline's own size
-    center_crop: bool = True
-    random_flip: bool = False
-    ema: bool = False
-    ema_decay: float = 0.9999
-    mixed_precision: str = "no"
-    gradient_checkpointing: bool = False
-    use_8bit_adam: bool = False
-    seed: int = 0
-    checkpoint_every: int = 500
-    keep_checkpoints: int = 2
-    cache_latents: bool = False
-    long_captions: str = "truncate"  # or "chunk": encode 75-token windows and concatenate
-    max_chunks: int = 3
-    validation_prompts: list[str] = field(default_factory=lambda: list(DEFAULT_VALIDATION_PROMPTS))
-    validation_every: int = 500
-    validation_seed: int = 0
-    validation_inference_steps: int = 20
-    guidance_scale: float = 7.5
-    num_workers: int = 2
-    device: str = "auto"
-    torch_threads: int = 0
+    dataset: str = _dataset("Dataset whose images and captions train the pipeline.", ref="dataset:real")
+    base: str = opt(
+        DEFAULT_T2I_BASE,
+        label="Base pipeline (t2i artifact, local folder or hub id)",
+        help="Pipeline to start from: a t2i artifact (name or id), a local folder or a hub id.",
+        ref="artifact:t2i",
+        required=True,
+    )
+    mix: str = opt(
+        "recap_mix",
+        label="Caption mix (a preset, or weights such as recap_short=0.3,recap_long=0.7)",
+        help="Caption mix: a preset (recap_mix, dalle3, recap_datacomp:p=0.8, alttext) or weights such "
+        "as recap_short=0.3,recap_long=0.7.",
+        choices=MIX_PRESETS,
+        open_choices=True,
+        required=True,
+    )
+    empty_prob: float = opt(
+        0.05,
+        label="Empty-caption probability",
+        help="Probability of the empty caption (CFG dropout).",
+        minimum=0,
+    )
+    fallback: list[str] = opt(
+        label="Fallback caption kinds, in order (empty = none)",
+        help="Caption kinds, in order, for images with none of the mix's kinds (default none: such "
+        "images train with the empty caption, so a control such as alttext never sees another kind).",
+        group="advanced",
+        default_factory=lambda: list(DEFAULT_FALLBACK),
+    )
+    train: str = opt(
+        "unet",
+        label="Train",
+        help="Weights that learn.",
+        choices=T2I_TRAIN_TARGETS,
+        widget="radio",
+        required=True,
+    )
+    lora: bool = opt(
+        False,
+        label="LoRA (peft) instead of full fine-tune",
+        help="Train LoRA adapters (peft) instead of all weights.",
+        off_aliases=("--full",),
+    )
+    lora_rank: int = opt(4, label="LoRA rank", help="LoRA rank.", minimum=1)
+    lr_unet: float = opt(1e-5, label="UNet learning rate", help="UNet learning rate.")
+    lr_text_encoder: float = opt(5e-6, label="Text-encoder learning rate", help="Text-encoder learning rate.")
+    steps: int = opt(
+        1000, label="Steps", help="Optimizer steps.", minimum=1, maximum=10_000_000, required=True
+    )
+    batch_size: int = opt(4, label="Batch size", help="Batch size.", minimum=1, maximum=4096)
+    grad_accum: int = opt(
+        1, label="Grad. accumulation", help="Gradient accumulation steps.", group="advanced", minimum=1
+    )
+    resolution: int = opt(
+        0,
+        label="Resolution (0 = the base's own size)",
+        help="Training resolution, a multiple of 8; 0 = the base pipeline's own size.",
+        minimum=0,
+        maximum=4096,
+    )
+    center_crop: bool = opt(
+        True,
+        label="Crop at the centre (else at random)",
+        help="Crop images at the centre (else at random).",
+        group="advanced",
+        off_aliases=("--random-crop",),
+    )
+    random_flip: bool = opt(
+        False, label="Random horizontal flips", help="Flip images horizontally at random.", group="advanced"
+    )
+    ema: bool = opt(False, label="EMA of the UNet", help="Keep an EMA of the UNet weights.")
+    ema_decay: float = opt(0.9999, label="EMA decay", help="EMA decay.", group="advanced")
+    mixed_precision: str = opt(
+        "no", label="Mixed precision (GPU)", help="Mixed precision (GPU only).", choices=MIXED_PRECISION
+    )
+    gradient_checkpointing: bool = opt(
+        False, label="Gradient checkpointing", help="Trade compute for memory.", group="advanced"
+    )
+    use_8bit_adam: bool = opt(
+        False,
+        label="8-bit AdamW (bitsandbytes, GPU)",
+        help="bitsandbytes 8-bit AdamW (GPU).",
+        group="advanced",
+        aliases=("--8bit-adam",),
+        off_aliases=("--no-8bit-adam",),
+    )
+    seed: int = opt(0, label="Seed", help="Random seed.", group="advanced", minimum=0)
+    checkpoint_every: int = opt(
+        500,
+        label="Checkpoint every N steps",
+        help="Save a resumable checkpoint every N steps.",
+        group="advanced",
+        minimum=1,
+    )
+    keep_checkpoints: int = opt(
+        2, label="Checkpoints kept", help="Checkpoints kept.", group="advanced", minimum=1
+    )
+    cache_latents: bool = opt(False, label="Cache latents", help="Encode images with the VAE once, up front.")
+    long_captions: str = opt(
+        "truncate",
+        label="Captions past 77 tokens",
+        help="Captions past 77 CLIP tokens: truncate, or chunk (75-token windows concatenated).",
+        choices=LONG_CAPTIONS,
+        widget="radio",
+    )
+    max_chunks: int = opt(
+        3, label="Windows per caption (chunk)", help="Windows per caption with chunk.", group="advanced",
+        minimum=1, maximum=16,
+    )  # fmt: skip
+    validation_prompts: list[str] = opt(
+        label="Validation prompts (one per line)",
+        help="A validation prompt (repeat the option; default: three shape prompts).",
+        lines=3,
+        split=False,
+        aliases=("--validation-prompt",),
+        default_factory=lambda: list(DEFAULT_VALIDATION_PROMPTS),
+    )
+    validation_every: int = opt(
+        500, label="Validate every N steps", help="Render validation images every N steps.", minimum=1
+    )
+    validation_seed: int = opt(
+        0, label="Validation seed", help="Seed of the validation images.", group="advanced", minimum=0
+    )
+    validation_inference_steps: int = opt(
+        20,
+        label="Validation denoising steps",
+        help="Denoising steps of validation images.",
+        minimum=1,
+        maximum=1000,
+    )
+    guidance_scale: float = opt(
+        7.5,
+        label="Validation guidance scale",
+        help="CFG scale of validation images.",
+        group="advanced",
+        minimum=0,
+    )
+    num_workers: int = opt(
+        2, label="Loader workers", help="Image-decoding worker processes.", minimum=0, maximum=64
+    )
+    device: str = _device()
+    torch_threads: int = _threads()
 
     def validate(self) -> None:
-        _require_name("dataset", self.dataset)
-        _require_name("base", self.base, "a t2i artifact, a local pipeline folder or a hub id")
+        require_name("dataset", self.dataset)
+        require_name("base", self.base, "a t2i artifact, a local pipeline folder or a hub id")
         try:
             parse_mix(self.mix, empty_prob=self.empty_prob, fallback=self.fallback)
         except ValueError as exc:
             raise ConfigError(f"mix: {exc}") from None
-        _choice("train", self.train, T2I_TRAIN_TARGETS)
-        _at_least("lora_rank", self.lora_rank, 1)
         for name in ("lr_unet", "lr_text_encoder"):
             value = getattr(self, name)
-            _positive_float(name, value)
+            positive_float(name, value)
             if value >= 1:
                 raise ConfigError(f"{name} must be below 1 (got {value}); typical values are 1e-6 to 1e-4")
-        _between("steps", self.steps, 1, 10_000_000)
-        _between("batch_size", self.batch_size, 1, 4096)
-        _at_least("grad_accum", self.grad_accum, 1)
         if self.resolution and (self.resolution % 8 or not 8 <= self.resolution <= 4096):
             raise ConfigError(
                 "resolution must be 0 (the base pipeline's own size) or a multiple of 8 (the VAE's "
                 f"scale factor) up to 4096, got {self.resolution}"
             )
-        if not 0 < self.ema_decay < 1:
-            raise ConfigError(f"ema_decay must be between 0 and 1, exclusive (got {self.ema_decay})")
-        _choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
-        _at_least("seed", self.seed, 0)
-        _at_least("checkpoint_every", self.checkpoint_every, 1)
-        _at_least("keep_checkpoints", self.keep_checkpoints, 1)
-        _choice("long_captions", self.long_captions, LONG_CAPTIONS)
-        _between("max_chunks", self.max_chunks, 1, 16)
-        _at_least("validation_every", self.validation_every, 1)
-        _at_least("validation_seed", self.validation_seed, 0)
-        _between("validation_inference_steps", self.validation_inference_steps, 1, 1000)
-        if self.guidance_scale < 0:
-            raise ConfigError(f"guidance_scale must be 0 or more (got {self.guidance_scale})")
-        _between("num_workers", self.num_workers, 0, 64)
-        _choice("device", self.device, DEVICES)
+        exclusive_unit("ema_decay", self.ema_decay)
+        if not self.validation_prompts:
+            raise ConfigError("validation_prompts: give at least one prompt (one per line)")
 
 
 @dataclass
@@ -305,58 +494,122 @@ class GenerateConfig:
     was blacked out.
     """
 
-    prompts: str = "studio_prompts"
-    checkpoints: list[str] = field(default_factory=list)
-    seeds: list[int] = field(default_factory=lambda: [0])
-    regime: str = "raw"
-    upsampler: str = ""
-    upsample_template: str = DEFAULT_UPSAMPLE_TEMPLATE
-    upsample_max_new_tokens: int = 77
-    category: str = ""  # only prompts of this category; empty = all
-    max_prompts: int = 0  # 0 = all
-    inference_steps: int = 30
-    guidance_scale: float = 7.5
-    resolution: int = 0  # 0 = the pipeline's own size
-    batch_size: int = 4
-    output_dataset: str = ""
-    safety_checker: bool = False
-    dtype: str = "auto"
-    device: str = "auto"
-    torch_threads: int = 0
+    prompts: str = opt(
+        "studio_prompts",
+        label="Prompt set (shipped set or a file path)",
+        help="A shipped prompt set (e.g. studio_prompts) or a file: PartiPrompts TSV, DrawBench CSV, CSV "
+        "with a prompt column, or TXT.",
+        ref="prompt_set",
+        required=True,
+    )
+    checkpoints: list[str] = opt(
+        label="Checkpoints (t2i artifacts, folders or hub ids)",
+        help="A t2i artifact (name or id), local pipeline folder or hub id (repeat the option).",
+        ref="artifact:t2i",
+        item_name="checkpoint",
+        split=False,
+        aliases=("--checkpoint",),
+        required=True,
+        default_factory=list,
+    )
+    seeds: list[int] = opt(
+        label="Seeds (comma-separated)", help="Seeds, e.g. 0,1,2.", minimum=0, default_factory=lambda: [0]
+    )
+    regime: str = opt(
+        "raw",
+        label="Prompt regime",
+        help="raw prompts, upsampled prompts (needs an upsampler), or both.",
+        choices=PROMPT_REGIMES,
+        widget="radio",
+    )
+    upsampler: str = opt(
+        "",
+        label="Upsampler (language model: artifact, folder or hub id)",
+        help="Causal language model that rewrites prompts: an upsampler artifact, a folder or a hub id.",
+        ref="artifact:upsampler",
+    )
+    upsample_template: str = opt(
+        DEFAULT_UPSAMPLE_TEMPLATE,
+        label="Upsampling template ({prompt} is replaced by the short prompt)",
+        help="Upsampling instruction with {prompt}, or @file to read it from a file.",
+        lines=4,
+        at_file=True,
+        aliases=("--template",),
+    )
+    upsample_max_new_tokens: int = opt(
+        77,
+        label="Upsampled prompt's token limit",
+        help="Token limit of an upsampled prompt.",
+        group="advanced",
+        minimum=1,
+        maximum=1024,
+    )
+    category: str = opt(
+        "", label="Only prompts of this category (empty = all)", help="Only prompts of this category.",
+        group="advanced",
+    )  # fmt: skip
+    max_prompts: int = opt(
+        0, label="Max prompts (0 = all)", help="At most this many prompts (0: all).", minimum=0
+    )
+    inference_steps: int = opt(
+        30, label="Denoising steps", help="Denoising steps.", minimum=1, maximum=1000, aliases=("--steps",)
+    )
+    guidance_scale: float = opt(
+        7.5, label="Guidance scale", help="Classifier-free guidance scale.", minimum=0
+    )
+    resolution: int = opt(
+        0,
+        label="Resolution (0 = the pipeline's own size)",
+        help="Image size, a multiple of 8; 0 = the pipeline's own.",
+        group="advanced",
+        minimum=0,
+        maximum=4096,
+    )
+    batch_size: int = opt(4, label="Batch size", help="Images per batch.", minimum=1, maximum=1024)
+    output_dataset: str = opt(
+        "",
+        label="Output dataset (empty = generated-run-<id>)",
+        help="Dataset the images go to (empty: generated-run-<run id>).",
+    )
+    safety_checker: bool = opt(
+        False,
+        label="Screen every checkpoint's images with one safety checker",
+        help="Screen every checkpoint's images with one safety checker (from the first checkpoint that "
+        "ships one); off for all by default, so no system's images alone come out black.",
+        group="advanced",
+    )
+    dtype: str = opt("auto", label="Dtype", help="Dtype of the weights.", choices=DTYPES, group="advanced")
+    device: str = _device()
+    torch_threads: int = _threads()
 
     def validate(self) -> None:
-        _require_name("prompts", self.prompts, "a shipped prompt set's name or a prompt file")
+        require_name("prompts", self.prompts, "a shipped prompt set's name or a prompt file")
         if not self.checkpoints:
             raise ConfigError(
                 "checkpoints must name at least one t2i artifact, local pipeline folder or hub id"
             )
         for ref in self.checkpoints:
-            _require_name("checkpoints", ref)
+            require_name("checkpoints", ref)
         if not self.seeds:
             raise ConfigError("seeds must list at least one seed (e.g. 0,1,2)")
-        for seed in self.seeds:
-            _at_least("seeds", seed, 0)
         if len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"seeds lists a seed twice: {self.seeds}")
-        _choice("regime", self.regime, PROMPT_REGIMES)
+        choice("regime", self.regime, PROMPT_REGIMES)
         if self.regime != "raw" and not self.upsampler:
             raise ConfigError(
                 f"regime {self.regime!r} needs an upsampler (a causal language model: hub id or local folder)"
             )
         if self.regime != "raw" and "{prompt}" not in self.upsample_template:
             raise ConfigError("upsample_template must contain {prompt} where the short prompt goes")
-        _between("upsample_max_new_tokens", self.upsample_max_new_tokens, 1, 1024)
-        _at_least("max_prompts", self.max_prompts, 0)
-        _between("inference_steps", self.inference_steps, 1, 1000)
-        if self.guidance_scale < 0:
-            raise ConfigError(f"guidance_scale must be 0 or more (got {self.guidance_scale})")
         if self.resolution and (self.resolution % 8 or not 8 <= self.resolution <= 4096):
             raise ConfigError(
                 f"resolution must be 0 (model default) or a multiple of 8 up to 4096 (got {self.resolution})"
             )
-        _between("batch_size", self.batch_size, 1, 1024)
-        _choice("dtype", self.dtype, DTYPES)
-        _choice("device", self.device, DEVICES)
+
+
+EVAL_METRICS = ("clip_score", "r_precision", "r_precision_all", "fid", "kid")
+# torchvision Inception-v3 pool features, or the open_clip image embedding
+FID_EXTRACTORS = ("inception", "clip")
 
 
 @dataclass
@@ -370,50 +623,194 @@ class T2IEvalConfig:
     ``extractor`` whose weights are a local file (nothing is downloaded).
     """
 
-    dataset: str = ""
-    metrics: list[str] = field(default_factory=lambda: ["clip_score", "r_precision"])
-    clip_model: str = "ViT-B-32"
-    clip_pretrained: str = "openai"
-    reference_dataset: str = ""
-    extractor: str = "inception"
-    extractor_weights: str = ""
-    kid_subset_size: int = 1000
-    batch_size: int = 32
-    device: str = "auto"
-    torch_threads: int = 0
+    dataset: str = _dataset(
+        "Dataset of generated images (generated-run-<id>).",
+        ref="dataset:generated",
+        label="Generated dataset",
+    )
+    metrics: list[str] = opt(
+        label="Metrics",
+        help="Metrics to compute.",
+        choices=EVAL_METRICS,
+        default_factory=lambda: ["clip_score", "r_precision"],
+    )
+    clip_model: str = opt("ViT-B-32", label="CLIP model (open_clip)", help="open_clip model.")
+    clip_pretrained: str = opt(
+        "openai",
+        label="CLIP pretrained tag or local checkpoint",
+        help="open_clip pretrained tag or local checkpoint.",
+        ref="local_file_or_tag",
+    )
+    reference_dataset: str = opt(
+        "",
+        label="Reference dataset (real images, FID/KID)",
+        help="Dataset of real images for FID/KID.",
+        ref="dataset:real",
+        aliases=("--reference",),
+    )
+    extractor: str = opt(
+        "inception",
+        label="FID/KID feature extractor",
+        help="FID/KID features: Inception-v3 pool features, or the open_clip image embedding.",
+        choices=FID_EXTRACTORS,
+    )
+    extractor_weights: str = opt(
+        "",
+        label="Extractor weights (local file)",
+        help="Local weights file of the feature extractor (nothing is downloaded).",
+        ref="file",
+    )
+    kid_subset_size: int = opt(
+        1000, label="KID subset size", help="KID subset size.", group="advanced", minimum=2
+    )
+    batch_size: int = opt(
+        32, label="Batch size", help="Images per forward pass.", group="advanced", minimum=1, maximum=4096
+    )
+    device: str = _device()
+    torch_threads: int = _threads()
 
     def validate(self) -> None:
-        _require_name("dataset", self.dataset, "the dataset of generated images (generated-run-<id>)")
+        require_name("dataset", self.dataset, "the dataset of generated images (generated-run-<id>)")
         if not self.metrics:
             raise ConfigError(f"metrics must name at least one of {', '.join(EVAL_METRICS)}")
-        for metric in self.metrics:
-            _choice("metrics", metric, EVAL_METRICS)
         if len(set(self.metrics)) != len(self.metrics):
             raise ConfigError(f"metrics lists a metric twice: {self.metrics}")
         if {"fid", "kid"} & set(self.metrics) and not self.reference_dataset:
             raise ConfigError("fid/kid need reference_dataset: a dataset of real images to compare with")
-        _require_name("clip_model", self.clip_model)
-        _require_name("clip_pretrained", self.clip_pretrained)
-        _choice("extractor", self.extractor, FID_EXTRACTORS)
-        _at_least("kid_subset_size", self.kid_subset_size, 2)
-        _between("batch_size", self.batch_size, 1, 4096)
-        _choice("device", self.device, DEVICES)
+        require_name("clip_model", self.clip_model)
+        require_name("clip_pretrained", self.clip_pretrained)
 
 
-EVAL_METRICS = ("clip_score", "r_precision", "r_precision_all", "fid", "kid")
-FID_EXTRACTORS = ("inception", "clip")  # torchvision Inception-v3 pool features, or the open_clip image embedding
+@dataclass
+class SelftestConfig:
+    """``selftest``: a job without models that checks the job machinery (tests, smoke checks)."""
+
+    items: int = opt(10, label="Items", help="Items to process.", minimum=0)
+    delay_s: float = opt(
+        0.05, label="Seconds per item", help="Seconds per item.", minimum=0, aliases=("--delay",)
+    )
+    fail_after: int | None = opt(
+        None,
+        label="Fail after N items (empty = never)",
+        help="Fail (raise) after this many items.",
+        minimum=0,
+    )
+
+    def validate(self) -> None:
+        """Nothing beyond the declared bounds."""
 
 
-SCHEMAS: dict[str, type] = {
-    "captioner_train": CaptionerTrainConfig,
-    "recaption": RecaptionConfig,
-    "clip_score": ClipScoreConfig,
-    "t2i_train": T2ITrainConfig,
-    "generate": GenerateConfig,
-    "t2i_eval": T2IEvalConfig,
+# --------------------------------------------------------------------------- the kinds
+
+
+def _names(values: list[str], limit: int = 3) -> str:
+    return ", ".join(values[:limit]) + (f" +{len(values) - limit}" if len(values) > limit else "")
+
+
+KINDS: dict[str, JobKind] = {
+    kind.name: kind
+    for kind in (
+        JobKind(
+            name="captioner_train",
+            config=CaptionerTrainConfig,
+            module="training.jobs.captioner_train",
+            title="Fine-tune a captioner",
+            help="Fine-tune a captioner on a dataset's approved human captions (short, long or both).",
+            intro="Trains on the **approved human captions** of the dataset; validation captions are "
+            "written at every evaluation and shown in the run's *Samples*.",
+            summary=lambda c: f"{c['base']} on {c['dataset']} ({c['style']})",
+            cli_command=("captioner", "train"),
+            api_name="launch_captioner_train",
+            button="Start fine-tune",
+        ),
+        JobKind(
+            name="recaption",
+            config=RecaptionConfig,
+            module="training.jobs.recaption",
+            title="Recaption a dataset",
+            help="Recaption a dataset with a captioner: resumable, batched, one caption per image and kind.",
+            intro="Writes `recap_short` / `recap_long` captions with full provenance; resumable.",
+            summary=lambda c: f"{c['dataset']} with {c['captioner']} ({c['style']})",
+            cli_command=("recaption",),
+            api_name="launch_recaption",
+            button="Start recaption",
+        ),
+        JobKind(
+            name="clip_score",
+            config=ClipScoreConfig,
+            module="training.jobs.clip_score",
+            title="CLIP-score captions",
+            help="CLIP score (100 × cosine) of each caption of the given kinds, flagged past 77 tokens.",
+            intro="100 × cosine(image, caption) per caption, flagged past CLIP's 77 tokens; shown in Review.",
+            summary=lambda c: f"{c['dataset']}: {_names(c['kinds'])} with {c['model']}",
+            cli_command=("score", "clip"),
+            api_name="launch_clip_score",
+            button="Start scoring",
+        ),
+        JobKind(
+            name="t2i_train",
+            config=T2ITrainConfig,
+            module="training.jobs.t2i_train",
+            title="Fine-tune a text-to-image model",
+            help="Fine-tune a Stable Diffusion pipeline on a dataset with a caption mix (RECAP step 4).",
+            intro="RECAP step 4: fine-tune a Stable Diffusion pipeline on the dataset's captions, drawn per "
+            "example from a **caption mix** (RECAP Mix = 50/50 short/long recaptions). Validation images "
+            "are rendered every N steps and shown in the run's *Validation samples*.",
+            summary=lambda c: f"{c['base']} on {c['dataset']}, mix {c['mix']}, {c['steps']} steps",
+            cli_command=("t2i", "train"),
+            api_name="launch_t2i_train",
+            button="Start text-to-image fine-tune",
+        ),
+        JobKind(
+            name="generate",
+            config=GenerateConfig,
+            module="training.jobs.generate",
+            title="Generate images",
+            help="Generate images from a prompt set × checkpoints × seeds, raw and/or upsampled prompts.",
+            intro="Prompts × checkpoints × seeds → a dataset of generated images (`generated-run-<id>`) with "
+            "full provenance. *Upsampled* rewrites each prompt with a language model first (DALL-E 3).",
+            summary=lambda c: (
+                f"{c['prompts']} × {_names(c['checkpoints'])} × seeds "
+                f"{_names([str(s) for s in c['seeds']])} ({c['regime']})"
+            ),
+            cli_command=("generate",),
+            api_name="launch_generate",
+            button="Start generation",
+        ),
+        JobKind(
+            name="t2i_eval",
+            config=T2IEvalConfig,
+            module="training.jobs.t2i_eval",
+            title="Evaluate generated images",
+            help="Automatic metrics (CLIP score, R-precision, FID, KID) per checkpoint × prompt regime.",
+            intro="CLIP score and CLIP R-precision against each image's prompt; FID/KID against a dataset "
+            "of real images. Results appear in **Results → Automatic metrics**.",
+            summary=lambda c: f"{c['dataset']}: {_names(c['metrics'], 5)}",
+            cli_command=("eval",),
+            api_name="launch_t2i_eval",
+            button="Start evaluation",
+        ),
+        JobKind(
+            name="selftest",
+            config=SelftestConfig,
+            module="training.jobs.selftest",
+            title="Self-test job (developer mode)",
+            help="A model-free job for checking the job machinery (tests, smoke checks).",
+            intro="A job without models that checks the job machinery (`RECAP_STUDIO_DEV=1`).",
+            summary=lambda c: f"{c['items']} items",
+            cli_command=("runs", "selftest"),
+            api_name="launch_selftest",
+            button="Start self-test",
+            needs_gpu=False,
+            cli_hidden=True,
+            dev_only=True,
+        ),
+    )
 }
-NEEDS_GPU: dict[str, bool] = {kind: True for kind in SCHEMAS}
-DEFAULTS: dict[str, dict[str, Any]] = {kind: dataclasses.asdict(cls()) for kind, cls in SCHEMAS.items()}
+# views of the registry, kept importable under their old names
+SCHEMAS: dict[str, type] = {name: kind.config for name, kind in KINDS.items()}
+NEEDS_GPU: dict[str, bool] = {name: kind.needs_gpu for name, kind in KINDS.items()}
+DEFAULTS: dict[str, dict[str, Any]] = {name: kind.defaults() for name, kind in KINDS.items()}
 
 
 # --------------------------------------------------------------------------- building / reading
@@ -438,104 +835,30 @@ def parse_config(kind: str, config: Mapping[str, Any]) -> Any:
 
 
 def _build(kind: str, values: dict[str, Any]) -> Any:
-    cls = schema(kind)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
+    spec = job_kind(kind)
+    fields = fields_of(spec.config)
+    known = [f.name for f in fields]
+    unknown = sorted(set(values) - set(known))
     if unknown:
-        raise ConfigError(f"{kind}: unknown setting(s) {', '.join(unknown)} (known: {', '.join(fields)})")
+        raise ConfigError(f"{kind}: unknown setting(s) {', '.join(unknown)} (known: {', '.join(known)})")
     merged = {**DEFAULTS[kind], **values}
-    instance = cls(**{name: _coerce(kind, name, merged[name], f.type) for name, f in fields.items()})
-    instance.validate()
+    instance = spec.config(**{f.name: coerce(f, merged[f.name]) for f in fields})
+    instance.validate()  # what needs several fields, or a message of its own, first
+    for f in fields:
+        check_field(f, getattr(instance, f.name))
     return instance
 
 
-def schema(kind: str) -> type:
+def job_kind(kind: str) -> JobKind:
     try:
-        return SCHEMAS[kind]
+        return KINDS[kind]
     except KeyError:
-        raise ConfigError(f"unknown run kind {kind!r} (known: {', '.join(SCHEMAS)})") from None
+        raise ConfigError(f"unknown run kind {kind!r} (known: {', '.join(KINDS)})") from None
 
 
-def _coerce(kind: str, name: str, value: Any, annotation: Any) -> Any:
-    """Accept what forms and command lines send (3.0 for an int, "1e-4" for a float)."""
-    text = str(annotation)
-    where = name
-    if text == "bool":
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
-            return value.lower() in ("true", "yes", "1")
-        if isinstance(value, int) and value in (0, 1):
-            return bool(value)
-        raise ConfigError(f"{where} must be true or false (got {value!r})")
-    if text == "int":
-        if isinstance(value, bool):
-            raise ConfigError(f"{where} must be a whole number (got {value!r})")
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{where} must be a whole number (got {value!r})") from None
-        if not math.isfinite(number) or number != int(number):
-            raise ConfigError(f"{where} must be a whole number (got {value!r})")
-        return int(number)
-    if text == "float":
-        if isinstance(value, bool):
-            raise ConfigError(f"{where} must be a number (got {value!r})")
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{where} must be a number (got {value!r})") from None
-        if not math.isfinite(number):
-            raise ConfigError(f"{where} must be a finite number (got {value!r})")
-        return number
-    if text == "str":
-        if not isinstance(value, str):
-            raise ConfigError(f"{where} must be text (got {value!r})")
-        return value.strip()
-    if text == "str | None":
-        if value is None:
-            return None
-        if not isinstance(value, str):
-            raise ConfigError(f"{where} must be text or empty (got {value!r})")
-        return value if value.strip() else None
-    if text == "list[int]":
-        if isinstance(value, str):
-            value = [part for part in (p.strip() for p in value.split(",")) if part]
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where} must be a list of whole numbers (got {value!r})")
-        return [_coerce(kind, name, v, "int") for v in value]
-    if text == "list[str]":
-        if isinstance(value, str):
-            value = [part for part in (p.strip() for p in value.split(",")) if part]
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where} must be a list of names (got {value!r})")
-        return [str(v).strip() for v in value]
-    return value
-
-
-def _require_name(name: str, value: str, what: str = "") -> None:
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{name} is required" + (f": {what}" if what else ""))
-
-
-def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{name} must be one of {', '.join(allowed)} (got {value!r})")
-
-
-def _at_least(name: str, value: int, low: int) -> None:
-    if value < low:
-        raise ConfigError(f"{name} must be at least {low} (got {value})")
-
-
-def _between(name: str, value: int, low: int, high: int) -> None:
-    if not low <= value <= high:
-        raise ConfigError(f"{name} must be between {low} and {high} (got {value})")
-
-
-def _positive_float(name: str, value: float) -> None:
-    if not value > 0:
-        raise ConfigError(f"{name} must be greater than 0 (got {value})")
+def schema(kind: str) -> type:
+    """The config dataclass of ``kind``."""
+    return job_kind(kind).config
 
 
 # --------------------------------------------------------------------------- workspace checks
@@ -551,72 +874,10 @@ def resolve_model_reference(
 def check_workspace(ws: Workspace, kind: str, config: Mapping[str, Any]) -> dict[str, Any]:
     """What only the workspace can tell: datasets exist, model references and files resolve.
 
-    Returns the config with local paths made absolute (see :func:`resolve_model_reference`).
+    Returns the config to store (model references in their stored form, local paths absolute);
+    see :meth:`backend.jobs.kinds.JobKind.check_workspace`.
     """
-    checked = dict(config)
-    if kind != "generate":
-        _check_dataset(ws, "dataset", checked.get("dataset", ""))
-    if kind == "captioner_train":
-        checked["base"] = resolve_model_reference(ws, checked["base"], "base", CAPTIONER_ARTIFACT)
-    elif kind == "recaption":
-        checked["captioner"] = resolve_model_reference(
-            ws, checked["captioner"], "captioner", CAPTIONER_ARTIFACT
-        )
-    elif kind == "clip_score":
-        checked["pretrained"] = _local_file_or_tag(checked["pretrained"])
-    elif kind == "t2i_train":
-        checked["base"] = resolve_model_reference(ws, checked["base"], "base", T2I_ARTIFACT)
-    elif kind == "generate":
-        checked["prompts"] = resolve_prompt_set(ws, checked["prompts"])
-        checked["checkpoints"] = [
-            resolve_model_reference(ws, ref, "checkpoint", T2I_ARTIFACT) for ref in checked["checkpoints"]
-        ]
-        if checked.get("upsampler"):
-            checked["upsampler"] = resolve_model_reference(
-                ws, checked["upsampler"], "upsampler", ArtifactKind.upsampler
-            )
-    elif kind == "t2i_eval":
-        if checked.get("reference_dataset"):
-            _check_dataset(ws, "reference_dataset", checked["reference_dataset"])
-        checked["clip_pretrained"] = _local_file_or_tag(checked["clip_pretrained"])
-        if checked.get("extractor_weights"):
-            weights = Path(checked["extractor_weights"]).expanduser()
-            if not weights.exists():
-                raise ConfigError(f"extractor_weights {checked['extractor_weights']!r} does not exist")
-            checked["extractor_weights"] = str(weights.resolve())
-    return checked
-
-
-def _check_dataset(ws: Workspace, field_name: str, name: str) -> None:
-    from backend.datasets import dataset_names
-
-    names = dataset_names(ws)
-    if name not in names:
-        known = ", ".join(names[:20]) or "none yet; import one first"
-        raise ConfigError(f"{field_name}: no dataset named {name!r} (datasets: {known})")
-
-
-def _local_file_or_tag(value: str) -> str:
-    """A checkpoint file becomes its absolute path; anything else is an open_clip pretrained tag."""
-    local = Path(value).expanduser()
-    return str(local.resolve()) if local.is_file() else value
-
-
-def resolve_prompt_set(ws: Workspace, ref: str) -> str:
-    """A shipped prompt set's name as given, or an existing prompt file as its absolute path."""
-    from backend.prompt_sets import builtin_prompt_sets
-
-    ref = ref.strip()
-    shipped = builtin_prompt_sets()
-    if ref in shipped:
-        return ref
-    for candidate in (Path(ref).expanduser(), ws.home / ref):
-        if candidate.is_file():
-            return str(candidate.resolve())
-    raise ConfigError(
-        f"prompts {ref!r} is neither a shipped prompt set ({', '.join(shipped) or 'none'}) nor an "
-        "existing file (PartiPrompts TSV, DrawBench CSV, CSV with a prompt column, or TXT)"
-    )
+    return job_kind(kind).check_workspace(ws, config)
 
 
 def new_run(
@@ -630,8 +891,9 @@ def new_run(
 
     The single entry point of the CLI and the Runs tab, so both store the same config.
     """
-    config = check_workspace(ws, kind, make_config(kind, values))
-    return store.create_run(ws, kind, config, needs_gpu=NEEDS_GPU[kind], created_by=created_by)
+    spec = job_kind(kind)
+    config = spec.check_workspace(ws, make_config(kind, values))
+    return store.create_run(ws, kind, config, needs_gpu=spec.needs_gpu, created_by=created_by)
 
 
 def captioner_choices(ws: Workspace) -> list[tuple[str, str]]:

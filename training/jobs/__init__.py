@@ -1,8 +1,9 @@
 """The registry of job kinds: ``run.kind`` -> the function that does the work.
 
-Why lazy: the runner imports only the job it executes, so a selftest never pays for
-torch and a recaption never imports the T2I trainer. To add a kind, add one line here
-pointing at a module with a ``run(ctx: JobContext) -> None`` function.
+Built from :data:`backend.jobs.configs.KINDS` (each kind names its module), so a kind is declared
+once; ``tests/test_job_kinds.py`` checks that every module imports and has ``run``. Why lazy: the
+runner imports only the job it executes, so a selftest never pays for torch and a recaption never
+imports the T2I trainer.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 
+from backend.jobs.configs import KINDS
 from backend.jobs.context import JobContext
 
 JobFn = Callable[[JobContext], None]
@@ -27,15 +29,7 @@ def _lazy(module: str, attr: str = "run") -> JobFn:
     return job
 
 
-JOBS: dict[str, JobFn] = {
-    "selftest": _lazy("training.jobs.selftest"),
-    "captioner_train": _lazy("training.jobs.captioner_train"),
-    "recaption": _lazy("training.jobs.recaption"),
-    "clip_score": _lazy("training.jobs.clip_score"),
-    "t2i_train": _lazy("training.jobs.t2i_train"),
-    "generate": _lazy("training.jobs.generate"),
-    "t2i_eval": _lazy("training.jobs.t2i_eval"),
-}
+JOBS: dict[str, JobFn] = {name: _lazy(kind.module) for name, kind in KINDS.items()}
 
 
 def get_job(kind: str) -> JobFn:

@@ -3,8 +3,9 @@
 It processes ``config["items"]`` items, sleeping ``config["delay_s"]`` per item, and records
 each item as a :class:`RunMetric` named ``"item"`` at ``step=i`` — written once per run
 (check and insert in one write transaction), so tests can kill and resume it and count
-that every item was done exactly once. Options for tests: ``fail`` (raise after
-``fail_after`` items) and ``ignore_stop`` (ignore SIGTERM, to exercise the SIGKILL path).
+that every item was done exactly once. Options for tests: ``fail_after`` (raise after that many
+items; older configs say ``fail`` too, where a missing ``fail_after`` means 0) and ``ignore_stop``
+(ignore SIGTERM, to exercise the SIGKILL path; not offered by the CLI or the form).
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ class SelftestFailure(RuntimeError):
 def run(ctx: JobContext) -> None:
     items = int(ctx.config.get("items", 10))
     delay_s = float(ctx.config.get("delay_s", 0.05))
-    fail = bool(ctx.config.get("fail", False))
-    fail_after = int(ctx.config.get("fail_after", 0))
+    fail_after = ctx.config.get("fail_after")
+    fail = bool(ctx.config.get("fail", fail_after is not None))
+    fail_after = int(fail_after or 0)
     ignore_stop = bool(ctx.config.get("ignore_stop", False))
 
     done_steps = ctx.done_steps(ITEM)
