@@ -344,21 +344,18 @@ def user_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON."
     out.print(table)
 
 
-# runs: model jobs, the runs list and tiny models (studio/runs_cli.py)
-from studio import runs_cli  # noqa: E402 - registered on the app defined above
+# runs and models (studio/runs_cli.py), text-to-image reports (studio/t2i_cli.py); every job command
+# (captioner train, recaption, score clip, t2i train, generate, eval, runs selftest) is generated
+# from its job kind's schema by studio/job_cli.py
+from studio import job_cli, runs_cli, t2i_cli  # noqa: E402 - registered on the app defined above
 
 app.add_typer(runs_cli.captioner_app, name="captioner")
-app.command("recaption")(runs_cli.recaption_cmd)
 app.add_typer(runs_cli.score_app, name="score")
 app.add_typer(runs_cli.runs_app, name="runs")
 app.add_typer(runs_cli.models_app, name="models")
-
-# text-to-image: training, generation, automatic metrics (studio/t2i_cli.py)
-from studio import t2i_cli  # noqa: E402
-
 app.add_typer(t2i_cli.t2i_app, name="t2i")
-app.command("generate")(t2i_cli.generate_cmd)
-app.command("eval")(t2i_cli.eval_cmd)
+job_groups = {"captioner": runs_cli.captioner_app, "score": runs_cli.score_app, "runs": runs_cli.runs_app}
+job_cli.register(app, {**job_groups, "t2i": t2i_cli.t2i_app})
 
 # arena: blind pairwise campaigns and their results (studio/arena_cli.py)
 from studio import arena_cli  # noqa: E402

@@ -77,7 +77,8 @@ def test_selftest_in_the_foreground_prints_a_json_line(ws: Workspace) -> None:
     shown = run_cli(ws.home, "runs", "show", str(run_id), "--json")
     assert shown.returncode == 0, shown.stderr
     details = json.loads(shown.stdout)
-    assert details["config"] == {"items": 6, "delay_s": 0.02}
+    # the self-test stores its schema's keys, as every kind does (issue 10: it is a kind like the others)
+    assert details["config"] == {**configs.DEFAULTS["selftest"], "items": 6, "delay_s": 0.02}
     assert "selftest: item 5 done" in details["log_tail"]
     assert [(m["name"], m["count"]) for m in details["metrics"]] == [("item", 6)]
 
@@ -288,7 +289,7 @@ def test_bad_settings_are_refused_before_anything_runs(ws: Workspace) -> None:
         ),
         (
             ["recaption", "--dataset", "shapes", "--captioner", "./no/such/folder", "--style", "short"],
-            "is not a captioner artifact, an existing folder, or a hub id",
+            "captioner './no/such/folder': no such folder",  # backend.references' wording (issue 10)
         ),
         (
             ["captioner", "train", "--dataset", "shapes", "--base", "org/b", "--style", "short", "--lr", "0"],
