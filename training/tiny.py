@@ -10,7 +10,8 @@ demos then load the folder with :func:`training.adapters.load_captioner`, exactl
 hub id. Nothing here reaches the network: every processor is built from its class with explicit
 sizes, every model from its config.
 
-``python -m training.tiny --family blip --out DIR`` builds one from the command line.
+``python -m training.tiny --family blip --out DIR`` builds one from the command line (``recap-studio
+models tiny`` runs it); ``bench/tiny_families.py`` measures what each family costs.
 """
 
 from __future__ import annotations
@@ -326,6 +327,27 @@ def _token_ids(tokenizer: Any) -> dict[str, int]:
     }
 
 
+def _image_tokens(processor: Any, prompt: str) -> int:
+    """How many image tokens ``processor`` puts in ``prompt`` for one IMAGE_SIZE image: the number
+    a model config that states it (LLaVA's ``image_seq_length``) must agree with."""
+    from PIL import Image
+
+    ids = processor(images=Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE)), text=prompt)["input_ids"][0]
+    return list(ids).count(processor.image_token_id)
+
+
+def _image_features(model: Any) -> int:
+    """How many feature vectors ``model``'s vision side makes of one IMAGE_SIZE image: the number
+    of image tokens a processor that is told it (Florence-2's ``image_seq_length``) must insert."""
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        out = model.get_image_features(pixel_values=torch.zeros(1, 3, IMAGE_SIZE, IMAGE_SIZE))
+    features = getattr(out, "pooler_output", out)
+    return int(features.shape[1])
+
+
 def _save(model: Any, processor: Any, out_dir: Path, **generation: Any) -> Path:
     """Set ``generation`` on the model's generation config, then ``save_pretrained`` both."""
     for name, value in generation.items():
@@ -448,13 +470,15 @@ def _build_paligemma(out_dir: Path) -> Path:
 
     vocab, merges = train_sentencepiece_style_bpe(["<unk>", "<pad>", "<eos>", "<bos>", "<mask>"])
     tokenizer = GemmaTokenizer(vocab=vocab, merges=merges)
-    n_image_tokens = (IMAGE_SIZE // PATCH) ** 2
+    vision = SiglipVisionConfig(**_vision_kwargs(), vision_use_head=False)
+    # <image> tokens per image: the number PaliGemmaConfig derives from the vision config (it sets
+    # text_config.num_image_tokens); the processor must insert exactly that many
+    n_image_tokens = PaliGemmaConfig(vision_config=vision).text_config.num_image_tokens
     image_processor = SiglipImageProcessor(
         size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, image_seq_length=n_image_tokens
     )
     # The processor adds <image> and PaliGemma's 1152 <locXXXX>/<segXXX> tokens to the tokenizer.
     processor = PaliGemmaProcessor(image_processor=image_processor, tokenizer=tokenizer)
-    vision = SiglipVisionConfig(**_vision_kwargs(), vision_use_head=False)
     text = GemmaConfig(
         **_text_kwargs(tokenizer),
         num_key_value_heads=1,
@@ -596,8 +620,15 @@ def _build_idefics3(out_dir: Path) -> Path:
         unk_token=end,
         extra_special_tokens=specials[1:],
     )
-    scale_factor = 2
-    image_seq_len = (IMAGE_SIZE // PATCH) ** 2 // scale_factor**2
+    text = LlamaConfig(**_text_kwargs(tokenizer), num_key_value_heads=2, **_token_ids(tokenizer))
+    config = Idefics3Config(
+        vision_config=Idefics3VisionConfig(**_vision_kwargs()),
+        text_config=text,
+        scale_factor=2,  # pixel shuffle: 2x2 patches per image token
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = Idefics3ForConditionalGeneration(config)
     image_processor = Idefics3ImageProcessor(
         size={"longest_edge": IMAGE_SIZE},
         max_image_size={"longest_edge": IMAGE_SIZE},
@@ -606,18 +637,9 @@ def _build_idefics3(out_dir: Path) -> Path:
     processor = Idefics3Processor(
         image_processor=image_processor,
         tokenizer=tokenizer,
-        image_seq_len=image_seq_len,
+        image_seq_len=model.model.image_seq_len,  # what the model computes from its vision config and scale factor
         chat_template=IDEFICS3_CHAT_TEMPLATE,
     )
-    text = LlamaConfig(**_text_kwargs(tokenizer), num_key_value_heads=2, **_token_ids(tokenizer))
-    config = Idefics3Config(
-        vision_config=Idefics3VisionConfig(**_vision_kwargs()),
-        text_config=text,
-        scale_factor=scale_factor,
-        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    model = Idefics3ForConditionalGeneration(config)
     return _save(
         model, processor, out_dir, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id
     )
@@ -645,7 +667,7 @@ def _build_llava(out_dir: Path) -> Path:
         ),
         tokenizer=tokenizer,
         patch_size=PATCH,
-        vision_feature_select_strategy="default",  # drop CLS: (32 / 8)^2 = 16 image tokens
+        vision_feature_select_strategy="default",  # the CLIP tower's CLS token is dropped
         num_additional_image_tokens=1,
         chat_template=LLAVA_CHAT_TEMPLATE,
     )
@@ -654,7 +676,7 @@ def _build_llava(out_dir: Path) -> Path:
         vision_config=CLIPVisionConfig(**_vision_kwargs()),
         text_config=text,
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
-        image_seq_length=(IMAGE_SIZE // PATCH) ** 2,
+        image_seq_length=_image_tokens(processor, "<image>"),
         vision_feature_select_strategy="default",
         vision_feature_layer=-1,
     )
@@ -678,18 +700,8 @@ def _build_florence2(out_dir: Path) -> Path:
     specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>", "<image>"]
     vocab, merges = train_byte_level_bpe(specials)
     tokenizer = BartTokenizer(vocab=vocab, merges=merges, image_token="<image>")
-    # Two DaViT stages (strides 4 and 2) turn 32 pixels into a 4x4 grid; the projector adds one
-    # pooled "temporal" token, so every image becomes 17 tokens.
-    stride = 8
-    n_image_tokens = (IMAGE_SIZE // stride) ** 2 + 1
-    processor = Florence2Processor(
-        image_processor=CLIPImageProcessor(
-            size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
-            do_center_crop=False,
-            image_seq_length=n_image_tokens,
-        ),
-        tokenizer=tokenizer,
-    )
+    # Two DaViT stages (strides 4 and 2) turn 32 pixels into a 4x4 grid and the projector adds one
+    # pooled "temporal" token; the processor is told the count the built model really produces.
     vision = Florence2VisionConfig(
         depths=[1, 1],
         patch_size=[7, 3],
@@ -714,6 +726,14 @@ def _build_florence2(out_dir: Path) -> Path:
     )
     config = Florence2Config(vision_config=vision, text_config=text, image_token_id=tokenizer.image_token_id)
     model = Florence2ForConditionalGeneration(config)
+    processor = Florence2Processor(
+        image_processor=CLIPImageProcessor(
+            size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+            do_center_crop=False,
+            image_seq_length=_image_features(model),
+        ),
+        tokenizer=tokenizer,
+    )
     return _save(
         model,
         processor,
@@ -759,106 +779,17 @@ def folder_size(path: Path) -> int:
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
 
 
-def _bench_images(n: int) -> list[Any]:
-    """Coloured shapes on plain backgrounds, one per index (no demo data needed)."""
-    from PIL import Image, ImageDraw
-
-    images = []
-    for i in range(n):
-        im = Image.new("RGB", (48, 48), _BACKGROUND_RGB[i % len(_BACKGROUND_RGB)])
-        draw = ImageDraw.Draw(im)
-        box = (8 + i % 5, 10, 36, 38 - i % 4)
-        colour = _SHAPE_RGB[i % len(_SHAPE_RGB)]
-        if i % 2:
-            draw.ellipse(box, fill=colour)
-        else:
-            draw.rectangle(box, fill=colour)
-        images.append(im)
-    return images
-
-
-_BACKGROUND_RGB = ((250, 250, 250), (215, 215, 215), (240, 228, 200))
-_SHAPE_RGB = ((220, 40, 40), (40, 90, 220), (40, 160, 70), (245, 210, 40), (140, 60, 190))
-
-
-def benchmark(family: str, out_dir: Path, batch_size: int = 8, new_tokens: int = 16) -> dict[str, Any]:
-    """Build, load and time one tiny family: the figures quoted in reports.
-
-    The training step is forward + backward + AdamW on ``batch_size`` image/caption pairs; the
-    generation is greedy and forced to exactly ``new_tokens`` tokens so families compare on
-    equal work. Both are the median of a few repetitions after one warm-up.
-    """
-    import statistics
-    import time
-
-    import torch
-
-    from training.adapters import load_captioner
-
-    started = time.perf_counter()
-    path = build_tiny(family, out_dir)
-    build_s = time.perf_counter() - started
-    started = time.perf_counter()
-    adapter = load_captioner(path)
-    load_s = time.perf_counter() - started
-
-    images = _bench_images(batch_size)
-    captions = [CORPUS[i] for i in range(batch_size)]
-    batch = adapter.prepare_batch(images, captions)
-    optimizer = torch.optim.AdamW(adapter.model.parameters(), lr=1e-4)
-    adapter.model.train()
-    step_times = []
-    for i in range(6):
-        started = time.perf_counter()
-        loss = adapter.training_loss(batch)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if i:
-            step_times.append(time.perf_counter() - started)
-    adapter.model.eval()
-
-    gen_times = []
-    for i in range(4):
-        started = time.perf_counter()
-        gen_batch = adapter.prepare_batch(images)
-        adapter.generate(gen_batch, max_new_tokens=new_tokens, min_new_tokens=new_tokens)
-        if i:
-            gen_times.append(time.perf_counter() - started)
-    return {
-        "family": family,
-        "build_s": round(build_s, 3),
-        "size_mb": round(folder_size(path) / 1e6, 3),
-        "params_m": round(sum(p.numel() for p in adapter.model.parameters()) / 1e6, 3),
-        "load_s": round(load_s, 3),
-        "train_step_ms": round(1000 * statistics.median(step_times), 1),
-        "generate_ms": round(1000 * statistics.median(gen_times), 1),
-        "batch_size": batch_size,
-        "new_tokens": new_tokens,
-        "torch_threads": torch.get_num_threads(),
-    }
-
-
 def main(argv: Iterable[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.tiny", description=__doc__.split("\n")[0])
     parser.add_argument("--family", required=True, choices=(*FAMILIES, *OTHER_FAMILIES, "all"))
     parser.add_argument("--out", required=True, type=Path, help="folder to write (created if missing)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--bench",
-        action="store_true",
-        help="also load each model and time a training step and a generate call (batch 8); "
-        "prints one JSON line per family",
-    )
     args = parser.parse_args(list(argv) if argv is not None else None)
     families = FAMILIES if args.family == "all" else (args.family,)
     for family in families:
         out = args.out / family if args.family == "all" else args.out
-        if args.bench:
-            print(json.dumps(benchmark(family, out)), flush=True)
-        else:
-            path = build_tiny(family, out, seed=args.seed)
-            print(f"{family}: {path} ({folder_size(path) / 1e6:.2f} MB)", flush=True)
+        path = build_tiny(family, out, seed=args.seed)
+        print(f"{family}: {path} ({folder_size(path) / 1e6:.2f} MB)", flush=True)
     return 0
 
 
