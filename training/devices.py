@@ -24,6 +24,7 @@ warning, while ``pick_device`` refused ``cuda`` without a GPU — three policies
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -68,46 +69,54 @@ def pick_device(requested: str, log: Any = None) -> torch.device:
     return device
 
 
-def effective_precision(requested: str, device: torch.device, log: Any = None) -> str:
-    """The mixed precision a training run uses on ``device``: ``no``, ``fp16`` or ``bf16``."""
-    log = log or _log
-    if requested not in MIXED_PRECISION:
-        raise DeviceError(f"mixed_precision must be one of {', '.join(MIXED_PRECISION)} (got {requested!r})")
+@dataclass(frozen=True)
+class _Precisions:
+    """One vocabulary of the policy: training's mixed precision or inference's weight dtype."""
+
+    field: str
+    choices: tuple[str, ...]
+    full: str
+    fp16: str
+    bf16: str
+    bf16_on_cpu: bool  # bf16 weights run on the CPU; bf16 autocast training is not offered there
+    why_gpu: str
+
+
+MIXED = _Precisions(
+    "mixed_precision", MIXED_PRECISION, "no", "fp16", "bf16", False, "mixed precision is GPU-only here"
+)
+WEIGHTS = _Precisions(
+    "dtype", DTYPES, "float32", "float16", "bfloat16", True, "many CPU kernels lack float16"
+)
+
+
+def _choose(requested: str, device: torch.device, log: Any, p: _Precisions) -> str:
+    if requested not in p.choices:
+        raise DeviceError(f"{p.field} must be one of {', '.join(p.choices)} (got {requested!r})")
+    gpu = device.type == "cuda"
     if requested == "auto":
-        chosen = "no" if device.type != "cuda" else ("bf16" if _bf16() else "fp16")
-        log.info("mixed_precision auto: %s on %s", chosen, device)
+        chosen = (p.bf16 if _bf16() else p.fp16) if gpu else p.full
+        (log or _log).info("%s auto: %s on %s", p.field, chosen, device)
         return chosen
-    if requested == "no":
-        return "no"
-    if device.type != "cuda":
+    if requested == p.full:
+        return requested
+    if not gpu and not (requested == p.bf16 and p.bf16_on_cpu):
         raise DeviceError(
-            f"mixed_precision {requested} needs a CUDA GPU and this run is on {device}; "
-            "set mixed_precision to no (or auto: mixed precision only where there is a GPU)"
+            f"{p.field} {requested} needs a CUDA GPU and this run is on {device} ({p.why_gpu}); "
+            f"set {p.field} to {p.full}, or auto ({p.full} on the CPU)"
         )
-    if requested == "bf16" and not _bf16():
+    if gpu and requested == p.bf16 and not _bf16():
         raise DeviceError(
-            "mixed_precision bf16 was requested but this GPU has no bf16; "
-            "set mixed_precision to fp16 (or auto: bf16 where the GPU has it, else fp16)"
+            f"{p.field} {requested} was requested but this GPU has no bf16; set {p.field} to {p.fp16} or auto"
         )
     return requested
+
+
+def effective_precision(requested: str, device: torch.device, log: Any = None) -> str:
+    """The mixed precision a training run uses on ``device``: ``no``, ``fp16`` or ``bf16``."""
+    return _choose(requested, device, log, MIXED)
 
 
 def effective_dtype(requested: str, device: torch.device, log: Any = None) -> str:
     """The weight dtype an inference job loads models in on ``device`` (a ``torch`` dtype name)."""
-    log = log or _log
-    if requested not in DTYPES:
-        raise DeviceError(f"dtype must be one of {', '.join(DTYPES)} (got {requested!r})")
-    if requested == "auto":
-        chosen = "float32" if device.type != "cuda" else ("bfloat16" if _bf16() else "float16")
-        log.info("dtype auto: %s on %s", chosen, device)
-        return chosen
-    if requested == "float16" and device.type != "cuda":
-        raise DeviceError(
-            f"dtype float16 is not usable on {device} (many CPU kernels lack it); "
-            "set dtype to float32, bfloat16, or auto (float32 on the CPU)"
-        )
-    if requested == "bfloat16" and device.type == "cuda" and not _bf16():
-        raise DeviceError(
-            "dtype bfloat16 was requested but this GPU has no bf16; set dtype to float16 or auto"
-        )
-    return requested
+    return _choose(requested, device, log, WEIGHTS)
