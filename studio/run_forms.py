@@ -21,7 +21,7 @@ from sqlmodel import col, select
 from backend import jobs
 from backend.db import read_session
 from backend.jobs import configs
-from backend.models import Caption, Dataset, Image
+from backend.models import Caption, Dataset, Image, User
 from backend.storage import thumb_path
 from backend.workspace import UnsafePathError, Workspace
 
@@ -182,6 +182,15 @@ def artifact_records(ws: Workspace, run_id: int) -> list[dict[str, Any]]:
     ]
 
 
+def creator_name(ws: Workspace, run: jobs.Run) -> str | None:
+    """Who launched a run from the studio (None: the CLI, or a user since removed)."""
+    if run.created_by is None:
+        return None
+    with read_session(ws) as s:
+        user = s.get(User, run.created_by)
+    return user.name if user is not None else None
+
+
 def _iso(when: datetime | None) -> str | None:
     return when.isoformat() if when is not None else None
 
@@ -282,6 +291,7 @@ def artifact_choices(ws: Workspace, kind: str) -> list[tuple[str, str]]:
 
     The value is the artifact's name, or its id where a newer artifact shares that name (a
     name always resolves to the newest one), as :func:`backend.jobs.configs.captioner_choices`.
+    ``kind`` is an :class:`backend.references.ArtifactKind` (or its text).
     """
     seen: set[str] = set()
     choices = []

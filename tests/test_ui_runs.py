@@ -77,12 +77,14 @@ def launch_selftest(page, items: int, delay: float, fail: bool = False) -> int: 
         form.get_by_text("Self-test job (developer mode)").click()
     # Enter commits a number box's value to the app before the launch click reads it (a bare
     # fill sometimes lost the race and the run started with the defaults: 20 items)
-    for box, value in (("#selftest-items input", items), ("#selftest-delay input", delay)):
+    fail_after = str(items // 2) if fail else ""  # empty: never fail
+    for box, value in (
+        ("#selftest-items input", items),
+        ("#selftest-delay-s input", delay),
+        ("#selftest-fail-after input", fail_after),
+    ):
         page.locator(box).fill(str(value))
         page.locator(box).press("Enter")
-    checkbox = page.locator("#selftest-fail input")
-    if checkbox.is_checked() != fail:
-        checkbox.click()
     before = launched_id(page)
     page.locator("#launch-selftest").click()
     return wait_for(lambda: (new := launched_id(page)) != before and new, what="the new run's launch message")
@@ -214,18 +216,16 @@ def test_real_forms_store_the_job_contract(studio: Studio, browser, gpu_busy: in
     page = login(browser, studio, ADMIN)
     open_runs(page)
     page.locator("#form-recaption").get_by_text("Recaption a dataset").click()
-    wait_for(lambda: page.locator("#recap-dataset input").input_value(), what="the dataset choices")
-    dataset = page.locator("#recap-dataset input").input_value()
+    wait_for(lambda: page.locator("#recaption-dataset input").input_value(), what="the dataset choices")
+    dataset = page.locator("#recaption-dataset input").input_value()
 
     # a path that does not exist is refused with a clear message, and nothing is created
     before = len(jobs.list_runs(studio.ws))
-    captioner = page.locator("#recap-captioner input")
+    captioner = page.locator("#recaption-captioner input")
     captioner.fill("./no/such/model")
     captioner.press("Enter")
     page.locator("#launch-recaption").click()
-    page.get_by_text("is not a captioner artifact, an existing folder, or a hub id").first.wait_for(
-        timeout=UI_WAIT_MS
-    )
+    page.get_by_text("captioner './no/such/model': no such folder").first.wait_for(timeout=UI_WAIT_MS)
     assert len(jobs.list_runs(studio.ws)) == before
 
     captioner.fill("org/tiny-captioner")
@@ -248,7 +248,7 @@ def test_real_forms_store_the_job_contract(studio: Studio, browser, gpu_busy: in
     expect(page.locator("#launch-result")).to_contain_text("starts when the GPU is free", use_inner_text=True)
 
     page.locator("#form-captioner-train").get_by_text("Fine-tune a captioner").click()
-    page.locator("#launch-train").click()
+    page.locator("#launch-captioner-train").click()
     train_id = wait_for(
         lambda: next((r.id for r in jobs.list_runs(studio.ws, kind="captioner_train")), None),
         what="the fine-tune run",
@@ -259,7 +259,7 @@ def test_real_forms_store_the_job_contract(studio: Studio, browser, gpu_busy: in
     }
 
     page.locator("#form-clip-score").get_by_text("CLIP-score captions").click()
-    page.locator("#launch-clip").click()
+    page.locator("#launch-clip-score").click()
     clip_id = wait_for(
         lambda: next((r.id for r in jobs.list_runs(studio.ws, kind="clip_score")), None),
         what="the scoring run",
@@ -293,7 +293,7 @@ def test_fine_tune_then_recaption_from_the_forms(studio: Studio, browser) -> Non
 
     form = page.locator("#form-captioner-train")
     form.get_by_text("Fine-tune a captioner").click()
-    base = page.locator("#train-base input")
+    base = page.locator("#captioner-train-base input")
     base.fill("tiny-blip")
     base.press("Enter")
     form.get_by_label("Epochs").fill("1")
@@ -301,7 +301,7 @@ def test_fine_tune_then_recaption_from_the_forms(studio: Studio, browser) -> Non
     form.get_by_label("Evaluate every N steps").fill("2")
     form.get_by_label("Max new tokens").fill("16")
     before = launched_id(page)
-    page.locator("#launch-train").click()
+    page.locator("#launch-captioner-train").click()
     train_id = wait_for(lambda: (new := launched_id(page)) != before and new, what="the fine-tune launch")
     run = jobs.get_run(studio.ws, train_id)
     assert run.kind == "captioner_train" and run.config["base"] == "tiny-blip" and run.config["epochs"] == 1
@@ -319,7 +319,7 @@ def test_fine_tune_then_recaption_from_the_forms(studio: Studio, browser) -> Non
     # the new captioner is offered (newest first) once the lists are refreshed
     page.locator("#form-recaption").get_by_text("Recaption a dataset").click()
     page.get_by_role("button", name="Refresh datasets and captioners").click()
-    captioner = page.locator("#recap-captioner input")
+    captioner = page.locator("#recaption-captioner input")
     wait_for(  # the dropdown shows its label: "name  (run #N, artifact M)"
         lambda: captioner.input_value().startswith(f"{trained[0].name}  (run #{train_id}"),
         what="the fine-tuned captioner as default",

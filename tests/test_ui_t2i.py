@@ -92,16 +92,16 @@ def test_fine_tune_generate_and_evaluate_from_the_studio(
 
     # ---- fine-tune the tiny pipeline on the demo dataset (alt-text + human captions; the job falls back)
     page.locator("#form-t2i-train").get_by_text("Fine-tune a text-to-image model").click()
-    wait_for(lambda: page.locator("#t2i-dataset input").input_value() == "demo-shapes", what="the datasets")
-    fill(page, "#t2i-base", str(base), enter=True)
-    fill(page, "#t2i-steps", "3")
-    fill(page, "#t2i-batch", "2")
-    fill(page, "#t2i-res", "32")
-    fill(page, "#t2i-workers", "0")
-    fill(page, "#t2i-val-prompts", "\n".join(VALIDATION_PROMPTS))
-    fill(page, "#t2i-val-every", "2")
-    fill(page, "#t2i-val-steps", "2")
-    train_id = launch(page, "#launch-t2i")
+    wait_for(lambda: page.locator("#t2i-train-dataset input").input_value() == "demo-shapes", what="the datasets")
+    fill(page, "#t2i-train-base", str(base), enter=True)
+    fill(page, "#t2i-train-steps", "3")
+    fill(page, "#t2i-train-batch-size", "2")
+    fill(page, "#t2i-train-resolution", "32")
+    fill(page, "#t2i-train-num-workers", "0")
+    fill(page, "#t2i-train-validation-prompts", "\n".join(VALIDATION_PROMPTS))
+    fill(page, "#t2i-train-validation-every", "2")
+    fill(page, "#t2i-train-validation-inference-steps", "2")
+    train_id = launch(page, "#launch-t2i-train")
     config = jobs.get_run(studio.ws, train_id).config
     assert config == {
         **configs.DEFAULTS["t2i_train"],
@@ -144,11 +144,11 @@ def test_fine_tune_generate_and_evaluate_from_the_studio(
     page.locator("#form-generate").get_by_text("Generate images").click()
     page.get_by_role("button", name="Refresh datasets and captioners").click()
     wait_for(
-        lambda: artifact.name in page.locator("#gen-checkpoints").inner_text(), what="the new checkpoint"
+        lambda: artifact.name in page.locator("#generate-checkpoints").inner_text(), what="the new checkpoint"
     )
-    fill(page, "#gen-seeds", "0,1")
-    fill(page, "#gen-steps", "2")
-    fill(page, "#gen-max", "2")
+    fill(page, "#generate-seeds", "0,1")
+    fill(page, "#generate-inference-steps", "2")
+    fill(page, "#generate-max-prompts", "2")
     gen_id = launch(page, "#launch-generate")
     gen_config = jobs.get_run(studio.ws, gen_id).config
     assert gen_config["checkpoints"] == [artifact.name] and gen_config["seeds"] == [0, 1]
@@ -160,11 +160,11 @@ def test_fine_tune_generate_and_evaluate_from_the_studio(
     page.locator("#form-t2i-eval").get_by_text("Evaluate generated images").click()
     page.get_by_role("button", name="Refresh datasets and captioners").click()
     wait_for(
-        lambda: page.locator("#eval-dataset input").input_value() == dataset, what="the generated dataset"
+        lambda: page.locator("#t2i-eval-dataset input").input_value() == dataset, what="the generated dataset"
     )
-    fill(page, "#eval-clip-model", clip_name)
-    fill(page, "#eval-clip-pretrained", str(clip_weights))
-    eval_id = launch(page, "#launch-eval")
+    fill(page, "#t2i-eval-clip-model", clip_name)
+    fill(page, "#t2i-eval-clip-pretrained", str(clip_weights))
+    eval_id = launch(page, "#launch-t2i-eval")
     assert jobs.get_run(studio.ws, eval_id).config["clip_pretrained"] == str(clip_weights.resolve())
     finished(studio, eval_id)
 

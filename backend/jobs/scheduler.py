@@ -3,13 +3,15 @@
 Policy: at most ``max_gpu_jobs`` runs that need the GPU at once (one by default: two
 trainings on one GPU mostly run out of memory or crawl), and a few CPU runs beside them.
 Queued runs start in id order within each pool. ``tick`` is cheap and safe to call from
-anywhere at any time (the studio every couple of seconds, every runner as it exits), so the
-queue advances even when no studio is open.
+anywhere at any time (the studio's queue worker every couple of seconds, every runner as it
+exits), so the queue advances even when no studio is open.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 
 from sqlmodel import col, select
 
@@ -25,6 +27,9 @@ MAX_CPU_JOBS_ENV = "RECAP_STUDIO_MAX_CPU_JOBS"
 DEFAULT_MAX_GPU_JOBS = 1
 DEFAULT_MAX_CPU_JOBS = 2
 CANCEL_GRACE_S = 10.0
+QUEUE_TICK_S = 2.0
+
+log = logging.getLogger(__name__)
 
 
 def _limit(value: int | None, env: str, default: int) -> int:
@@ -156,3 +161,23 @@ def resume_run(
         return run_foreground(ws, run_id, progress)
     tick(ws)
     return store.get_run(ws, run_id)
+
+
+def start_queue_worker(ws: Workspace, interval_s: float = QUEUE_TICK_S) -> threading.Event:
+    """A daemon thread that advances the queue every ``interval_s``; set the event to stop it.
+
+    The studio starts one at launch. ``tick`` also turns runs whose process vanished into
+    ``interrupted``, so a killed job frees its slot while the studio runs. It never raises: a
+    busy database just waits a turn.
+    """
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(interval_s):
+            try:
+                tick(ws)
+            except Exception as exc:  # noqa: BLE001 - the studio must outlive a bad tick
+                log.warning("job queue tick failed: %s", exc)
+
+    threading.Thread(target=loop, name="job-queue", daemon=True).start()
+    return stop
