@@ -360,6 +360,14 @@ class T2ITrainConfig:
     lora_rank: int = opt(4, label="LoRA rank", help="LoRA rank.", minimum=1)
     lr_unet: float = opt(1e-5, label="UNet learning rate", help="UNet learning rate.")
     lr_text_encoder: float = opt(5e-6, label="Text-encoder learning rate", help="Text-encoder learning rate.")
+    lr_warmup_steps: int = opt(
+        0,
+        label="Learning-rate warm-up steps (0 = none)",
+        help="Optimizer steps over which the learning rates rise linearly to their values (0: none); "
+        "a short warm-up keeps the first updates of a fresh optimizer from disturbing the base.",
+        group="advanced",
+        minimum=0,
+    )
     steps: int = opt(
         1000, label="Steps", help="Optimizer steps.", minimum=1, maximum=10_000_000, required=True
     )

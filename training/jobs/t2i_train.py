@@ -17,7 +17,8 @@ RECAP step 4 (and the DALL-E 3 / Recap-DataComp blends): modelled on diffusers'
   checkpoint draws exactly what an uninterrupted run draws.
 * **What trains** — UNet, text encoder or both (RECAP RQ4), fully or as LoRA adapters
   (merged into the saved pipeline; also saved alone under ``lora/``), each with its own
-  learning rate; optional EMA, gradient checkpointing, 8-bit Adam (needs bitsandbytes).
+  learning rate (optionally warmed up linearly over ``lr_warmup_steps``); optional EMA, gradient
+  checkpointing, 8-bit Adam (needs bitsandbytes).
 * **Long captions** — counted (``truncated_captions``) and either truncated at 77 tokens or
   encoded in 75-token chunks (see :mod:`training.t2i.text`).
 * **Latent cache** — optional; VAE latents computed once per image and VAE
@@ -129,6 +130,12 @@ def make_optimizer(groups: list[dict[str, Any]], use_8bit: bool) -> torch.optim.
     """AdamW with diffusers' defaults, or bitsandbytes' 8-bit AdamW when asked for."""
     adamw = bitsandbytes().optim.AdamW8bit if use_8bit else torch.optim.AdamW
     return adamw(groups, betas=(0.9, 0.999), weight_decay=1e-2, eps=1e-8)
+
+
+def warmup_factor(step: int, warmup_steps: int) -> float:
+    """The share of its learning rate optimizer step ``step`` (0-based) uses: (step + 1) / warmup
+    during the warm-up, then 1."""
+    return min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0
 
 
 def check_config(cfg: T2ITrainConfig) -> None:
@@ -392,6 +399,8 @@ def run(ctx: JobContext) -> None:
         )
         if batch.micro < cfg.grad_accum - 1:
             continue
+        for group in optimizer.param_groups:  # from the step alone: a resumed run continues the warm-up
+            group["lr"] = lrs[group["name"]] * warmup_factor(batch.step, cfg.lr_warmup_steps)
         optimizer_step(optimizer, trainable, scaler, ema)
         state.step = batch.step + 1
         ctx.metric_once(state.step, "train_loss", group_loss)
