@@ -45,6 +45,11 @@ BOTH_MODES = ("separate", "prompt")
 MIXED_PRECISION = ("no", "fp16", "bf16", "auto")  # auto: mixed precision only on a GPU (training.devices)
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
+# the policy of training.devices: an explicit request that cannot be honoured is an error, auto chooses
+MIXED_PRECISION_HELP = (
+    "fp16 and bf16 need a CUDA GPU (an error without one); auto: bf16 (else fp16) on a GPU, none on the CPU."
+)
+DTYPE_HELP = "Dtype of the weights; float16 needs a CUDA GPU; auto: bfloat16 (else float16) on a GPU, float32 on the CPU."
 CAPTION_KINDS_FOR_STYLE = {
     "short": ("recap_short",),
     "long": ("recap_long",),
@@ -72,7 +77,12 @@ def max_new_tokens_for(style: str, configured: int) -> int:
 
 
 def _device() -> Any:
-    return opt("auto", label="Device", help="Where the job runs.", choices=DEVICES)
+    return opt(
+        "auto",
+        label="Device",
+        help="Where the job runs: cuda needs a GPU (an error without one); auto takes the GPU when there is one.",
+        choices=DEVICES,
+    )
 
 
 def _threads(help: str = "CPU threads for torch; 0 = one per core (OMP_NUM_THREADS wins if set).") -> Any:  # noqa: A002
@@ -131,7 +141,7 @@ class CaptionerTrainConfig:
     batch_size: int = opt(8, label="Batch size", help="Batch size.", minimum=1)
     grad_accum: int = opt(1, label="Grad. accumulation", help="Gradient accumulation steps.", minimum=1)
     mixed_precision: str = opt(
-        "no", label="Mixed precision (GPU)", help="Mixed precision (GPU only).", choices=MIXED_PRECISION
+        "no", label="Mixed precision (GPU)", help=MIXED_PRECISION_HELP, choices=MIXED_PRECISION
     )
     seed: int = opt(0, label="Seed", help="Random seed.", minimum=0)
     val_fraction: float = opt(
@@ -216,7 +226,7 @@ class RecaptionConfig:
         maximum=4096,
     )
     num_beams: int = opt(1, label="Beams", help="Beam search width.", minimum=1, maximum=64)
-    dtype: str = opt("auto", label="Dtype", help="Dtype of the weights.", choices=DTYPES)
+    dtype: str = opt("auto", label="Dtype", help=DTYPE_HELP, choices=DTYPES)
     device: str = _device()
     torch_threads: int = _threads(
         "CPU threads for torch; 0 = the cores left after the loader workers (OMP_NUM_THREADS wins if set)."
@@ -395,7 +405,7 @@ class T2ITrainConfig:
     ema: bool = opt(False, label="EMA of the UNet", help="Keep an EMA of the UNet weights.")
     ema_decay: float = opt(0.9999, label="EMA decay", help="EMA decay.", group="advanced")
     mixed_precision: str = opt(
-        "no", label="Mixed precision (GPU)", help="Mixed precision (GPU only).", choices=MIXED_PRECISION
+        "no", label="Mixed precision (GPU)", help=MIXED_PRECISION_HELP, choices=MIXED_PRECISION
     )
     gradient_checkpointing: bool = opt(
         False, label="Gradient checkpointing", help="Trade compute for memory.", group="advanced"
@@ -586,7 +596,7 @@ class GenerateConfig:
         "ships one); off for all by default, so no system's images alone come out black.",
         group="advanced",
     )
-    dtype: str = opt("auto", label="Dtype", help="Dtype of the weights.", choices=DTYPES, group="advanced")
+    dtype: str = opt("auto", label="Dtype", help=DTYPE_HELP, choices=DTYPES, group="advanced")
     device: str = _device()
     torch_threads: int = _threads()
 
@@ -904,17 +914,25 @@ def new_run(
     return store.create_run(ws, kind, config, needs_gpu=spec.needs_gpu, created_by=created_by)
 
 
-def captioner_choices(ws: Workspace) -> list[tuple[str, str]]:
-    """(label, value) of every captioner artifact, newest first; the value is what a config stores.
+def artifact_choices(ws: Workspace, kind: str) -> list[tuple[str, str]]:
+    """(label, value) of every artifact of ``kind``, newest first, for the launch forms; the value
+    is what a config stores.
 
-    The value is the artifact's name, or its id where a newer artifact shares that name
-    (a name always means the newest one).
+    The value is the artifact's name, or its id where a newer artifact shares that name (a name
+    always means the newest one); a T2I fine-tune's label names its caption condition.
     """
     seen: set[str] = set()
     choices = []
-    for artifact in store.list_artifacts(ws, kind=CAPTIONER_ARTIFACT):
+    for artifact in store.list_artifacts(ws, kind=kind):
         value = artifact.name if artifact.name not in seen else str(artifact.id)
         seen.add(artifact.name)
         origin = f"run #{artifact.run_id}" if artifact.run_id is not None else "imported"
-        choices.append((f"{artifact.name}  ({origin}, artifact {artifact.id})", value))
+        condition = (artifact.meta or {}).get("caption_condition")
+        extra = f", {condition}" if condition else ""
+        choices.append((f"{artifact.name}  ({origin}{extra}, artifact {artifact.id})", value))
     return choices
+
+
+def captioner_choices(ws: Workspace) -> list[tuple[str, str]]:
+    """:func:`artifact_choices` of the captioners."""
+    return artifact_choices(ws, CAPTIONER_ARTIFACT)
