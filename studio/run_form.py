@@ -242,7 +242,7 @@ def choice_updates(ws: Workspace, forms: Iterable[Form]) -> dict[gr.components.C
             elif ref == "prompt_set":
                 choices, first = list(builtin_prompt_sets()), None
             else:
-                artifacts = run_forms.artifact_choices(ws, spec.artifact_kind or "")
+                artifacts = configs.artifact_choices(ws, spec.artifact_kind or "")
                 hubs = [
                     (f"{hub_id}  (hub)", hub_id) for hub_id in HUB_EXAMPLES.get(spec.artifact_kind or "", [])
                 ]

@@ -286,25 +286,6 @@ def t2i_train_summary(ws: Workspace, run: jobs.Run) -> dict[str, Any]:
     }
 
 
-def artifact_choices(ws: Workspace, kind: str) -> list[tuple[str, str]]:
-    """(label, value) of every artifact of ``kind``, newest first, for the launch forms.
-
-    The value is the artifact's name, or its id where a newer artifact shares that name (a
-    name always resolves to the newest one), as :func:`backend.jobs.configs.captioner_choices`.
-    ``kind`` is an :class:`backend.references.ArtifactKind` (or its text).
-    """
-    seen: set[str] = set()
-    choices = []
-    for artifact in jobs.list_artifacts(ws, kind=kind):
-        value = artifact.name if artifact.name not in seen else str(artifact.id)
-        seen.add(artifact.name)
-        origin = f"run #{artifact.run_id}" if artifact.run_id is not None else "imported"
-        condition = (artifact.meta or {}).get("caption_condition")
-        extra = f", {condition}" if condition else ""
-        choices.append((f"{artifact.name}  ({origin}{extra}, artifact {artifact.id})", value))
-    return choices
-
-
 def generated_datasets(ws: Workspace) -> list[str]:
     """Names of the datasets ``generate`` runs wrote (newest run first) that still exist."""
     from backend.evaluation import generated_datasets as listed

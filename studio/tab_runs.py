@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 import gradio as gr
@@ -229,33 +230,35 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
     run_form.wire(ws, forms, [launch_result, *table_outputs, *detail.outputs], started)
 
     # ------------------------------------------------------------------ cancel / resume (admins)
+    def run_action(
+        act: Callable[[Workspace, int], jobs.Run], say: Callable[[jobs.Run], str], doc: str
+    ) -> Callable[..., tuple[Any, ...]]:
+        def handler(rid: Any, request: gr.Request) -> tuple[Any, ...]:
+            require_admin_ui(ws, request)
+            if int_or_none(rid) is None:
+                raise gr.Error("Choose a run first.")
+            try:
+                run = act(ws, int(rid))
+            except jobs.JobError as exc:
+                raise gr.Error(str(exc)) from None
+            return (say(run), *detail.show(run.id))
+
+        handler.__doc__ = doc
+        return handler
+
     action_outputs = [detail.action_result, *detail.outputs]
-
-    def cancel_run(rid: Any, request: gr.Request) -> tuple[Any, ...]:
-        """Cancel a queued or running run (admins only)."""
-        require_admin_ui(ws, request)
-        if int_or_none(rid) is None:
-            raise gr.Error("Choose a run first.")
-        try:
-            run = jobs.cancel_run(ws, int(rid))
-        except jobs.JobError as exc:
-            raise gr.Error(str(exc)) from None
-        return (f"Run #{run.id} {run.status}: {run.message}", *detail.show(run.id))
-
+    cancel = run_action(
+        jobs.cancel_run,
+        lambda run: f"Run #{run.id} {run.status}: {run.message}",
+        "Cancel a queued or running run (admins only).",
+    )
+    resume = run_action(
+        jobs.resume_run,
+        lambda run: f"Run #{run.id} resumed: it continues where it stopped ({run.status}).",
+        "Queue an interrupted, cancelled or failed run again; it continues where it stopped (admins only).",
+    )
     # no concurrency limit: a cancel must never wait behind other events
     detail.cancel_btn.click(
-        cancel_run, [detail.run_id], action_outputs, api_name="cancel_run", concurrency_limit=None
+        cancel, [detail.run_id], action_outputs, api_name="cancel_run", concurrency_limit=None
     )
-
-    def resume_run(rid: Any, request: gr.Request) -> tuple[Any, ...]:
-        """Queue an interrupted, cancelled or failed run again; it continues where it stopped (admins only)."""
-        require_admin_ui(ws, request)
-        if int_or_none(rid) is None:
-            raise gr.Error("Choose a run first.")
-        try:
-            run = jobs.resume_run(ws, int(rid))
-        except jobs.JobError as exc:
-            raise gr.Error(str(exc)) from None
-        return (f"Run #{run.id} resumed: it continues where it stopped ({run.status}).", *detail.show(run.id))
-
-    detail.resume_btn.click(resume_run, [detail.run_id], action_outputs, api_name="resume_run")
+    detail.resume_btn.click(resume, [detail.run_id], action_outputs, api_name="resume_run")
