@@ -71,7 +71,8 @@ def _colors(items: Sequence[StatsLike]) -> list[str]:
     return out
 
 
-def _empty(message: str, size: tuple[float, float] = (11, 3.2)) -> Figure:
+def message_figure(message: str, size: tuple[float, float] = (11, 3.2)) -> Figure:
+    """A figure that only says ``message`` (grey, centred): what a plot shows with nothing to plot."""
     fig = Figure(figsize=size, dpi=DPI)
     ax = fig.add_subplot()
     ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=12, color="#6b7280")
@@ -91,7 +92,7 @@ def length_histogram(stats: Mapping[str, StatsLike], title: str = "") -> Figure:
     """Caption length per kind, in words and in CLIP tokens (with the 77-token line)."""
     items = _ordered(stats)
     if not items:
-        return _empty("No captions to plot yet")
+        return message_figure("No captions to plot yet")
     colors = _colors(items)
     fig = Figure(figsize=(11, 3.6), dpi=DPI, layout="constrained")
     ax_words, ax_tokens = fig.subplots(1, 2)
@@ -146,7 +147,7 @@ def vocabulary_chart(stats: Mapping[str, StatsLike]) -> Figure:
     """Vocabulary size (distinct words) and the share of captions past 77 CLIP tokens, per kind."""
     items = _ordered(stats)
     if not items:
-        return _empty("No captions to plot yet", (11, 2.6))
+        return message_figure("No captions to plot yet", (11, 2.6))
     colors = _colors(items)
     labels = [kind_label(st.kind) for st in items]
     height = 1.5 + 0.38 * len(items)
@@ -178,7 +179,7 @@ def top_words_chart(stats: Mapping[str, StatsLike], n: int = 12) -> Figure:
     """The most frequent content words of each kind, one small panel per kind."""
     items = [st for st in _ordered(stats) if st.top_words]
     if not items:
-        return _empty("No words to plot yet", (11, 2.6))
+        return message_figure("No words to plot yet", (11, 2.6))
     colors = _colors(items)
     cols = min(len(items), 3)
     rows = int(np.ceil(len(items) / cols))

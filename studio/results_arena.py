@@ -43,12 +43,14 @@ from backend.models import Role, User  # noqa: E402
 from backend.stats import LeftBias, bootstrap_bt  # noqa: E402
 from backend.users import PermissionDenied  # noqa: E402
 from backend.workspace import Workspace  # noqa: E402
+from studio.plots import message_figure  # noqa: E402
 from studio.session import current_user, require_admin_ui  # noqa: E402
 from studio.ui_common import esc, user_or_error  # noqa: E402
 
 ALL_CRITERIA = "all criteria (pooled)"
 POOLED_VALUES = {ALL_CRITERIA, "all criteria"}  # the second: the label before issue 9 (API callers)
 DPI = 100
+EMPTY_SIZE = (10, 2.4)  # a figure with nothing to plot: its message only
 CONDITION_COLORS = ("#c2410c", "#6b7280", "#1d4ed8", "#7c3aed", "#059669", "#db2777", "#0891b2", "#b45309")
 NO_CONDITION = "unknown"  # the label backend.arena.results uses too
 
@@ -165,19 +167,11 @@ def condition_colors(meta: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
 # --------------------------------------------------------------------------- figures
 
 
-def _empty_figure(message: str, size: tuple[float, float] = (10, 2.4)) -> Figure:
-    fig = Figure(figsize=size, dpi=DPI)
-    ax = fig.add_subplot()
-    ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=12, color="#6b7280")
-    ax.set_axis_off()
-    return fig
-
-
 def ratings_figure(ratings: pd.DataFrame, meta: Mapping[str, Mapping[str, str]], title: str = "") -> Figure:
     """Ratings as points with 95% interval bars, best on top, coloured by caption condition."""
     rated = ratings.dropna(subset=["rating", "lower", "upper"]) if ratings is not None else None
     if rated is None or rated.empty:
-        return _empty_figure("No votes yet")
+        return message_figure("No votes yet", EMPTY_SIZE)
     df = rated.sort_values("rating", ascending=True).reset_index(drop=True)
     colors = condition_colors(meta)
     fig = Figure(figsize=(10, 1.2 + 0.45 * len(df)), dpi=DPI, layout="constrained")
@@ -220,7 +214,7 @@ def ratings_figure(ratings: pd.DataFrame, meta: Mapping[str, Mapping[str, str]],
 def winrate_figure(rate: pd.DataFrame | None, n: pd.DataFrame | None = None) -> Figure:
     """Heatmap of the row system's win rate over the column system (ties ½), with vote counts."""
     if rate is None or rate.empty:
-        return _empty_figure("No head-to-head votes yet")
+        return message_figure("No head-to-head votes yet", EMPTY_SIZE)
     systems = list(rate.index)
     k = len(systems)
     fig = Figure(figsize=(2.2 + 0.9 * k, 1.4 + 0.7 * k), dpi=DPI, layout="constrained")
