@@ -10,8 +10,6 @@ names. Then the admin reads the ratings in the Results tab.
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import io
 import json
 from pathlib import Path
@@ -30,6 +28,7 @@ from backend.db import read_session, write_session
 from backend.images import add_image, decode_image
 from backend.jobs.models import Artifact
 from backend.users import get_user
+from tests.browser_recorder import Recorder
 from tests.conftest import (
     ADMIN,
     ANNOTATOR,
@@ -190,86 +189,6 @@ def judgments(studio: Studio, annotator: str) -> list[Judgment]:
         return list(s.exec(select(Judgment).where(Judgment.annotator_id == uid).order_by(Judgment.id)))
 
 
-class Recorder:
-    """Every byte the page received, in arrival order, so nothing it was sent goes unchecked.
-
-    Ordinary responses are read with Playwright (``page.on("requestfinished")``, then the
-    response body). Gradio sends event outputs over a ``text/event-stream`` response that
-    stays open, whose body Playwright cannot read, so those are streamed through the
-    DevTools protocol (``Network.streamResourceContent`` + ``Network.dataReceived``).
-    """
-
-    def __init__(self, page) -> None:  # noqa: ANN001 - playwright page
-        self.chunks: list[tuple[str, bytes]] = []
-        self._streams: dict[str, str] = {}
-        self._pending: set[str] = set()
-        self._done: set[str] = set()  # streams whose loadingFinished has been seen
-        page.on("requestfinished", self._finished)
-        self._cdp = page.context.new_cdp_session(page)
-        self._cdp.on("Network.responseReceived", self._stream_started)
-        self._cdp.on("Network.dataReceived", self._stream_data)
-        self._cdp.on("Network.loadingFinished", self._stream_finished)
-        self._cdp.send("Network.enable")
-
-    def _finished(self, request) -> None:  # noqa: ANN001
-        response = request.response()
-        if response is None or "event-stream" in (response.headers.get("content-type") or ""):
-            return
-        with contextlib.suppress(Exception):  # redirects and aborted requests have no body
-            self.chunks.append((request.url, response.body()))
-
-    def _stream_started(self, event: dict) -> None:
-        if "event-stream" not in event["response"].get("mimeType", ""):
-            return
-        rid, url = event["requestId"], event["response"]["url"]
-        self._streams[rid] = url
-        try:
-            answer = self._cdp.send("Network.streamResourceContent", {"requestId": rid})
-        except Exception:  # noqa: BLE001 - already over: read it whole when it finishes
-            self._pending.add(rid)
-            if rid in self._done:  # it finished while we asked (events run during send): read it now
-                self._read_whole(rid)
-            return
-        self.chunks.append((url, base64.b64decode(answer.get("bufferedData", ""))))
-
-    def _stream_data(self, event: dict) -> None:
-        url = self._streams.get(event["requestId"])
-        if url is not None and event["requestId"] not in self._pending and event.get("data"):
-            self.chunks.append((url, base64.b64decode(event["data"])))
-
-    def _stream_finished(self, event: dict) -> None:
-        rid = event["requestId"]
-        self._done.add(rid)
-        if rid in self._pending:
-            self._read_whole(rid)
-
-    def _read_whole(self, rid: str) -> None:
-        """A stream that was over before it could be streamed: its whole body, once."""
-        self._pending.discard(rid)
-        try:
-            answer = self._cdp.send("Network.getResponseBody", {"requestId": rid})
-        except Exception:  # noqa: BLE001 - the page was closed meanwhile: nothing left to check
-            return
-        body = answer["body"]
-        data = base64.b64decode(body) if answer.get("base64Encoded") else body.encode()
-        self.chunks.append((self._streams[rid], data))
-
-    def mark(self) -> int:
-        return len(self.chunks)
-
-    def leaks(self, start: int = 0, stop: int | None = None) -> list[str]:
-        return [
-            f"{url}: {name.decode()}"
-            for url, body in self.chunks[start:stop]
-            for name in NAMES
-            if name in body
-        ]
-
-    def contains(self, text: str, start: int = 0, stop: int | None = None) -> bool:
-        needle = json.dumps(text)[1:-1].encode()  # as it appears inside JSON
-        return any(needle in body for _, body in self.chunks[start:stop])
-
-
 def login_recorded(browser, studio: Studio, user: tuple[str, str]):  # noqa: ANN001, ANN201
     """Like ``conftest.login``, with the recorder attached before the first request.
 
@@ -335,7 +254,7 @@ def test_blind_judging_with_keyboard_and_results(studio: Studio, browser, campai
         UI_WAIT_MS / 1000,
         what="the pair's payload in the recorded responses",
     )
-    assert not rec.leaks(), rec.leaks()
+    assert not rec.leaks(NAMES), rec.leaks(NAMES)
     # the admin sub-tab is not there for annotators
     assert (
         page.locator("#arena-admin-button").count() == 0
@@ -346,14 +265,14 @@ def test_blind_judging_with_keyboard_and_results(studio: Studio, browser, campai
     before_vote = rec.mark()
     page.keyboard.press("1")  # left better
     expect(page.locator("#arena-reveal")).to_contain_text("Saved.", use_inner_text=True)
-    assert not rec.leaks(0, before_vote)
+    assert not rec.leaks(NAMES, 0, before_vote)
     votes = wait_for(lambda: judgments(studio, ANNOTATOR[0]), what="ann's first vote")
     first = votes[0]
     assert first.choice == "left" and first.elapsed_ms is not None and first.elapsed_ms > 0
     src = wait_pair_changed(page, src)
     # reveal on, but pairs are left for ann: the answer to the vote named no system (its images
     # come back in later pairs); the systems are shown only once nothing is left for her
-    assert not rec.leaks(), rec.leaks()
+    assert not rec.leaks(NAMES), rec.leaks(NAMES)
     assert_dom_blind(page)
     page.locator("#arena-reveal-toggle input").uncheck()
     for key, choice in (("ArrowRight", "right"), ("t", "tie"), ("4", "both_bad")):
@@ -363,7 +282,7 @@ def test_blind_judging_with_keyboard_and_results(studio: Studio, browser, campai
         votes = judgments(studio, ANNOTATOR[0])
         assert votes[-1].choice == choice
         src = wait_pair_changed(page, src)
-        assert not rec.leaks(mark), rec.leaks(mark)  # reveal off: not even after the vote
+        assert not rec.leaks(NAMES, mark), rec.leaks(NAMES, mark)  # reveal off: not even after the vote
         assert_dom_blind(page)
     # skip: the ticket is given back, no vote
     page.keyboard.press("s")
@@ -408,7 +327,7 @@ def test_blind_judging_with_keyboard_and_results(studio: Studio, browser, campai
         wait_for(lambda n=n: len(judgments(studio, ANNOTATOR2[0])) > n, what=f"bob's vote {key}")
         src = wait_pair_changed(page, src)
     assert [j.choice for j in judgments(studio, ANNOTATOR2[0])] == ["right", "left", "tie", "left"]
-    assert not rec.leaks(), rec.leaks()
+    assert not rec.leaks(NAMES), rec.leaks(NAMES)
     assert_dom_blind(page)
     page.context.close()
 

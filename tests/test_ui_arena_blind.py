@@ -45,8 +45,9 @@ from backend.db import read_session, write_session
 from backend.images import add_image, decode_image
 from backend.jobs.models import Artifact
 from backend.users import get_user
+from tests.browser_recorder import Recorder
 from tests.conftest import ANNOTATOR, UI_WAIT_MS, Studio, open_tab, start_studio, stop_studio
-from tests.test_ui_arena import Recorder, login_recorded
+from tests.test_ui_arena import login_recorded
 
 CAMPAIGN = "blind-walk"
 DATASET = "blind-walk-generated"

@@ -11,8 +11,6 @@ same calls as admin do return it, so the search would see a leak.
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import json
 import uuid
 from collections.abc import Iterator
@@ -31,6 +29,7 @@ from backend.models import Image
 from backend.storage import image_path, thumb_path
 from backend.users import get_user
 from tests.blind_world import BLIND_DATASET, MARKER, OPEN_DATASET, BlindWorld, make_blind_world
+from tests.browser_recorder import Recorder
 from tests.conftest import (
     ADMIN,
     ANNOTATOR,
@@ -41,6 +40,7 @@ from tests.conftest import (
     start_studio,
     stop_studio,
     track_page,
+    wait_for,
 )
 
 SECRET_CAPTION = "an okapi grazing beside the fence"  # ANNOTATOR2's unreviewed caption
@@ -187,44 +187,6 @@ def test_originals_are_never_served_to_annotators(world: tuple[Studio, BlindWorl
 # --------------------------------------------------------------------------- the browser
 
 
-class Recorder:
-    """Every byte the page received: ordinary responses through Playwright, Gradio's event
-    streams (which Playwright cannot read) through the DevTools protocol."""
-
-    def __init__(self, page) -> None:  # noqa: ANN001 - playwright page
-        self.chunks: list[tuple[str, bytes]] = []
-        self._streams: dict[str, str] = {}
-        page.on("requestfinished", self._finished)
-        self._cdp = page.context.new_cdp_session(page)
-        self._cdp.on("Network.responseReceived", self._started)
-        self._cdp.on("Network.dataReceived", self._data)
-        self._cdp.send("Network.enable")
-
-    def _finished(self, request) -> None:  # noqa: ANN001
-        response = request.response()
-        if response is None or "event-stream" in (response.headers.get("content-type") or ""):
-            return
-        with contextlib.suppress(Exception):  # redirects and aborted requests have no body
-            self.chunks.append((request.url, response.body()))
-
-    def _started(self, event: dict) -> None:
-        if "event-stream" not in event["response"].get("mimeType", ""):
-            return
-        rid = event["requestId"]
-        self._streams[rid] = event["response"]["url"]
-        with contextlib.suppress(Exception):
-            answer = self._cdp.send("Network.streamResourceContent", {"requestId": rid})
-            self.chunks.append((self._streams[rid], base64.b64decode(answer.get("bufferedData", ""))))
-
-    def _data(self, event: dict) -> None:
-        url = self._streams.get(event["requestId"])
-        if url is not None and event.get("data"):
-            self.chunks.append((url, base64.b64decode(event["data"])))
-
-    def carrying(self, needle: str) -> list[str]:
-        return [url for url, body in self.chunks if needle.encode() in body.lower()]
-
-
 def test_annotator_page_during_a_campaign_receives_none_of_it(
     world: tuple[Studio, BlindWorld], browser
 ) -> None:  # noqa: ANN001
@@ -265,8 +227,14 @@ def test_annotator_page_during_a_campaign_receives_none_of_it(
     page.locator("#results-tabs").get_by_role("tab", name="Automatic metrics").click()
     expect(page.locator("#auto-summary")).to_contain_text("Closed to annotators")
 
-    # the recorder did read the event streams: what the page was told is in there
-    assert recorder.carrying("closed to annotators") and recorder.carrying("a plain photo number")
+    # the recorder did read the event streams: what the page was told is in there (stream data
+    # arrives asynchronously and is delivered only while Playwright runs, hence the page's wait)
+    wait_for(
+        lambda: page.wait_for_timeout(50)
+        or (recorder.carrying("closed to annotators") and recorder.carrying("a plain photo number")),
+        UI_WAIT_MS / 1000,
+        what="the closed notice and the open dataset's alt-text in the recorded responses",
+    )
     assert recorder.carrying(MARKER) == [], "the annotator's page received the judged dataset's secrets"
     assert recorder.carrying("okapi") == [], "the annotator's page received another annotator's caption"
     assert MARKER not in page.content()
