@@ -14,17 +14,31 @@ marked on the token panel (text past it never reaches CLIP or the SD text encode
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
+from backend.clip_tokens import CONTEXT_LENGTH
+from backend.review import kind_label, kind_sort_key
 
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
-from backend.clip_tokens import CONTEXT_LENGTH  # noqa: E402
-from backend.review import kind_label, kind_sort_key  # noqa: E402
+
+
+def new_figure(**kwargs: Any) -> Figure:
+    """A matplotlib ``Figure`` on the Agg backend; matplotlib is imported on the first plot.
+
+    Why lazily: importing matplotlib costs about half a second, and the studio's first page
+    draws no plot (bench/cold_start.py measures the start-up this saves).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    return Figure(**kwargs)
+
 
 KIND_COLORS = {
     "alttext": "#6b7280",
@@ -73,7 +87,7 @@ def _colors(items: Sequence[StatsLike]) -> list[str]:
 
 def message_figure(message: str, size: tuple[float, float] = (11, 3.2)) -> Figure:
     """A figure that only says ``message`` (grey, centred): what a plot shows with nothing to plot."""
-    fig = Figure(figsize=size, dpi=DPI)
+    fig = new_figure(figsize=size, dpi=DPI)
     ax = fig.add_subplot()
     ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=12, color="#6b7280")
     ax.set_axis_off()
@@ -94,7 +108,7 @@ def length_histogram(stats: Mapping[str, StatsLike], title: str = "") -> Figure:
     if not items:
         return message_figure("No captions to plot yet")
     colors = _colors(items)
-    fig = Figure(figsize=(11, 3.6), dpi=DPI, layout="constrained")
+    fig = new_figure(figsize=(11, 3.6), dpi=DPI, layout="constrained")
     ax_words, ax_tokens = fig.subplots(1, 2)
     panels = (
         (ax_words, [np.asarray(st.word_counts) for st in items], "words per caption", 0),
@@ -151,7 +165,7 @@ def vocabulary_chart(stats: Mapping[str, StatsLike]) -> Figure:
     colors = _colors(items)
     labels = [kind_label(st.kind) for st in items]
     height = 1.5 + 0.38 * len(items)
-    fig = Figure(figsize=(11, height), dpi=DPI, layout="constrained")
+    fig = new_figure(figsize=(11, height), dpi=DPI, layout="constrained")
     ax_vocab, ax_trunc = fig.subplots(1, 2)
     y = np.arange(len(items))
     vocab = [st.vocabulary_size for st in items]
@@ -183,7 +197,7 @@ def top_words_chart(stats: Mapping[str, StatsLike], n: int = 12) -> Figure:
     colors = _colors(items)
     cols = min(len(items), 3)
     rows = int(np.ceil(len(items) / cols))
-    fig = Figure(figsize=(11, 0.45 + rows * (0.22 * n + 0.6)), dpi=DPI, layout="constrained")
+    fig = new_figure(figsize=(11, 0.45 + rows * (0.22 * n + 0.6)), dpi=DPI, layout="constrained")
     axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
     for ax, st, color in zip(axes, items, colors, strict=False):
         words = st.top_words[:n]

@@ -25,27 +25,25 @@ import math
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
+from backend import arena as arena_api
+from backend.arena.common import CLUSTER
+from backend.models import Role, User
+from backend.users import PermissionDenied
+from backend.workspace import Workspace
+from studio.plots import message_figure, new_figure
+from studio.session import current_user, require_admin_ui
+from studio.ui_common import esc, user_or_error
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
+if TYPE_CHECKING:  # the statistics pull in scipy and scikit-learn: imported when results are shown
+    from matplotlib.figure import Figure
 
-from backend import arena as arena_api  # noqa: E402
-from backend.arena.results import CLUSTER  # noqa: E402
-from backend.models import Role, User  # noqa: E402
-from backend.stats import LeftBias, bootstrap_bt  # noqa: E402
-from backend.users import PermissionDenied  # noqa: E402
-from backend.workspace import Workspace  # noqa: E402
-from studio.plots import message_figure  # noqa: E402
-from studio.session import current_user, require_admin_ui  # noqa: E402
-from studio.ui_common import esc, user_or_error  # noqa: E402
+    from backend.stats import LeftBias
 
 ALL_CRITERIA = "all criteria (pooled)"
 POOLED_VALUES = {ALL_CRITERIA, "all criteria"}  # the second: the label before issue 9 (API callers)
@@ -174,7 +172,7 @@ def ratings_figure(ratings: pd.DataFrame, meta: Mapping[str, Mapping[str, str]],
         return message_figure("No votes yet", EMPTY_SIZE)
     df = rated.sort_values("rating", ascending=True).reset_index(drop=True)
     colors = condition_colors(meta)
-    fig = Figure(figsize=(10, 1.2 + 0.45 * len(df)), dpi=DPI, layout="constrained")
+    fig = new_figure(figsize=(10, 1.2 + 0.45 * len(df)), dpi=DPI, layout="constrained")
     ax = fig.add_subplot()
     y = np.arange(len(df))
     for i, row in df.iterrows():
@@ -196,6 +194,8 @@ def ratings_figure(ratings: pd.DataFrame, meta: Mapping[str, Mapping[str, str]],
     ax.set_xlim(left - pad * 0.3, right + pad)
     ax.grid(axis="x", alpha=0.3)
     ax.spines[["top", "right"]].set_visible(False)
+    from matplotlib.lines import Line2D
+
     handles = [Line2D([], [], marker="o", linestyle="", color=c, label=cond) for cond, c in colors.items()]
     if handles:  # outside the axes: it must never hide a bar
         ax.legend(
@@ -217,7 +217,7 @@ def winrate_figure(rate: pd.DataFrame | None, n: pd.DataFrame | None = None) -> 
         return message_figure("No head-to-head votes yet", EMPTY_SIZE)
     systems = list(rate.index)
     k = len(systems)
-    fig = Figure(figsize=(2.2 + 0.9 * k, 1.4 + 0.7 * k), dpi=DPI, layout="constrained")
+    fig = new_figure(figsize=(2.2 + 0.9 * k, 1.4 + 0.7 * k), dpi=DPI, layout="constrained")
     ax = fig.add_subplot()
     values = rate.to_numpy(dtype=float)
     image = ax.imshow(np.ma.masked_invalid(values), cmap="RdYlGn", vmin=0, vmax=1)
@@ -432,6 +432,8 @@ def condition_ratings(
     df = df[df["model_a"] != df["model_b"]]
     if df.empty:
         return pd.DataFrame(columns=columns)
+    from backend.stats import bootstrap_bt
+
     table = bootstrap_bt(df, rounds=rounds, seed=seed, cluster=CLUSTER)  # resampling prompts, as the ratings
     counts = pd.concat([df["model_a"], df["model_b"]]).value_counts()
     table["n"] = table["system"].map(lambda c: int(counts.get(c, 0)))

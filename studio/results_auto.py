@@ -26,23 +26,22 @@ import math
 import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
-import matplotlib
+import numpy as np
+from sqlmodel import select
 
-matplotlib.use("Agg")
+from backend.csv_cells import csv_cell
+from backend.db import read_session
+from backend.evaluation import EvalResult
+from backend.jobs import configs
+from backend.workspace import Workspace
+from studio import access
+from studio.plots import new_figure
 
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from sqlmodel import select  # noqa: E402
-
-from backend.csv_cells import csv_cell  # noqa: E402
-from backend.db import read_session  # noqa: E402
-from backend.evaluation import EvalResult  # noqa: E402
-from backend.jobs import configs  # noqa: E402
-from backend.workspace import Workspace  # noqa: E402
-from studio import access  # noqa: E402
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 ALL = "all datasets"
 NOT_ARTIFACT = "— (not a t2i artifact)"  # a hub id or folder: nothing recorded about its training
@@ -237,7 +236,7 @@ def _regime_rank(regime: str) -> tuple[int, str]:
 def metrics_figure(rows: list[MetricRow]) -> Figure:
     """One panel per metric: a group of bars per checkpoint, one bar per prompt regime, ± stderr."""
     if not rows:
-        fig = Figure(figsize=(10, 2.4), dpi=100)
+        fig = new_figure(figsize=(10, 2.4), dpi=100)
         ax = fig.add_subplot()
         ax.text(0.5, 0.5, "No automatic metrics yet: run an evaluation", ha="center", va="center")
         ax.set_axis_off()
@@ -251,7 +250,7 @@ def metrics_figure(rows: list[MetricRow]) -> Figure:
     cols = min(len(metrics), 2)
     nrows = math.ceil(len(metrics) / cols)
     width_per = max(5.0, 0.9 * len(labels) * max(1, len(regimes)) + 1.5)
-    fig = Figure(figsize=(min(16.0, width_per * cols), 3.6 * nrows), dpi=100, layout="constrained")
+    fig = new_figure(figsize=(min(16.0, width_per * cols), 3.6 * nrows), dpi=100, layout="constrained")
     axes = np.atleast_1d(fig.subplots(nrows, cols)).ravel()
     bar = 0.8 / max(1, len(regimes))
     x = np.arange(len(labels))

@@ -55,3 +55,6 @@ def system_names(session: Session, campaign_id: int) -> dict[int, str]:
         for s in session.exec(select(ArenaSystem).where(ArenaSystem.campaign_id == campaign_id))
         if s.id is not None
     }
+
+
+CLUSTER = "cluster"  # the vote column the intervals resample: the prompt (or the pair without one)

@@ -40,7 +40,7 @@ import pandas as pd
 from sqlmodel import select
 
 from backend import stats
-from backend.arena.common import ArenaError, CampaignRef, find_campaign
+from backend.arena.common import CLUSTER, ArenaError, CampaignRef, find_campaign
 from backend.arena.models import ArenaSystem
 from backend.arena.votes_io import _write_csv, judgment_rows
 from backend.db import read_session
@@ -67,7 +67,6 @@ VOTE_COLUMNS = [
     "created_at",
     "cluster",
 ]
-CLUSTER = "cluster"  # the vote column the intervals resample: the prompt (or the pair without one)
 RATING_COLUMNS = ["system", "rating", "lower", "upper", "rank", "wins", "losses", "ties", "both_bad", "n"]
 DECOY = " [decoy]"
 
