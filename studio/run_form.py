@@ -290,9 +290,14 @@ def wire(ws: Workspace, forms: Iterable[Form], outputs: list[Any], started: Star
             api_description=form.kind.help + " (admins only)",
         )
 
-    def launch_run(kind: str, settings: dict, request: gr.Request) -> dict:  # noqa: ANN001
+    def launch_run(kind: str, settings: dict, request: gr.Request) -> dict:
         """Queue a run of any kind with settings by name (admins only); returns the run's id and status."""
-        run = launch(ws, configs.job_kind(kind), dict(settings or {}), request)
+        require_admin_ui(ws, request)  # before saying anything about kinds
+        try:
+            job_kind = configs.job_kind(kind)
+        except configs.ConfigError as exc:
+            raise gr.Error(str(exc)) from None
+        run = launch(ws, job_kind, dict(settings or {}), request)
         started(int(run.id))  # type: ignore[arg-type]
         run = jobs.get_run(ws, int(run.id))  # type: ignore[arg-type]
         return {"run_id": run.id, "kind": run.kind, "status": run.status, "config": run.config}

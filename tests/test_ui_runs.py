@@ -134,7 +134,12 @@ def test_admin_launches_a_run_and_watches_it_finish(studio: Studio, browser) -> 
     samples = page.locator("#run-samples")
     wait_for(lambda: "a red circle, generated" in samples.inner_text(), what="the samples")
     assert "A red circle on white." in samples.inner_text()
-    assert samples.locator("img").first.evaluate("img => img.complete && img.naturalWidth > 0")
+    # an image loads a moment after its tag appears: wait for it (a one-time read raced the load)
+    page.wait_for_function(
+        "() => { const img = document.querySelector('#run-samples img');"
+        " return img && img.complete && img.naturalWidth > 0; }",
+        timeout=UI_WAIT_MS,
+    )
     page.get_by_role("tab", name="Artifacts").click()
     wait_for(lambda: "ui-captioner" in page.locator("#run-artifacts").inner_text(), what="the artifacts")
     page.screenshot(path=str(SHOT.with_name("runs_detail.png")), full_page=True)
@@ -275,11 +280,16 @@ def test_real_forms_store_the_job_contract(studio: Studio, browser, gpu_busy: in
         made = jobs.list_runs(studio.ws, kind="recaption", limit=1)[0]
         assert made.id != run_id and made.status == "queued"
         assert made.config["captioner"] == "org/x" and made.config["batch_size"] == 4
-        for rid in (run_id, train_id, clip_id, made.id):
+        # any kind, any setting, by name (issue 10): what the positional endpoints cannot reach
+        text = call_api(client, "launch_run", ["recaption", {**BY_NAME, "dataset": dataset}])
+        assert "event: complete" in text, text
+        named = jobs.list_runs(studio.ws, kind="recaption", limit=1)[0]
+        assert named.id != made.id
+        assert named.config == {**configs.DEFAULTS["recaption"], **BY_NAME, "dataset": dataset}
+        for rid in (run_id, train_id, clip_id, made.id, named.id):
             assert "event: complete" in call_api(client, "cancel_run", [str(rid)])
-    assert {jobs.get_run(studio.ws, rid).status for rid in (run_id, train_id, clip_id, made.id)} == {
-        "cancelled"
-    }
+    launched = (run_id, train_id, clip_id, made.id, named.id)
+    assert {jobs.get_run(studio.ws, rid).status for rid in launched} == {"cancelled"}
 
 
 def test_fine_tune_then_recaption_from_the_forms(studio: Studio, browser) -> None:  # noqa: ANN001
@@ -372,7 +382,9 @@ API_CALLS: dict[str, list] = {
                                0, 0.1, 5, 20, "cpu", "", ""],
     "launch_clip_score": ["demo-shapes", ["alttext"], "ViT-B-32", "openai", 32, "cpu"],
     "launch_selftest": [5, 0.1, False],
+    "launch_run": ["selftest", {"items": 5}],
 }  # fmt: skip
+BY_NAME = {"captioner": "org/y", "style": "long", "num_beams": 2, "torch_threads": 1}
 
 
 def test_annotators_see_runs_but_cannot_launch_or_cancel(studio: Studio, browser) -> None:  # noqa: ANN001
