@@ -14,6 +14,12 @@ Why these shapes:
   swapped-order repeat is the only second look an annotator gets at a pair.
 * ``campaign_id`` is repeated on tickets and judgments (and the two systems on pairs) so the
   scheduler's load queries need no joins while 20 annotators wait on the write lock.
+* A **verdict** campaign (kind ``verdict``, :mod:`.verdicts`) judges one image at a time against
+  its prompt (faithful: ``yes``/``no``). Its "pair" is one item shown alone (``a_id == b_id``), so
+  tickets, load balancing, repeats, reveals and closing are the pairwise arena's own code, and
+  the blindness guarantee holds by the same rules. ``EvalImage.elements`` (migration 0008) lists
+  the prompt's required elements an annotator may tick as missing; they go into the judgment's
+  ``flags`` as ``{"missing": [...]}``.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from backend.models import utcnow
 class CampaignKind(StrEnum):
     t2i = "t2i"
     caption = "caption"
+    verdict = "verdict"  # absolute verdicts: one image and its prompt, faithful or not
 
 
 class CampaignStatus(StrEnum):
@@ -43,6 +50,13 @@ class Choice(StrEnum):
     right = "right"
     tie = "tie"
     both_bad = "both_bad"
+
+
+class Verdict(StrEnum):
+    """The answers of a verdict campaign: is the image faithful to its prompt?"""
+
+    yes = "yes"
+    no = "no"
 
 
 class Campaign(SQLModel, table=True):
@@ -88,6 +102,8 @@ class EvalImage(SQLModel, table=True):
     prompt: str = Field(default="")
     category: str | None = None
     seed: int | None = None
+    # verdict campaigns: the prompt's required elements, offered as "missing" ticks (migration 0008)
+    elements: list[str] | None = Field(default=None, sa_column=Column(JSON))
 
 
 class EvalPair(SQLModel, table=True):
@@ -154,7 +170,7 @@ class Judgment(SQLModel, table=True):
     annotator_id: int = Field(foreign_key="user.id", index=True)
     criterion: str
     left_image_id: int = Field(foreign_key="evalimage.id", ondelete="CASCADE")  # the item shown left
-    choice: str  # left | right | tie | both_bad
+    choice: str  # left | right | tie | both_bad; verdict campaigns: yes | no
     elapsed_ms: int | None = None  # measured by the client: ticket shown -> vote clicked
     server_ms: float | None = None  # time spent in submit_vote, DB write included (not the commit)
     is_repeat: bool = Field(default=False)
