@@ -12,6 +12,7 @@ Rules, in order:
 1. Tokens are matched against the vocabulary, longest phrase first ("teddy bear" before "bear",
    "to the left of" before "left"). A word that is both a colour and a class ("orange") is a
    colour when an object noun follows it, a class otherwise.
+   A class word directly followed by another ("baby elephant") is a modifier of the second.
 2. Each object noun reads the noun phrase in front of it (back to a determiner, a number or a
    word that ends a phrase such as "and", "of", "on"): the nearest colour word is its colour, a
    number word its count. "a"/"an" mean one, plural nouns without a number mean "at least two"
@@ -151,7 +152,7 @@ class Extractor:
     def explain(self, caption: str, *, key: str = "", source: str = "", tag: str | None = None) -> Extraction:
         toks = [_Tok(m.group().lower(), m.start(), m.end()) for m in _TOKEN.finditer(caption)]
         items = self._match(toks)
-        self._resolve_ambiguous(items)
+        self._resolve_ambiguous(items, toks)
         groups: list[_Group] = []
         spans: list[Span] = []
         notes: list[str] = []
@@ -265,13 +266,30 @@ class Extractor:
         return items
 
     @staticmethod
-    def _resolve_ambiguous(items: list[_Item]) -> None:
-        """A word that is both a class and a colour ("orange") is a colour before an object noun."""
+    def _resolve_ambiguous(items: list[_Item], toks: list[_Tok]) -> None:
+        """Settle words that can be read two ways, from the word that follows them.
+
+        - A singular class word that is also a colour ("orange") is the colour when a noun-like
+          word follows ("an orange cat", "orange flowers") and the class otherwise ("an orange on
+          a plate"); a plural ("oranges") is always the class.
+        - A class word directly followed by another class word is a modifier, not an object
+          ("baby elephant", "dog bed"): the last noun is the head.
+        """
         for idx, item in enumerate(items):
-            if item.kind == "object" and "color" in item.alternatives:
-                nxt = items[idx + 1] if idx + 1 < len(items) else None
-                if nxt is not None and nxt.kind == "object":
-                    item.kind, item.value, item.plural = "color", item.alternatives["color"], False
+            if item.kind != "object":
+                continue
+            nxt = items[idx + 1] if idx + 1 < len(items) else None
+            nxt_word = toks[nxt.i].text if nxt is not None and nxt.j - nxt.i == 1 else ""
+            if (
+                "color" in item.alternatives
+                and not item.plural
+                and nxt is not None
+                and (nxt.kind == "object" or (nxt.kind == "word" and nxt_word not in _BREAKS))
+            ):
+                item.kind, item.value = "color", item.alternatives["color"]
+                continue
+            if nxt is not None and nxt.kind == "object":
+                item.kind, item.value = "word", None
 
     @staticmethod
     def _noun_phrase(
