@@ -31,6 +31,7 @@ from backend.models import Caption, CaptionStatus, Image
 from backend.scores import CaptionScore, caption_scores
 from backend.storage import image_path
 from backend.workspace import Workspace
+from tests.conftest import wait_for
 
 pytest_plugins = ("tests.tiny_models",)
 pytestmark = pytest.mark.timeout(300)
@@ -349,7 +350,6 @@ def test_killed_and_cancelled_finetune_resumes_from_its_checkpoints(
     current step. Either way every step's loss is recorded exactly once and one artifact results."""
     import os
     import signal
-    import time
 
     from backend.jobs.launch import group_alive
 
@@ -359,20 +359,25 @@ def test_killed_and_cancelled_finetune_resumes_from_its_checkpoints(
     run_id = int(run.id)  # type: ignore[arg-type]
 
     def wait_steps(n: int) -> int:
-        deadline = time.monotonic() + 120
-        while (done := len(jobs.run_metrics(ws, run_id, "train_loss"))) < n:
-            assert time.monotonic() < deadline and jobs.get_run(ws, run_id).status == "running"
-            time.sleep(0.05)
-        return done
+        def steps() -> int | None:
+            done = len(jobs.run_metrics(ws, run_id, "train_loss"))
+            if done >= n:
+                return done
+            assert jobs.get_run(ws, run_id).status == "running", jobs.log_tail(ws, run_id, 40)
+            return None
+
+        return wait_for(steps, 120, what=f"{n} training steps", interval=0.05)
 
     jobs.launch(ws, run_id)
     wait_steps(9)
     pgid = jobs.get_run(ws, run_id).pgid
     os.killpg(pgid, signal.SIGKILL)
-    deadline = time.monotonic() + 15
-    while group_alive(pgid) or jobs.get_run(ws, run_id).status != "interrupted":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_for(
+        lambda: not group_alive(pgid) and jobs.get_run(ws, run_id).status == "interrupted",
+        15,
+        what="the killed run to be marked interrupted",
+        interval=0.05,
+    )
     killed_at = len(jobs.run_metrics(ws, run_id, "train_loss"))
     assert 9 <= killed_at < 120
 

@@ -10,13 +10,13 @@ still waiting for review, a caption longer than CLIP's 77 tokens and one unreada
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
 import os
 import signal
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -37,6 +37,7 @@ from backend.jobs.launch import group_alive
 from backend.models import CaptionStatus
 from backend.storage import image_path
 from backend.workspace import Workspace
+from tests.conftest import wait_for
 
 pytest_plugins = ("tests.tiny_models",)
 pytestmark = pytest.mark.timeout(300)
@@ -283,20 +284,13 @@ def test_kill9_and_stop_then_resume_continue_from_the_checkpoint_with_the_same_d
     run_id = int(run.id)  # type: ignore[arg-type]
     ckpt = ws.runs_dir / str(run_id) / "checkpoints"
     jobs.launch(ws, run_id)
-    deadline = time.monotonic() + 120
-    while not (ckpt / "step-00000004").is_dir():
-        assert time.monotonic() < deadline, jobs.log_tail(ws, run_id, 40)
-        time.sleep(0.01)
+    wait_for(lambda: (ckpt / "step-00000004").is_dir(), 120, what="checkpoint 4", interval=0.01)
     killed = jobs.get_run(ws, run_id)
     assert killed.status == "running"
     os.killpg(killed.pgid or killed.pid, signal.SIGKILL)  # type: ignore[arg-type]
-    while group_alive(killed.pgid or killed.pid):  # type: ignore[arg-type]
-        time.sleep(0.02)
+    wait_for(lambda: not group_alive(killed.pgid or killed.pid), 15, what="the killed group to vanish", interval=0.02)
     assert not jobs.list_artifacts(ws, kind="t2i", run_id=run_id), "the kill came after the end"
-    deadline = time.monotonic() + 15
-    while jobs.get_run(ws, run_id).status != "interrupted":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_for(lambda: jobs.get_run(ws, run_id).status == "interrupted", 15, what="the run to be interrupted")
     done_before = max(metrics(ws, run_id)["train_loss"])
     assert done_before < 24
 
@@ -344,9 +338,8 @@ def checkpoints_of(folder: Path) -> list[str]:
 
 def _sigterm_when(ready: Path, ws: Workspace, run_id: int) -> None:
     """Send this process SIGTERM once ``ready`` exists, unless the run has ended by then."""
-    deadline = time.monotonic() + 60
-    while not ready.exists() and time.monotonic() < deadline:
-        time.sleep(0.005)
+    with contextlib.suppress(AssertionError):  # not ready in time: the check below decides
+        wait_for(ready.exists, 60, what=f"{ready.name}", interval=0.005)
     if jobs.get_run(ws, run_id).status == "running":
         os.kill(os.getpid(), signal.SIGTERM)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ from backend.captions import add_caption
 from backend.datasets import dataset_names, dataset_summary
 from backend.db import read_session, write_session
 from backend.models import Caption, Dataset, Image
-from tests.conftest import ADMIN, ANNOTATOR, UI_WAIT_MS, Studio, login, open_tab
+from tests.conftest import ADMIN, ANNOTATOR, UI_WAIT_MS, Studio, login, open_tab, wait_for
 
 MARKER = "zanzibar"
 LONG_CAPTION = (
@@ -72,16 +71,12 @@ def long_image(studio: Studio) -> int:
 
 def wait_text(page, selector: str, pattern: str, timeout: float = UI_WAIT_MS / 1000) -> str:  # noqa: ANN001
     """Wait until the element's text matches ``pattern`` (a regex); return the text."""
-    deadline = time.monotonic() + timeout
-    text = ""
-    while time.monotonic() < deadline:
+    def matching() -> str | None:
         loc = page.locator(selector)
-        if loc.count():
-            text = loc.first.inner_text()
-            if re.search(pattern, text):
-                return text
-        time.sleep(0.2)
-    raise AssertionError(f"{selector}: {pattern!r} not found in {text!r}")
+        text = loc.first.inner_text() if loc.count() else ""
+        return text if re.search(pattern, text) else None
+
+    return wait_for(matching, timeout, what=f"{selector} to match {pattern!r}", interval=0.2)
 
 
 def pick_option(page, dropdown_id: str, option: str, *, prefix: bool = False) -> None:  # noqa: ANN001
