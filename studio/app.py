@@ -14,6 +14,7 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from backend import jobs
+from backend.jobs import scheduler
 from backend.db import migrate
 from backend.users import PermissionDenied
 from backend.workspace import Workspace
@@ -108,7 +109,7 @@ def serve(
     upload_mb = max_upload_mb(max_upload)
     migrate(ws)
     jobs.reconcile_orphans(ws)  # runs whose process died while no studio ran become 'interrupted'
-    tab_runs.start_queue_worker(ws)  # a daemon thread: backend.jobs.tick(ws) every ~2 s
+    scheduler.start_queue_worker(ws)  # a daemon thread: backend.jobs.tick(ws) every ~2 s
     private_gradio_cache()  # before the app is built: components and the server read it then
     blocks = build_app(ws)
     blocks.queue(default_concurrency_limit=8)

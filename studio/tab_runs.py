@@ -28,7 +28,6 @@ import gradio as gr
 
 from backend import jobs
 from backend.jobs import configs
-from backend.jobs.scheduler import start_queue_worker
 from backend.models import Role
 from backend.users import PermissionDenied
 from backend.workspace import Workspace
@@ -36,7 +35,7 @@ from studio import access, run_detail, run_form, run_forms
 from studio.session import current_user, require_admin_ui
 from studio.ui_common import int_or_none, status_badge
 
-__all__ = ["build", "start_queue_worker", "table_page"]  # start_queue_worker: studio.app starts it
+__all__ = ["build", "table_page"]
 
 log = logging.getLogger(__name__)
 

@@ -443,7 +443,7 @@ class T2ITrainConfig:
     )  # fmt: skip
     validation_prompts: list[str] = opt(
         label="Validation prompts (one per line)",
-        help="A validation prompt (repeat the option; default: three shape prompts).",
+        help="A validation prompt (repeat the option; default: three shape prompts; none: no validation images).",
         lines=3,
         split=False,
         aliases=("--validation-prompt",),
@@ -493,8 +493,6 @@ class T2ITrainConfig:
                 f"scale factor) up to 4096, got {self.resolution}"
             )
         exclusive_unit("ema_decay", self.ema_decay)
-        if not self.validation_prompts:
-            raise ConfigError("validation_prompts: give at least one prompt (one per line)")
 
 
 @dataclass
