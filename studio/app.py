@@ -14,8 +14,8 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from backend import jobs
-from backend.jobs import scheduler
 from backend.db import migrate
+from backend.jobs import scheduler
 from backend.users import PermissionDenied
 from backend.workspace import Workspace
 from studio import tab_annotate, tab_arena, tab_datasets, tab_results, tab_review, tab_runs
