@@ -23,6 +23,8 @@ from backend.stats.agreement import (
     fleiss,
     gold_accuracy,
     krippendorff_alpha,
+    label_agreement,
+    retest_consistency,
     swap_consistency,
 )
 from backend.stats.bradley_terry import (
@@ -42,11 +44,13 @@ from backend.stats.rates import (
     wilson_interval,
     win_rate_matrix,
 )
+from backend.stats.success import RateBootstrap
 
 __all__ = [
     "DEFAULT_L2",
     "OUTCOMES",
     "Agreement",
+    "RateBootstrap",
     "AlphaResult",
     "DisconnectedComparisonWarning",
     "FleissResult",
@@ -63,9 +67,11 @@ __all__ = [
     "fleiss",
     "gold_accuracy",
     "krippendorff_alpha",
+    "label_agreement",
     "left_bias",
     "normalize_votes",
     "ranks_from_intervals",
+    "retest_consistency",
     "swap_consistency",
     "system_counts",
     "votes_to_separate",

@@ -31,6 +31,10 @@ A coefficient is NaN when it is undefined: no shared items, or a single label us
 Quality checks: :func:`swap_consistency` (same verdict on the planned repeat, after un-swapping)
 and :func:`gold_accuracy` (verdict equals the known answer of a gold pair), per annotator, with
 Wilson intervals.
+
+Labels that are already orientation-free — the yes/no verdicts on single images of a verdict
+campaign — go through :func:`label_agreement` (the same three measures on an ``item, annotator,
+label`` table) and :func:`retest_consistency` (same label when an item is asked again).
 """
 
 from __future__ import annotations
@@ -130,6 +134,9 @@ def _quiet(fn, *args, **kwargs) -> float:
     return value if math.isfinite(value) else math.nan
 
 
+PAIR_ITEM = ("pair_id", "criterion")  # what one pairwise label is about
+
+
 def cohen_kappa_pairs(votes: pd.DataFrame) -> pd.DataFrame:
     """Cohen's κ for every pair of annotators over the items both judged.
 
@@ -137,11 +144,14 @@ def cohen_kappa_pairs(votes: pd.DataFrame) -> pd.DataFrame:
     items with the same label; κ NaN when undefined — see the module docstring). Pairs that share no
     item are listed with ``n_items`` 0, so a sparse design is visible rather than silently dropped.
     """
-    labels = canonical_labels(votes)
+    return _cohen(canonical_labels(votes), PAIR_ITEM)
+
+
+def _cohen(labels: pd.DataFrame, item: tuple[str, ...]) -> pd.DataFrame:
     rows: list[dict[str, object]] = []
     if labels.empty:
         return pd.DataFrame(rows, columns=COHEN_COLUMNS)
-    wide = labels.pivot(index=["pair_id", "criterion"], columns="annotator", values="label")
+    wide = labels.pivot(index=list(item), columns="annotator", values="label")
     for a1, a2 in combinations(sorted(wide.columns, key=str), 2):
         both = wide[[a1, a2]].dropna()
         n = len(both)
@@ -174,10 +184,13 @@ class FleissResult:
 
 def fleiss(votes: pd.DataFrame) -> FleissResult:
     """Fleiss' κ; items whose annotator count differs from the most common one are excluded."""
-    labels = canonical_labels(votes)
+    return _fleiss(canonical_labels(votes), PAIR_ITEM)
+
+
+def _fleiss(labels: pd.DataFrame, item: tuple[str, ...]) -> FleissResult:
     if labels.empty:
         return FleissResult(math.nan, 0, 0, 0)
-    per_item = labels.groupby(["pair_id", "criterion"], sort=True)["label"].agg(list)
+    per_item = labels.groupby(list(item), sort=True)["label"].agg(list)
     sizes = per_item.map(len)
     multi = sizes[sizes >= 2]
     if multi.empty:
@@ -206,12 +219,15 @@ class AlphaResult:
 
 def krippendorff_alpha(votes: pd.DataFrame) -> AlphaResult:
     """Krippendorff's α, nominal level, from the annotators × items matrix (NaN = not judged)."""
-    labels = canonical_labels(votes)
+    return _alpha(canonical_labels(votes), PAIR_ITEM)
+
+
+def _alpha(labels: pd.DataFrame, item: tuple[str, ...]) -> AlphaResult:
     if labels.empty:
         return AlphaResult(math.nan, 0, 0)
     codes = {lab: float(i) for i, lab in enumerate(sorted({str(x) for x in labels["label"]}))}
     coded = labels.assign(code=labels["label"].astype(str).map(codes))
-    wide = coded.pivot(index="annotator", columns=["pair_id", "criterion"], values="code")
+    wide = coded.pivot(index="annotator", columns=list(item), values="code")
     matrix = wide.to_numpy(dtype=float)
     pairable = int((np.sum(~np.isnan(matrix), axis=0) >= 2).sum())
     if pairable == 0:
@@ -244,6 +260,63 @@ class Agreement:
 def agreement(votes: pd.DataFrame) -> Agreement:
     """Cohen's κ per pair, Fleiss' κ and Krippendorff's α of the same votes."""
     return Agreement(cohen_kappa_pairs(votes), fleiss(votes), krippendorff_alpha(votes))
+
+
+def _first_labels(labels: pd.DataFrame, item: tuple[str, ...], what: str) -> pd.DataFrame:
+    """``labels`` checked, first label per (item, annotator) in input order, repeats left out."""
+    need = [*item, "annotator", "label"]
+    missing = [c for c in need if c not in labels.columns]
+    if missing:
+        raise VoteDataError(
+            f"{what}: the label table lacks column(s) {missing}; it has {list(labels.columns)}"
+        )
+    clean = labels.copy()
+    if clean.empty:
+        return clean[need]
+    blank = clean["annotator"].isna() | clean["label"].isna()
+    if blank.any():
+        raise VoteDataError(
+            f"{what}: annotator or label is empty in row(s) {describe_rows(clean.index[blank])}"
+        )
+    if "is_repeat" in clean.columns:
+        clean = clean[~_flag(clean, "is_repeat", what)]
+    return clean.drop_duplicates([*item, "annotator"], keep="first")[need].reset_index(drop=True)
+
+
+def label_agreement(labels: pd.DataFrame, item: tuple[str, ...] = ("item",)) -> Agreement:
+    """Cohen's κ per pair, Fleiss' κ and Krippendorff's α of orientation-free labels.
+
+    ``labels`` has the ``item`` column(s), ``annotator`` and ``label`` (any hashable verdict, e.g.
+    ``"yes"``/``"no"``), optionally ``is_repeat`` (those rows are left out); an annotator's first
+    label of an item counts. Cohen's table lists its ``n_items`` as the items both annotators judged.
+    """
+    first = _first_labels(labels, tuple(item), "label_agreement")
+    return Agreement(_cohen(first, tuple(item)), _fleiss(first, tuple(item)), _alpha(first, tuple(item)))
+
+
+RETEST_COLUMNS = ["annotator", "n_repeats", "consistent", "rate", "lower", "upper"]
+
+
+def retest_consistency(labels: pd.DataFrame, item: tuple[str, ...] = ("item",)) -> pd.DataFrame:
+    """Per annotator: share of repeated items (``is_repeat`` true) given their first label again.
+
+    The test-retest check of orientation-free labels (verdicts), as :func:`swap_consistency` is for
+    pairs. Columns ``annotator, n_repeats, consistent, rate, lower, upper`` (Wilson interval).
+    """
+    what = "retest_consistency"
+    key = [*item, "annotator"]
+    if "is_repeat" not in labels.columns:
+        raise VoteDataError(f"{what}: the label table lacks column 'is_repeat'")
+    first = _first_labels(labels, tuple(item), what)
+    if labels.empty or first.empty:
+        return pd.DataFrame(columns=RETEST_COLUMNS)
+    again = labels[_flag(labels, "is_repeat", what)][[*key, "label"]]
+    matched = again.merge(first, on=key, suffixes=("", "_first"))
+    if matched.empty:
+        return pd.DataFrame(columns=RETEST_COLUMNS)
+    matched["same"] = matched["label"].astype(str) == matched["label_first"].astype(str)
+    out = _per_annotator(matched, "same", "n_repeats", "consistent", "rate")
+    return out[RETEST_COLUMNS]
 
 
 def _per_annotator(frame: pd.DataFrame, hit: str, n_name: str, k_name: str, rate_name: str) -> pd.DataFrame:
