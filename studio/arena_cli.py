@@ -1,5 +1,8 @@
 """Commands for the Arena: ``arena create|list|close|import-votes|export-votes|results``.
 
+``arena create NAME --verdict ...`` makes a verdict campaign (one image and its prompt, faithful
+or not; :mod:`backend.arena.verdicts`); ``results`` and ``export-votes`` answer for either kind.
+
 Registered on the main app in :mod:`studio.cli`; like :mod:`studio.runs_cli` this module never
 imports ``studio.cli`` and takes the workspace from the root ``--home`` through the click context.
 
@@ -21,7 +24,10 @@ from backend.db import migrate
 from backend.workspace import Workspace, open_workspace
 from studio.console import fail, out
 
-arena_app = typer.Typer(help="Blind pairwise evaluation campaigns.", no_args_is_help=True)
+arena_app = typer.Typer(
+    help="Blind evaluation campaigns: pairwise preferences, or absolute verdicts (--verdict).",
+    no_args_is_help=True,
+)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON summary as the last line of stdout.")]
 DEFAULT_T2I_CRITERIA = "matches the prompt"
@@ -84,6 +90,29 @@ def create_cmd(
     ] = 0.0,
     max_images: Annotated[int, typer.Option("--max-images", help="Images drawn for --captions.")] = 200,
     seed: Annotated[int, typer.Option("--seed", help="Seed for drawing images and gold pairs.")] = 0,
+    verdict: Annotated[
+        bool,
+        typer.Option(
+            "--verdict",
+            help="Absolute verdicts instead of pairs: each image alone with its prompt, faithful or not "
+            "(keys Y/N), --target verdicts per image.",
+        ),
+    ] = False,
+    question: Annotated[
+        str | None, typer.Option("--question", help="--verdict: the question asked of every image.")
+    ] = None,
+    elements: Annotated[
+        Path | None,
+        typer.Option(
+            "--elements",
+            help="--verdict: JSON Lines of the prompts' required elements, offered as 'missing' ticks: "
+            '{"prompt": ..., "elements": [...]} or a structured prompt (objects, relations; GenEval include).',
+        ),
+    ] = None,
+    baseline: Annotated[
+        str | None,
+        typer.Option("--baseline", help="--verdict: the system relative improvements are measured against."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create a campaign from generated datasets, image folders + prompts CSV, or caption kinds."""
@@ -113,6 +142,15 @@ def create_cmd(
         )
     if kinds is not None and captions is None:
         raise fail("--kinds goes with --captions DATASET")
+    if verdict:
+        _create_verdict(ctx, name, from_generated, from_folders, prompts, captions, criteria, gold_share,
+                        question, elements, baseline, target, repeat_share, seed, as_json)  # fmt: skip
+        return
+    extra = [
+        o for o, v in (("--question", question), ("--elements", elements), ("--baseline", baseline)) if v
+    ]
+    if extra:
+        raise fail(f"{', '.join(extra)} go(es) with --verdict (absolute verdicts)")
     plan = dict(target_per_pair=target, repeat_share=repeat_share, gold_share=gold_share, seed=seed)
     ws = _ws(ctx)
     try:
@@ -137,6 +175,65 @@ def create_cmd(
         f"Created {summary.kind} campaign '{summary.name}': {summary.systems} systems, {summary.pairs} pairs"
         f"{f' + {summary.gold_pairs} gold' if summary.gold_pairs else ''}, criteria: {', '.join(summary.criteria)}; "
         f"{summary.total} votes wanted ({summary.target_per_pair} per pair and criterion).",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _create_verdict(
+    ctx: typer.Context,
+    name: str,
+    from_generated: str | None,
+    from_folders: Path | None,
+    prompts: Path | None,
+    captions: str | None,
+    criteria: str | None,
+    gold_share: float,
+    question: str | None,
+    elements: Path | None,
+    baseline: str | None,
+    target: int,
+    repeat_share: float,
+    seed: int,
+    as_json: bool,
+) -> None:
+    """``arena create NAME --verdict``: a verdict campaign over generated images or folders."""
+    from backend import arena
+
+    if captions is not None:
+        raise fail("--verdict judges images against their prompts: use --from-generated or --from-folders")
+    if criteria is not None:
+        raise fail("a verdict campaign asks one question: give it with --question, not --criteria")
+    if gold_share:
+        raise fail("--gold-share is for pairwise campaigns; verdict campaigns have no gold pairs")
+    ws = _ws(ctx)
+    try:
+        campaign = arena.create_verdict_campaign(
+            ws,
+            name,
+            datasets=_split(from_generated) if from_generated else None,
+            root=from_folders,
+            prompts_csv=prompts,
+            question=question or arena.DEFAULT_QUESTION,
+            elements_file=elements,
+            target_per_item=target,
+            repeat_share=repeat_share,
+            baseline=baseline,
+            seed=seed,
+        )
+    except arena.ArenaError as exc:
+        raise fail(str(exc)) from None
+    summary = next(s for s in arena.list_campaigns(ws) if s.id == campaign.id)
+    ticks = (campaign.meta or {}).get("elements") or {}
+    if as_json:
+        print(json.dumps({**_summary_dict(summary), "baseline": baseline, "elements": ticks}, default=str))
+        return
+    out.print(
+        f"Created verdict campaign '{summary.name}': {summary.systems} systems, {summary.pairs} images, "
+        f"question: {summary.criteria[0]}; {summary.total} verdicts wanted ({summary.target_per_pair} per image); "
+        f"missing-element ticks for {ticks.get('prompts_with_elements', 0)} of {ticks.get('prompts', 0)} prompts"
+        f"{f'; baseline {baseline}' if baseline else ''}.",
         markup=False,
         highlight=False,
         soft_wrap=True,
@@ -247,21 +344,47 @@ def results_cmd(
         typer.Option("--all-criteria", help="Pool every criterion into one rating (one vote per judgment)."),
     ] = False,
     bootstrap: Annotated[
-        int, typer.Option("--bootstrap", min=1, help="Bootstrap rounds for intervals (resampling prompts).")
-    ] = 100,
+        int | None,
+        typer.Option(
+            "--bootstrap",
+            min=1,
+            help="Bootstrap rounds for intervals (resampling prompts); default 100, verdict campaigns 1000.",
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
     csv_path: Annotated[
         Path | None, typer.Option("--csv", help="Also write the rating table to this CSV.")
     ] = None,
+    baseline: Annotated[
+        str | None,
+        typer.Option(
+            "--baseline",
+            help="Verdict campaigns: relative improvements against this system (default: the campaign's).",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Bradley–Terry ratings with 95 % intervals (bootstrap over prompts), win counts, left bias and
-    agreement, for the campaign's primary (first) criterion unless told otherwise."""
+    agreement, for the campaign's primary (first) criterion unless told otherwise. For a verdict
+    campaign: success rates with 95 % intervals, the relative improvement against a baseline,
+    agreement and missing-element counts."""
     from backend import arena
 
     ws = _ws(ctx)
     if criterion is not None and all_criteria:
         raise fail("give --criterion or --all-criteria, not both")
+    try:
+        kind = arena.get_campaign(ws, name).kind
+    except arena.ArenaError as exc:
+        raise fail(str(exc)) from None
+    if kind == "verdict":
+        if criterion is not None or all_criteria:
+            raise fail("a verdict campaign asks one question: --criterion and --all-criteria do not apply")
+        _verdict_results(ws, name, baseline, bootstrap or 1000, seed, csv_path, as_json)
+        return
+    if baseline is not None:
+        raise fail("--baseline is for verdict campaigns (pairwise ratings have no baseline)")
+    bootstrap = bootstrap or 100
     options = {"criterion": criterion, "pool_criteria": all_criteria, "bootstrap_rounds": bootstrap, "seed": seed}
     try:
         if csv_path is not None:
@@ -336,3 +459,85 @@ def results_cmd(
         )
     for warning in data["warnings"]:
         out.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
+
+
+def _verdict_results(
+    ws: Workspace,
+    name: str,
+    baseline: str | None,
+    rounds: int,
+    seed: int,
+    csv_path: Path | None,
+    as_json: bool,
+) -> None:
+    """``arena results`` for a verdict campaign: success rates, relative improvement, agreement, missing elements."""
+    from backend import arena
+    from backend.arena.verdict_stats import export_verdict_results_csv, percent
+
+    options = {"baseline": baseline, "bootstrap_rounds": rounds, "seed": seed}
+    try:
+        if csv_path is not None:
+            results = export_verdict_results_csv(ws, name, csv_path, **options)
+        else:
+            results = arena.verdict_results(ws, name, **options)
+    except arena.ArenaError as exc:
+        raise fail(str(exc)) from None
+    data = results.to_json()
+    if as_json:
+        print(json.dumps(data, default=str))
+        return
+    base = data["baseline"]
+    table = Table(
+        "system", "success", "95% interval", "yes / verdicts", "images",
+        f"vs {base}" if base else "relative", "caption condition",
+        title=f"{data['campaign']}: {data['n_votes']} verdicts · {data['question']}",
+    )  # fmt: skip
+    for row in data["rates"]:
+        system = data["systems"][row["system"]]
+        rel = system["relative_improvement"]
+        rel_text = (
+            f"{_signed(rel['relative'])} [{_signed(rel['lower'])}, {_signed(rel['upper'])}]"
+            if rel
+            else ("baseline" if row["system"] == base else "—")
+        )
+        table.add_row(
+            row["system"], percent(row["rate"]), f"{percent(row['lower'])} – {percent(row['upper'])}",
+            f"{row['yes']} / {row['votes']}", str(row["items"]), rel_text, system.get("caption_condition") or "—",
+        )  # fmt: skip
+    out.print(table)
+    units = data["intervals"]["resampled_units"]
+    out.print(
+        f"Success = share of annotators answering yes per image, averaged over a system's images. 95% "
+        f"intervals: percentile bootstrap over {units} prompt(s) ({rounds} rounds); every image of a drawn "
+        "prompt comes along. Relative improvement = (rate - baseline) / baseline, from the same rounds.",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    agreement = data["agreement"]
+    if agreement:
+        out.print(
+            f"Agreement: {percent(agreement['raw'])} of annotator pairs agree; Fleiss κ "
+            f"{_fmt(agreement['fleiss'].get('kappa'), 2)}, Krippendorff α {_fmt(agreement['alpha'].get('alpha'), 2)}.",
+            markup=False,
+            highlight=False,
+        )
+    missing = data["missing_elements"][:10]
+    if missing:
+        out.print("Most often missing:", markup=False, highlight=False)
+        for m in missing:
+            out.print(
+                f"  {m['element']} ({m['system']}): {m['missing']} of {m['judged']}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+    for warning in data["warnings"]:
+        out.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
+
+
+def _signed(value: Any) -> str:
+    """A relative change as "+64.3%" (— when undefined)."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "—"
+    return f"{100 * value:+.1f}%"

@@ -1,4 +1,5 @@
-"""The Arena: blind pairwise judging of T2I systems or caption sources (see contracts/ARENA.md).
+"""The Arena: blind pairwise judging of T2I systems or caption sources (see contracts/ARENA.md),
+and blind absolute verdicts on single images (:mod:`.verdicts`).
 
 Public API (the CLI, the Arena tab and the load benchmark use exactly this; all take the
 workspace first and a campaign by name or id)::
@@ -8,11 +9,14 @@ workspace first and a campaign by name or id)::
     next_ticket, submit_vote, skip_ticket, reveal_votes
     import_votes_csv, export_votes_csv, export_results_csv
     campaign_votes, campaign_results
+    create_verdict_campaign, verdict_votes, verdict_results, export_verdicts_csv
 
 Modules: :mod:`.models` (tables, migrations 0005-0006), :mod:`.campaigns` (creation), :mod:`.scheduling`
 (tickets and votes), :mod:`.reveals` (when an annotator may learn the systems they judged),
 :mod:`.canvas` (one display size per campaign), :mod:`.votes_io` (CSV), :mod:`.results`
-(statistics via :mod:`backend.stats`).
+(statistics via :mod:`backend.stats`), :mod:`.verdicts` / :mod:`.verdict_stats` (verdict
+campaigns: one image and its prompt, faithful or not; the same tickets, reveals and closing),
+:mod:`.elements` (the prompt's required elements, offered as "missing" ticks).
 
 Blind for the whole campaign: nothing handed to an annotator before their last vote in a
 campaign names a system (tickets carry a token, a prompt and pixels; receipts name nothing), the
@@ -55,14 +59,22 @@ from backend.arena.models import (
 )
 from backend.arena.reveals import Reveal, RevealedVote, reveal_votes
 from backend.arena.scheduling import Ticket, VoteReceipt, next_ticket, skip_ticket, submit_vote
+from backend.arena.verdicts import (
+    DEFAULT_QUESTION,
+    create_verdict_campaign,
+    export_verdicts_csv,
+    verdict_votes,
+)
 from backend.arena.votes_io import ImportReport, export_votes_csv, import_votes_csv
 from backend.db import read_session, write_session
 from backend.workspace import Workspace
 
 if TYPE_CHECKING:
     from backend.arena.results import CampaignResults, campaign_results, campaign_votes, export_results_csv
+    from backend.arena.verdict_stats import VerdictResults, verdict_results
 
 _LAZY = {"CampaignResults", "campaign_results", "campaign_votes", "export_results_csv"}
+_LAZY_VERDICTS = {"VerdictResults", "verdict_results"}
 
 
 def __getattr__(name: str) -> Any:
@@ -71,10 +83,15 @@ def __getattr__(name: str) -> Any:
         from backend.arena import results
 
         return getattr(results, name)
+    if name in _LAZY_VERDICTS:
+        from backend.arena import verdict_stats
+
+        return getattr(verdict_stats, name)
     raise AttributeError(f"module 'backend.arena' has no attribute {name!r}")
 
 
 __all__ = [
+    "DEFAULT_QUESTION",
     "ArenaError",
     "blinded_datasets",
     "ArenaReveal",
@@ -94,6 +111,7 @@ __all__ = [
     "RowErrors",
     "Ticket",
     "TicketError",
+    "VerdictResults",
     "VoteReceipt",
     "campaign_results",
     "campaign_votes",
@@ -101,7 +119,9 @@ __all__ = [
     "create_caption_campaign",
     "create_campaign_from_folders",
     "create_campaign_from_generated",
+    "create_verdict_campaign",
     "export_results_csv",
+    "export_verdicts_csv",
     "export_votes_csv",
     "get_campaign",
     "import_votes_csv",
@@ -110,6 +130,8 @@ __all__ = [
     "reveal_votes",
     "skip_ticket",
     "submit_vote",
+    "verdict_results",
+    "verdict_votes",
 ]
 
 
@@ -123,12 +145,12 @@ class CampaignSummary:
     criteria: list[str]
     target_per_pair: int
     systems: int
-    pairs: int  # regular pairs (gold pairs not counted)
+    pairs: int  # regular pairs (gold pairs not counted); verdict campaigns: images to judge
     gold_pairs: int
     judgments: int
     annotators: int
     done: int  # votes towards the target (capped per pair and criterion)
-    total: int  # votes wanted: pairs x criteria x target per pair
+    total: int  # votes wanted: pairs x criteria x target per pair (verdicts: images x target)
     created_at: datetime
 
 

@@ -14,6 +14,10 @@ first criterion only: a wrong-prompt image is not necessarily worse under "image
 
 Everything is validated before the first row is written: a bad row, a corrupt image or an
 unknown dataset raises :class:`ArenaError` (with line numbers for files) and nothing is stored.
+
+Verdict campaigns (:mod:`.verdicts`) read the same sources through the same plans
+(:func:`generated_plan`, :func:`folders_plan`); only the writing differs: each item is its own
+"pair" (shown alone), so the scheduler, reveals and closing are shared unchanged.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from backend.arena.common import ArenaError, RowErrors
+from backend.arena.elements import elements_from_record
 from backend.arena.models import ArenaSystem, Campaign, CampaignKind, EvalImage, EvalPair
 from backend.csv_cells import csv_text
 from backend.datasets import get_or_create_dataset
@@ -115,6 +120,7 @@ class _Item:
     caption_id: int | None = None
     decoded: DecodedImage | None = None  # folder imports: stored when the campaign is written
     original_key: str = ""
+    elements: list[str] | None = None  # verdict campaigns: the prompt's required elements
 
 
 @dataclass
@@ -168,15 +174,31 @@ def _pairs(
     return regular, gold
 
 
+def _singles(items: list[_Item]) -> list[tuple[_Item, _Item]]:
+    """Verdict campaigns: every item alone (as a pair of itself), one per system and key."""
+    seen: set[tuple[Hashable, str]] = set()
+    out = []
+    for item in items:
+        if (item.key, item.system) not in seen:
+            seen.add((item.key, item.system))
+            out.append((item, item))
+    return out
+
+
 def _write(ws: Workspace, name: str, plan: _Plan, settings: Settings) -> Campaign:
-    regular, gold = _pairs(plan.items, settings)
-    if len(plan.systems) < 2:
-        raise ArenaError(f"a campaign needs at least two systems; found {sorted(plan.systems) or 'none'}")
-    if not regular:
-        raise ArenaError(
-            "no pairs to judge: no prompt (or image) was answered by two systems; "
-            "systems must share prompts and seeds to be compared"
-        )
+    if plan.kind == CampaignKind.verdict.value:
+        regular, gold = _singles(plan.items), []
+        if not regular:
+            raise ArenaError("no images to judge")
+    else:
+        regular, gold = _pairs(plan.items, settings)
+        if len(plan.systems) < 2:
+            raise ArenaError(f"a campaign needs at least two systems; found {sorted(plan.systems) or 'none'}")
+        if not regular:
+            raise ArenaError(
+                "no pairs to judge: no prompt (or image) was answered by two systems; "
+                "systems must share prompts and seeds to be compared"
+            )
     with write_session(ws) as s:
         _name_free(s, name)
         campaign = Campaign(
@@ -222,6 +244,7 @@ def _write(ws: Workspace, name: str, plan: _Plan, settings: Settings) -> Campaig
                 prompt=item.prompt,
                 category=item.category,
                 seed=item.seed,
+                elements=item.elements,
             )
             s.add(row)
             s.flush()
@@ -279,6 +302,15 @@ def create_campaign_from_generated(
     seed), so every system pair is compared on the same prompt and seed.
     """
     settings = Settings.check(name, criteria, target_per_pair, repeat_share, gold_share, created_by, seed)
+    return _write(ws, name, generated_plan(ws, name, datasets, CampaignKind.t2i.value), settings)
+
+
+def generated_plan(ws: Workspace, name: str, datasets: Sequence[str], kind: str) -> _Plan:
+    """Systems and items of the generated images in ``datasets`` (see :func:`create_campaign_from_generated`).
+
+    An image whose record carries its prompt's structure (``structured``) or an ``elements``
+    list keeps them on its item (offered as ticks in verdict campaigns, see :mod:`.elements`).
+    """
     names = [d.strip() for d in datasets if d.strip()]
     if not names:
         raise ArenaError("name at least one dataset of generated images")
@@ -337,6 +369,14 @@ def create_campaign_from_generated(
             if g.get("run_id") is not None and g["run_id"] not in meta["run_ids"]:
                 meta["run_ids"].append(g["run_id"])
             seed_value = g.get("seed")
+            elements = None
+            if kind == CampaignKind.verdict.value:  # the ticks only verdicts offer
+                record = g.get("structured") if isinstance(g.get("structured"), dict) else g
+                try:
+                    elements = elements_from_record(record, f"image {im.original_key} of {ds_name!r}")
+                except ArenaError as exc:
+                    errors.append(str(exc))
+                    continue
             items.append(
                 _Item(
                     system=system,
@@ -345,12 +385,12 @@ def create_campaign_from_generated(
                     category=g.get("category"),
                     seed=int(seed_value) if isinstance(seed_value, int) else None,
                     image_id=im.id,
+                    elements=elements,
                 )
             )
     if errors:
         raise RowErrors("generated images", errors)
-    plan = _Plan(CampaignKind.t2i.value, "generated", systems, items, meta={"datasets": names})
-    return _write(ws, name, plan, settings)
+    return _Plan(kind, "generated", systems, items, meta={"datasets": names})
 
 
 # --------------------------------------------------------------------------- folders + prompts CSV
@@ -412,6 +452,11 @@ def create_campaign_from_folders(
     artifact's caption mix and captioners.
     """
     settings = Settings.check(name, criteria, target_per_pair, repeat_share, gold_share, created_by, seed)
+    return _write(ws, name, folders_plan(ws, name, root, prompts_csv, CampaignKind.t2i.value), settings)
+
+
+def folders_plan(ws: Workspace, name: str, root: Path, prompts_csv: Path, kind: str) -> _Plan:
+    """Systems and decoded items of ``root/<system>/<file>`` listed in ``prompts_csv``."""
     root = Path(root)
     if not root.is_dir():
         raise ArenaError(f"image folder {root} does not exist or is not a folder")
@@ -494,15 +539,14 @@ def create_campaign_from_folders(
                 **art_meta,
                 "caption_condition": conditions.get(system) or art_meta.get("caption_condition"),
             }
-    plan = _Plan(
-        CampaignKind.t2i.value,
+    return _Plan(
+        kind,
         "folders",
         systems,
         items,
         meta={"root": str(root), "prompts_csv": str(prompts_csv)},
         import_dataset=f"arena-{name.strip()}",
     )
-    return _write(ws, name, plan, settings)
 
 
 # --------------------------------------------------------------------------- caption campaigns

@@ -103,7 +103,7 @@ class EvalImage(SQLModel, table=True):
     category: str | None = None
     seed: int | None = None
     # verdict campaigns: the prompt's required elements, offered as "missing" ticks (migration 0008)
-    elements: list[str] | None = Field(default=None, sa_column=Column(JSON))
+    elements: list[str] | None = Field(default=None, sa_column=Column(JSON(none_as_null=True)))
 
 
 class EvalPair(SQLModel, table=True):

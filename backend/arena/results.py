@@ -41,7 +41,7 @@ from sqlmodel import select
 
 from backend import stats
 from backend.arena.common import CLUSTER, ArenaError, CampaignRef, find_campaign
-from backend.arena.models import ArenaSystem
+from backend.arena.models import ArenaSystem, CampaignKind
 from backend.arena.votes_io import _write_csv, judgment_rows
 from backend.db import read_session
 from backend.workspace import Workspace
@@ -241,6 +241,11 @@ def campaign_results(
     with read_session(ws) as s:
         campaign = find_campaign(s, name)
         system_rows = list(s.exec(select(ArenaSystem).where(ArenaSystem.campaign_id == campaign.id)))
+    if campaign.kind == CampaignKind.verdict.value:
+        raise ArenaError(
+            f"campaign {campaign.name!r} collects verdicts, not pairwise votes: its results are "
+            "success rates (backend.arena.verdict_stats.verdict_results)"
+        )
     if pool_criteria and criterion is not None:
         raise ArenaError("choose one criterion or pool all criteria, not both")
     if criterion is not None and criterion not in campaign.criteria:
@@ -250,14 +255,7 @@ def campaign_results(
     primary = campaign.criteria[0] if campaign.criteria else None
     if criterion is None and not pool_criteria:
         criterion = primary
-    systems = {}
-    for row in sorted(system_rows, key=lambda r: r.name):
-        meta = dict(row.meta or {})
-        meta["captioner"] = _captioner(meta)
-        meta.setdefault("caption_condition", None)
-        meta.setdefault("mix", None)
-        meta["artifact_id"] = row.artifact_id
-        systems[row.name] = meta
+    systems = system_meta(system_rows)
     names = list(systems)
     votes = all_votes = campaign_votes(ws, campaign.id)  # type: ignore[arg-type]
     n_judgments = len(votes)
@@ -318,6 +316,19 @@ def campaign_results(
     return results
 
 
+def system_meta(system_rows: list[ArenaSystem]) -> dict[str, dict[str, Any]]:
+    """name -> meta with its captioner line, caption condition, mix and artifact, sorted by name."""
+    systems = {}
+    for row in sorted(system_rows, key=lambda r: r.name):
+        meta = dict(row.meta or {})
+        meta["captioner"] = _captioner(meta)
+        meta.setdefault("caption_condition", None)
+        meta.setdefault("mix", None)
+        meta["artifact_id"] = row.artifact_id
+        systems[row.name] = meta
+    return systems
+
+
 def _by_condition(ratings: pd.DataFrame, systems: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """Systems grouped by caption condition, best group (by its best rating) first."""
     rating = {r["system"]: r for r in _records(ratings)}
@@ -340,7 +351,14 @@ def _by_condition(ratings: pd.DataFrame, systems: dict[str, dict[str, Any]]) -> 
 
 
 def export_results_csv(ws: Workspace, name: CampaignRef, path: Path | str, **kwargs: Any) -> CampaignResults:
-    """The rating table with each system's caption condition, captioner and mix, as CSV."""
+    """The rating table with each system's caption condition, captioner and mix, as CSV
+    (a verdict campaign: its success-rate table, :func:`backend.arena.verdict_stats.export_verdict_results_csv`)."""
+    with read_session(ws) as s:
+        verdicts = find_campaign(s, name).kind == CampaignKind.verdict.value
+    if verdicts:
+        from backend.arena.verdict_stats import export_verdict_results_csv
+
+        return export_verdict_results_csv(ws, name, path, **kwargs)  # type: ignore[return-value]
     results = campaign_results(ws, name, **kwargs)
     rows = []
     for row in _records(results.ratings):

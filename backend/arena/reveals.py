@@ -22,8 +22,10 @@ between "nothing is left for you" and the reveal.
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import text
 from sqlmodel import Session
@@ -39,11 +41,12 @@ from backend.workspace import Workspace
 class RevealedVote:
     prompt: str
     criterion: str
-    choice: str  # left | right | tie | both_bad
+    choice: str  # left | right | tie | both_bad; verdict campaigns: yes | no
     left_system: str
-    right_system: str
+    right_system: str  # verdict campaigns: the same system (one image was shown)
     is_repeat: bool
     is_gold: bool
+    missing: tuple[str, ...] = ()  # verdict campaigns: the elements ticked as missing
 
     @property
     def preferred(self) -> str | None:
@@ -57,6 +60,16 @@ class Reveal:
     campaign: str
     reason: str  # finished | ended | closed
     votes: list[RevealedVote] = field(default_factory=list)
+    kind: str = "t2i"  # the campaign's kind: verdict reveals count faithful answers, not preferences
+
+    def verdict_counts(self) -> dict[str, tuple[int, int]]:
+        """Verdict campaigns: system -> (times judged faithful, times shown)."""
+        counts: dict[str, list[int]] = {}
+        for v in self.votes:
+            c = counts.setdefault(v.left_system, [0, 0])
+            c[1] += 1
+            c[0] += v.choice == "yes"
+        return {name: (c[0], c[1]) for name, c in sorted(counts.items())}
 
     def preferred_counts(self) -> dict[str, tuple[int, int]]:
         """system -> (times preferred, times shown), gold pairs left out (their answer is known)."""
@@ -72,7 +85,7 @@ class Reveal:
 
 
 _VOTES_SQL = text(
-    "SELECT p.prompt, j.criterion, j.choice, ls.name, rs.name, j.is_repeat, p.is_gold "
+    "SELECT p.prompt, j.criterion, j.choice, ls.name, rs.name, j.is_repeat, p.is_gold, j.flags "
     "FROM judgment j JOIN evalpair p ON p.id = j.pair_id "
     "JOIN evalimage l ON l.id = j.left_image_id JOIN arenasystem ls ON ls.id = l.system_id "
     "JOIN evalimage r ON r.id = CASE WHEN j.left_image_id = p.a_id THEN p.b_id ELSE p.a_id END "
@@ -83,7 +96,14 @@ _VOTES_SQL = text(
 
 def _votes(session: Session, campaign_id: int, annotator_id: int) -> list[RevealedVote]:
     rows = session.exec(_VOTES_SQL.bindparams(c=campaign_id, a=annotator_id)).all()
-    return [RevealedVote(r[0], r[1], r[2], r[3], r[4], bool(r[5]), bool(r[6])) for r in rows]
+    return [RevealedVote(r[0], r[1], r[2], r[3], r[4], bool(r[5]), bool(r[6]), _missing(r[7])) for r in rows]
+
+
+def _missing(flags: Any) -> tuple[str, ...]:
+    if isinstance(flags, str):
+        flags = json.loads(flags)
+    ticked = flags.get("missing") if isinstance(flags, dict) else None
+    return tuple(str(m) for m in ticked) if isinstance(ticked, list) else ()
 
 
 def _reason(
@@ -127,4 +147,4 @@ def reveal_votes(
                 c=row.id, a=annotator_id
             )
         ).one()
-        return Reveal(row.name, record[0], _votes(s, row.id, annotator_id))  # type: ignore[arg-type]
+        return Reveal(row.name, record[0], _votes(s, row.id, annotator_id), row.kind)  # type: ignore[arg-type]

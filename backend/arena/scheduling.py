@@ -19,6 +19,11 @@ Sides are drawn from the OS's random source per ticket and stored on the ticket 
 judgment. The :class:`Ticket` handed out carries an opaque token and what to show — no
 system name, no item or pair id — and the campaign's one display size (:mod:`.canvas`).
 
+Verdict campaigns (kind ``verdict``) go through the same code: each of their "pairs" is one item
+shown alone (``a_id == b_id``), so "least-judged system pair" balances over systems, a planned
+repeat shows the same image again, and the vote is ``yes``/``no`` with the required elements
+the annotator ticked as missing (``flags={"missing": [...]}``).
+
 Blindness for the whole campaign: a vote's receipt names no system. Which systems an annotator
 judged is told only by :func:`backend.arena.reveals.reveal_votes`, once nothing can follow (their
 work is done, they ended it, or the campaign is closed); from then on this module hands them no
@@ -28,11 +33,13 @@ tickets issued before it closed included: closing unblinds its datasets.
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import secrets
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -52,6 +59,7 @@ from backend.arena.models import (
     CampaignStatus,
     Choice,
     Judgment,
+    Verdict,
 )
 from backend.db import read_session, write_session
 from backend.models import utcnow
@@ -77,7 +85,7 @@ class Ticket:
 
     token: str
     campaign: str
-    kind: str  # "t2i" | "caption"
+    kind: str  # "t2i" | "caption" | "verdict"
     criterion: str
     prompt: str
     left_image: Path | None
@@ -89,6 +97,8 @@ class Ticket:
     mine: int = 0  # votes this annotator gave in this campaign
     # (width, height) every image of a t2i campaign is shown at (None: caption campaigns)
     canvas: tuple[int, int] | None = None
+    # verdict campaigns: the prompt's required elements the annotator may tick as missing
+    elements: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -127,7 +137,7 @@ def _progress(session: Session, campaign: Campaign, annotator_id: int | None) ->
 
 
 _VIEW_SQL = text(
-    "SELECT p.prompt, pi.sha256, pi.ext, li.sha256, li.ext, ri.sha256, ri.ext, lc.text, rc.text "
+    "SELECT p.prompt, pi.sha256, pi.ext, li.sha256, li.ext, ri.sha256, ri.ext, lc.text, rc.text, l.elements "
     "FROM arenaticket t JOIN evalpair p ON p.id = t.pair_id "
     "JOIN evalimage l ON l.id = t.left_id JOIN evalimage r ON r.id = t.right_id "
     "LEFT JOIN image pi ON pi.id = p.image_id "
@@ -138,7 +148,7 @@ _VIEW_SQL = text(
 
 
 def _view(ws: Workspace, session: Session, campaign: Campaign, ticket: ArenaTicket) -> Ticket:
-    prompt, p_sha, p_ext, l_sha, l_ext, r_sha, r_ext, l_text, r_text = session.exec(
+    prompt, p_sha, p_ext, l_sha, l_ext, r_sha, r_ext, l_text, r_text, elements = session.exec(
         _VIEW_SQL.bindparams(t=ticket.id)
     ).one()
 
@@ -153,10 +163,22 @@ def _view(ws: Workspace, session: Session, campaign: Campaign, ticket: ArenaTick
             l_text, r_text, done, total, mine,
         )  # fmt: skip
     canvas = campaign_canvas(session, ws.db_url, campaign.id, str(campaign.created_at))  # type: ignore[arg-type]
+    if campaign.kind == CampaignKind.verdict.value:  # one image, shown alone
+        return Ticket(
+            ticket.token, campaign.name, campaign.kind, ticket.criterion, prompt,
+            path(l_sha, l_ext), None, None, None, done, total, mine, canvas, tuple(_json_list(elements)),
+        )  # fmt: skip
     return Ticket(
         ticket.token, campaign.name, campaign.kind, ticket.criterion, prompt,
         path(l_sha, l_ext), path(r_sha, r_ext), None, None, done, total, mine, canvas,
     )  # fmt: skip
+
+
+def _json_list(value: Any) -> list[str]:
+    """A JSON list column read through plain SQL (SQLite hands back its text)."""
+    if isinstance(value, str):
+        value = json.loads(value)
+    return [str(v) for v in value] if isinstance(value, list) else []
 
 
 @dataclass
@@ -519,6 +541,54 @@ def _clean_flags(flags: Any) -> dict[str, Any] | None:
     raise ArenaError(f"flags must be a list of names or a mapping, not {type(flags).__name__}")
 
 
+PAIR_CHOICES = frozenset(c.value for c in Choice)
+VERDICT_CHOICES = frozenset(v.value for v in Verdict)
+
+
+def _clean_missing(missing: Sequence[str] | None) -> list[str]:
+    if missing is None:
+        return []
+    if isinstance(missing, str) or not isinstance(missing, Sequence | set | frozenset):
+        raise ArenaError(f"missing must be a list of element texts, not {type(missing).__name__}")
+    out: list[str] = []
+    for m in missing:
+        if not isinstance(m, str):
+            raise ArenaError(f"missing element {m!r} is not a text")
+        if m not in out:
+            out.append(m)
+    return out
+
+
+def _checked_answer(
+    session: Session, ticket: ArenaTicket, choice: str, flags: dict[str, Any] | None, missing: list[str]
+) -> dict[str, Any] | None:
+    """The answer must fit the campaign's kind (and a verdict's ticks its item); returns the flags to store."""
+    campaign = session.get(Campaign, ticket.campaign_id)
+    verdict = campaign is not None and campaign.kind == CampaignKind.verdict.value
+    if not verdict:
+        if choice not in PAIR_CHOICES:
+            raise ArenaError(f"choice {choice!r} must be one of left, right, tie, both_bad")
+        if missing:
+            raise ArenaError("missing elements are ticked in verdict campaigns only")
+        return flags
+    if choice not in VERDICT_CHOICES:
+        raise ArenaError(f"this campaign asks for a verdict: choice must be yes or no, not {choice!r}")
+    if flags:
+        raise ArenaError("a verdict takes missing elements, not flags")
+    if not missing:
+        return None
+    if choice == Verdict.yes.value:
+        raise ArenaError("an image judged faithful misses nothing: untick the missing elements or answer no")
+    row = session.exec(
+        text("SELECT elements FROM evalimage WHERE id = :i").bindparams(i=ticket.left_id)
+    ).one()
+    offered = _json_list(row[0])
+    unknown = [m for m in missing if m not in offered]
+    if unknown:
+        raise ArenaError(f"not an element of this prompt: {', '.join(repr(m) for m in unknown)}")
+    return {"missing": [m for m in offered if m in missing]}  # in the prompt's order
+
+
 def _receipt(session: Session, campaign: Campaign, duplicate: bool) -> VoteReceipt:
     done, total, _ = _progress(session, campaign, None)
     more = campaign.status == CampaignStatus.open.value and done < total
@@ -532,15 +602,21 @@ def submit_vote(
     choice: str,
     elapsed_ms: int | float | None,
     flags: Any = None,
+    *,
+    missing: Sequence[str] | None = None,
 ) -> VoteReceipt:
     """Record the verdict for a ticket. A second submit of the same ticket returns the first receipt.
 
-    ``server_ms`` is measured from entry to the moment the row is written (lock wait and
+    Pairwise campaigns take ``left|right|tie|both_bad`` (and caption ``flags``); verdict campaigns
+    take ``yes|no`` and, with ``no``, ``missing``: the ticket's required elements that the image
+    lacks. ``server_ms`` is measured from entry to the moment the row is written (lock wait and
     inserts included, the commit's fsync not).
     """
     started = time.perf_counter()
-    if choice not in {c.value for c in Choice}:
-        raise ArenaError(f"choice {choice!r} must be one of left, right, tie, both_bad")
+    if choice not in PAIR_CHOICES | VERDICT_CHOICES:
+        raise ArenaError(
+            f"choice {choice!r} must be one of left, right, tie, both_bad (yes, no in verdict campaigns)"
+        )
     if elapsed_ms is not None:
         try:
             elapsed_ms = int(elapsed_ms)
@@ -551,12 +627,14 @@ def submit_vote(
         if not 0 <= elapsed_ms <= MAX_ELAPSED_MS:
             raise ArenaError(f"elapsed_ms {elapsed_ms} is out of range (0 to {MAX_ELAPSED_MS})")
     clean_flags = _clean_flags(flags)
+    ticked = _clean_missing(missing)
     # the lock covers the check and the insert only; the receipt (system names, progress) is read
     # after the commit, so the next voter does not wait for it
     with _writers, write_session(ws) as s:
         ticket = _ticket(s, token, annotator_id)
         ticket_id, duplicate = ticket.id, ticket.used
         if not duplicate:
+            clean_flags = _checked_answer(s, ticket, choice, clean_flags, ticked)
             _record_vote(s, ticket, annotator_id, choice, elapsed_ms, clean_flags, started)
     with read_session(ws) as s:
         ticket = s.get(ArenaTicket, ticket_id)

@@ -239,6 +239,11 @@ def import_votes_csv(
             )
             s.add(campaign)
             s.flush()
+        elif campaign.kind == CampaignKind.verdict.value:
+            raise ArenaError(
+                f"campaign {campaign.name!r} collects verdicts on single images; pairwise votes "
+                "cannot be imported into it (import them into a campaign of their own)"
+            )
         else:
             unknown = [
                 f"line {r.line}: criterion {r.criterion!r} is not one of the campaign's criteria "
@@ -430,8 +435,17 @@ def _write_csv(path: Path, columns: Sequence[str], rows: list[dict[str, Any]]) -
 
 
 def export_votes_csv(ws: Workspace, name: CampaignRef, path: Path | str) -> int:
-    """Write every judgment of the campaign (import columns + timing, flags, source); returns the count."""
+    """Write every judgment of the campaign (import columns + timing, flags, source); returns the count.
+
+    A verdict campaign's judgments have their own columns (:func:`backend.arena.verdicts.export_verdicts_csv`).
+    """
     with read_session(ws) as s:
-        rows = judgment_rows(s, find_campaign(s, name))
+        campaign = find_campaign(s, name)
+        verdicts = campaign.kind == CampaignKind.verdict.value
+        rows = [] if verdicts else judgment_rows(s, campaign)
+    if verdicts:
+        from backend.arena.verdicts import export_verdicts_csv
+
+        return export_verdicts_csv(ws, campaign.id, path)  # type: ignore[arg-type]
     _write_csv(Path(path), EXPORT_COLUMNS, rows)
     return len(rows)
