@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 DEFAULT_ROUNDS = 1000
 DEFAULT_LEVEL = 0.95
@@ -153,6 +152,8 @@ def ratio_bootstrap(
         offsets = flat + n_prompts * np.arange(flat.shape[0])[:, None]
         weights = np.bincount(offsets.ravel(), minlength=flat.size).reshape(flat.shape).astype(float)
         return reducer(weights @ num, weights @ den).reshape(picked.shape[:-1])
+
+    from scipy import stats  # imported on first use: keeps the studio's cold start light
 
     result = stats.bootstrap(
         (np.arange(n_prompts),),
