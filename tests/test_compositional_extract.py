@@ -152,6 +152,7 @@ def test_vocabulary_has_the_80_coco_classes_with_plurals_and_synonyms() -> None:
         # counts: article = at least one; number words exact; bare plural and vague = at least two
         ("three cats", (["3x cat"], [], ["cat<4"], 0)),
         ("4 pizzas", (["4x pizza"], [], ["pizza<5"], 0)),
+        ("a 1950s car in 2014", (["car"], [], [], 0)),
         ("a pair of skis", (["2x skis"], [], ["skis<3"], 0)),
         ("cats on a bed", (["2x cat", "bed"], [], [], 0)),
         ("several large red apples", (["2x red apple"], [], [], 0)),

@@ -62,6 +62,7 @@ _BREAKS = {
     "which", "who", "whose", "where", "as", "than", "by", "near", "next", "beside", "behind", "inside",
     "outside", "holding", "wearing", "sitting", "standing", "riding", "eating", "playing",
 }  # fmt: skip
+_MAX_DIGITS = 20  # digits above this are years, sizes or model numbers, not object counts
 _PHRASE_WINDOW = 5  # tokens scanned in front of a noun
 _AFTER_WINDOW = 4  # tokens allowed between a spatial phrase and its object
 
@@ -259,7 +260,7 @@ class Extractor:
                 t = toks[i].text
                 kind = "word" if t[0].isalnum() else "punct"
                 value: object = t if kind == "punct" else None
-                if t.isdigit() and int(t) > 0:
+                if t.isdigit() and 0 < int(t) <= _MAX_DIGITS:  # "1950s", "2014" are not counts
                     kind, value = "number", int(t)
                 items.append(_Item(i, i + 1, kind, value))
                 i += 1
