@@ -294,6 +294,16 @@ def test_metric_value_json() -> None:
     }
 
 
+def test_detections_refuse_pixel_boxes() -> None:
+    with pytest.raises(ValueError, match="divide pixel boxes"):
+        Detection("cat", 0.9, (10, 20, 110, 220))
+    with pytest.raises(ValueError, match="divide pixel boxes"):
+        Detection("cat", 0.9, (0.6, 0.2, 0.4, 0.5))  # x1 < x0
+    with pytest.raises(ValueError, match="4 finite numbers"):
+        Detection("cat", 0.9, (0.1, 0.2, float("nan"), 0.5))
+    assert Detection("cat", 0.9, [-0.1, 0.0, 1.2, 1.0]).box == (-0.1, 0.0, 1.2, 1.0)  # overshoot allowed
+
+
 def test_bad_calls_are_refused() -> None:
     p = [P("a cat", ObjectSpec("cat")), P("a dog", ObjectSpec("dog"))]
     with pytest.raises(ValueError, match="unknown compositional metric"):

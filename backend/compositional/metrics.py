@@ -91,6 +91,25 @@ class Detection:
     box: tuple[float, float, float, float]
     color: str | None = None
 
+    def __post_init__(self) -> None:
+        try:
+            coords = tuple(float(v) for v in self.box)
+        except (TypeError, ValueError):
+            raise ValueError(f"detection box must be 4 numbers (x0, y0, x1, y1), got {self.box!r}") from None
+        if len(coords) != 4 or not all(math.isfinite(v) for v in coords):
+            raise ValueError(f"detection box must be 4 finite numbers (x0, y0, x1, y1), got {self.box!r}")
+        x0, y0, x1, y1 = coords
+        # fractions of the image; a box centre-format head can overshoot the border by up to half
+        # a box, so [-0.5, 1.5] is allowed, while pixel boxes (almost always > 1.5) are refused
+        if x1 < x0 or y1 < y0 or min(coords) < -0.5 or max(coords) > 1.5:
+            raise ValueError(
+                f"detection box {self.box!r} is not (x0, y0, x1, y1) in fractions of the image; "
+                "divide pixel boxes by the image width and height"
+            )
+        if not math.isfinite(float(self.score)):
+            raise ValueError(f"detection score must be a finite number, got {self.score!r}")
+        object.__setattr__(self, "box", coords)
+
     @property
     def center(self) -> tuple[float, float]:
         x0, y0, x1, y1 = self.box
