@@ -25,6 +25,7 @@ from studio.session import current_user
 from studio.sessions import SessionPolicy, authenticate
 
 STATIC_DIR = Path(__file__).parent / "static"
+DEFAULT_CONCURRENCY_LIMIT = 8
 MAX_UPLOAD_MB_ENV = "RECAP_STUDIO_MAX_UPLOAD_MB"
 DEFAULT_MAX_UPLOAD_MB = 1024  # bigger corpora are imported from a server path, not uploaded
 
@@ -111,8 +112,10 @@ def serve(
     jobs.reconcile_orphans(ws)  # runs whose process died while no studio ran become 'interrupted'
     scheduler.start_queue_worker(ws)  # a daemon thread: backend.jobs.tick(ws) every ~2 s
     private_gradio_cache()  # before the app is built: components and the server read it then
+    # 8 events of one kind at once (default 1). Set through Gradio's variable rather than
+    # blocks.queue(), which would build the whole server app a second time at start-up.
+    os.environ.setdefault("GRADIO_DEFAULT_CONCURRENCY_LIMIT", str(DEFAULT_CONCURRENCY_LIMIT))
     blocks = build_app(ws)
-    blocks.queue(default_concurrency_limit=8)
     blocks.launch(
         server_name=host,
         server_port=port,

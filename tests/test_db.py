@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -18,7 +20,7 @@ from backend.captions import (
     review_caption,
     revise_human_caption,
 )
-from backend.db import alembic_config, migrate, read_session, write_session
+from backend.db import alembic_config, current_revision, head_revision, migrate, read_session, write_session
 from backend.models import Caption, Dataset, Image
 from backend.users import add_user
 from backend.workspace import Workspace
@@ -53,6 +55,24 @@ def test_fresh_workspace_is_at_the_newest_migration(ws: Workspace) -> None:
     migrate(ws)  # idempotent
     with read_session(ws) as s:
         assert s.exec(sqlalchemy.text("SELECT count(*) FROM alembic_version")).one()[0] == 1
+
+
+def test_a_database_at_the_newest_migration_starts_without_alembic(ws: Workspace) -> None:
+    """The studio's start-up skips alembic (a slow import) when nothing is to migrate; the head
+    it reads from the migration files is alembic's own."""
+    assert head_revision() == ScriptDirectory.from_config(alembic_config(ws.db_url)).get_current_head()
+    assert current_revision(ws) == head_revision()
+    code = (
+        "import sys; from pathlib import Path; from backend.db import migrate; "
+        "from backend.workspace import Workspace; migrate(Workspace(Path(sys.argv[1]))); "
+        "print('alembic' in sys.modules)"
+    )
+    at_head = subprocess.run([sys.executable, "-c", code, str(ws.home)], capture_output=True, text=True, check=True)
+    assert at_head.stdout.strip() == "False"
+    new_home = ws.home.parent / "new-home"  # a new workspace: alembic creates the schema
+    fresh = subprocess.run([sys.executable, "-c", code, str(new_home)], capture_output=True, text=True, check=True)
+    assert fresh.stdout.strip() == "True"
+    assert current_revision(Workspace(new_home)) == head_revision()
 
 
 def test_sqlite_runs_in_wal_mode_with_foreign_keys_and_busy_timeout(ws: Workspace) -> None:
