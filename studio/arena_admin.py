@@ -1,5 +1,7 @@
 """The admin page of the Arena tab: the campaigns table, closing a campaign, and creating one
-from generated datasets, folders + a prompts CSV, or the caption kinds of a dataset.
+from generated datasets, folders + a prompts CSV, or the caption kinds of a dataset — pairwise,
+or as a verdict campaign (one image and its prompt, faithful or not; its own button and endpoint,
+``arena_create_verdict_campaign``, so the pairwise endpoint keeps its parameters).
 
 Every handler checks the role on the server (:func:`studio.session.require_admin_ui`): the
 page is only hidden for annotators, its endpoints exist for everyone.
@@ -23,12 +25,13 @@ from studio.session import is_admin, require_admin_ui
 from studio.ui_common import esc, int_or, no_change
 
 SOURCES = ["Generated datasets", "Folders + prompts CSV", "Caption kinds of a dataset"]
+JUDGING = ["Pairwise: which of two is better", "Verdicts: is one image faithful to its prompt"]
 CAMPAIGN_HEADERS = [
     "campaign",
     "kind",
     "status",
     "systems",
-    "pairs",
+    "pairs",  # verdict campaigns: images
     "gold pairs",
     "criteria",
     "per pair",
@@ -103,6 +106,12 @@ class AdminPage:
     new_gold: gr.Number
     btn_create: gr.Button
     create_result: gr.Markdown
+    judging: gr.Radio
+    verdict_group: gr.Group
+    verdict_question: gr.Textbox
+    verdict_elements: gr.Textbox
+    verdict_baseline: gr.Textbox
+    btn_create_verdict: gr.Button
 
 
 def layout() -> AdminPage:
@@ -130,6 +139,7 @@ def layout() -> AdminPage:
     )
     close_result = gr.Markdown(elem_id="arena-close-result")
     gr.Markdown("### New campaign")
+    judging = gr.Radio(JUDGING, value=JUDGING[0], label="Judging", elem_id="arena-new-judging")
     source = gr.Radio(SOURCES, value=SOURCES[0], label="Source", elem_id="arena-new-source")
     with gr.Group(visible=True) as gen_group:
         gen_datasets = gr.Dropdown(
@@ -188,7 +198,29 @@ def layout() -> AdminPage:
         new_gold = gr.Number(
             value=0.0, minimum=0, maximum=0.9, step=0.05, label="Gold share", elem_id="arena-new-gold"
         )
+    with gr.Group(visible=False) as verdict_group:
+        with gr.Row():
+            verdict_question = gr.Textbox(
+                value=arena_api.DEFAULT_QUESTION,
+                label="Question asked of every image",
+                elem_id="arena-new-question",
+            )
+            verdict_baseline = gr.Textbox(
+                label="Baseline system (optional: relative improvements are measured against it)",
+                placeholder="a system name, e.g. the checkpoint trained on alt-texts",
+                elem_id="arena-new-baseline",
+            )
+        verdict_elements = gr.Textbox(
+            label=(
+                "Required elements, offered as 'missing' ticks (optional): JSON Lines on the server, "
+                '{"prompt": …, "elements": […]} or structured prompts (objects, relations; GenEval include)'
+            ),
+            elem_id="arena-new-elements",
+        )
     btn_create = gr.Button("Create campaign", variant="primary", elem_id="arena-btn-create")
+    btn_create_verdict = gr.Button(
+        "Create verdict campaign", variant="primary", visible=False, elem_id="arena-btn-create-verdict"
+    )
     create_result = gr.Markdown(elem_id="arena-create-result")
 
     return AdminPage(
@@ -214,6 +246,12 @@ def layout() -> AdminPage:
         new_gold=new_gold,
         btn_create=btn_create,
         create_result=create_result,
+        judging=judging,
+        verdict_group=verdict_group,
+        verdict_question=verdict_question,
+        verdict_elements=verdict_elements,
+        verdict_baseline=verdict_baseline,
+        btn_create_verdict=btn_create_verdict,
     )
 
 
@@ -377,6 +415,108 @@ def wire(ws: Workspace, blocks: gr.Blocks, adm: AdminPage, admin_tab: gr.Tab, ca
         except (ValueError, LookupError) as exc:
             raise gr.Error(str(exc)) from None
         return (f"Closed **{esc(name)}**.", *_admin_values(), gr.update(choices=open_campaigns(ws)))
+
+    def pick_judging(choice: str, request: gr.Request):
+        """Pairwise or verdicts: the fields and the create button of that kind."""
+        require_admin_ui(ws, request)
+        verdict = choice == JUDGING[1]
+        return (
+            gr.update(visible=verdict),
+            gr.update(visible=not verdict),
+            gr.update(visible=verdict),
+            gr.update(visible=not verdict),
+            gr.update(visible=not verdict),
+            gr.update(label="Verdicts per image" if verdict else "Judgments per pair"),
+            gr.update(label="Repeat share (asked again)" if verdict else "Repeat share (swapped sides)"),
+        )
+
+    adm.judging.input(
+        pick_judging,
+        adm.judging,
+        [
+            adm.verdict_group,
+            adm.btn_create,
+            adm.btn_create_verdict,
+            adm.new_criteria,
+            adm.new_gold,
+            adm.new_target,
+            adm.new_repeat,
+        ],
+        api_visibility="private",
+    )
+
+    def create_verdict_campaign(
+        src: str,
+        name: str,
+        question: str,
+        target: Any,
+        repeat: Any,
+        datasets: list[str] | None,
+        root: str,
+        prompts_csv: str,
+        elements: str,
+        baseline: str,
+        request: gr.Request,
+    ):
+        """Create a verdict campaign: one image and its prompt, faithful or not (admins only)."""
+        user = require_admin_ui(ws, request)
+        name = (name or "").strip()
+        if not name:
+            raise gr.Error("Give the campaign a name.")
+        target_n = int_or(target, 0)
+        if target_n < 1:
+            raise gr.Error("Verdicts per image must be at least 1.")
+        if src == SOURCES[2]:
+            raise gr.Error(
+                "Verdicts judge images against their prompts: choose generated datasets or folders."
+            )
+        source: dict[str, Any]
+        if src == SOURCES[1]:
+            if not (root or "").strip() or not (prompts_csv or "").strip():
+                raise gr.Error("Give both the images folder and the prompts CSV (paths on the server).")
+            source = {"root": Path(root.strip()), "prompts_csv": Path(prompts_csv.strip())}
+        else:
+            if not datasets:
+                raise gr.Error("Choose at least one generated dataset.")
+            source = {"datasets": list(datasets)}
+        try:
+            made = arena_api.create_verdict_campaign(
+                ws,
+                name,
+                **source,
+                question=(question or "").strip() or arena_api.DEFAULT_QUESTION,
+                elements_file=Path(elements.strip()) if (elements or "").strip() else None,
+                target_per_item=target_n,
+                repeat_share=_share(repeat, "Repeat share"),
+                baseline=(baseline or "").strip() or None,
+                created_by=user.id,
+            )
+        except (ValueError, LookupError, OSError) as exc:
+            raise gr.Error(f"Campaign not created: {exc}") from None
+        ticks = (made.meta or {}).get("elements") or {}
+        message = (
+            f"Created verdict campaign **{esc(made.name)}** (missing-element ticks for "
+            f"{ticks.get('prompts_with_elements', 0)} of {ticks.get('prompts', 0)} prompts)."
+        )
+        return (message, *_admin_values(), gr.update(choices=open_campaigns(ws)))
+
+    adm.btn_create_verdict.click(
+        create_verdict_campaign,
+        [
+            adm.source,
+            adm.new_name,
+            adm.verdict_question,
+            adm.new_target,
+            adm.new_repeat,
+            adm.gen_datasets,
+            adm.folder_root,
+            adm.folder_csv,
+            adm.verdict_elements,
+            adm.verdict_baseline,
+        ],
+        [adm.create_result, *admin_outputs, campaign],
+        api_name="arena_create_verdict_campaign",
+    )
 
     status_outputs = [adm.close_result, *admin_outputs, campaign]
     adm.btn_close.click(close, adm.close_name, status_outputs, api_name="arena_close_campaign")

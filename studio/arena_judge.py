@@ -1,6 +1,10 @@
 """The judging page of the Arena tab: one blind pair at a time, the vote buttons, caption flags,
 and — once no pair can come to the annotator — the systems behind their votes.
 
+Verdict campaigns use the same page: one image (on the campaign's canvas, under a fresh URL, as
+every pair) with its prompt, *Faithful* / *Not faithful* (keys Y / N) and the prompt's required
+elements as "missing" ticks (keys 1–9); the same tickets, reveal rules and closing apply.
+
 Blindness is the point of every choice here; the design notes are in :mod:`studio.tab_arena`.
 ``arena_next`` / ``arena_vote`` are JSON endpoints (``gr.api``) for the load benchmark.
 """
@@ -29,10 +33,13 @@ MAX_SIDE = 1024  # larger images are scaled down before they are sent (judging n
 REVEAL_ROWS = 500  # votes listed in a reveal (the counts cover them all)
 FLATTEN_ON = (255, 255, 255)  # transparent pixels are shown on white, whatever the system
 CHOICES = ("left", "right", "tie", "both_bad")
+VERDICTS = ("yes", "no")
 SHORTCUTS = (
     "**Keyboard:** <kbd>1</kbd> or <kbd>←</kbd> left better · <kbd>2</kbd> or <kbd>→</kbd> right better · "
     "<kbd>3</kbd> or <kbd>T</kbd> tie · <kbd>4</kbd> or <kbd>B</kbd> both bad · <kbd>S</kbd> skip · "
-    "<kbd>Enter</kbd> start. Judge only what the question asks; the sides are random."
+    "<kbd>Enter</kbd> start. Judge only what the question asks; the sides are random.  \n"
+    "**Verdicts** (one image): <kbd>Y</kbd> faithful · <kbd>N</kbd> not faithful · <kbd>1</kbd>–<kbd>9</kbd> "
+    "tick a missing element · <kbd>S</kbd> skip."
 )
 VOTE_JS = "(...args) => { args[args.length - 1] = (window.recapArena ? window.recapArena.voting() : 0); return args; }"
 SHOWN_JS = "() => { if (window.recapArena) { window.recapArena.shown(); } return []; }"
@@ -109,10 +116,12 @@ class PairView:
     done: int
     total: int
     mine: int
+    elements: tuple[str, ...] = ()  # verdict campaigns: the prompt's required elements
 
 
 def pair_view(ticket: arena_api.Ticket) -> PairView:
-    caption = ticket.kind == "caption"  # both sides describe one picture: it is sent once
+    # a caption pair's two texts describe one picture, a verdict judges one: it is sent once
+    caption = ticket.kind in ("caption", "verdict")
     return PairView(
         token=ticket.token,
         kind=ticket.kind,
@@ -125,6 +134,7 @@ def pair_view(ticket: arena_api.Ticket) -> PairView:
         done=ticket.done,
         total=ticket.total,
         mine=ticket.mine,
+        elements=tuple(ticket.elements),
     )
 
 
@@ -145,6 +155,9 @@ def question_html(view: PairView) -> str:
     if view.kind == "caption":
         lead = "Which caption is better for this image? Criterion:"
         prompt = ""
+    elif view.kind == "verdict":
+        lead = "Is this image faithful to its prompt?"
+        prompt = f'<span class="arena-prompt">{esc(view.prompt)}</span>' if view.prompt else ""
     else:
         lead = "Which image is better for this prompt? Criterion:"
         prompt = f'<span class="arena-prompt">{esc(view.prompt)}</span>' if view.prompt else ""
@@ -174,6 +187,8 @@ def reveal_html(reveal: arena_api.Reveal) -> str:
     why = REVEAL_WHY.get(reveal.reason, "")
     if not reveal.votes:
         return f'<div class="arena-reveal" id="arena-reveal-summary">{esc(why)} You gave no votes here.</div>'
+    if reveal.kind == "verdict":
+        return _verdict_reveal_html(reveal, why)
     counts = "".join(
         f"<tr><td>{esc(name)}</td><td class='num'>{won}</td><td class='num'>{shown}</td></tr>"
         for name, (won, shown) in reveal.preferred_counts().items()
@@ -199,13 +214,38 @@ def reveal_html(reveal: arena_api.Reveal) -> str:
     )
 
 
+def _verdict_reveal_html(reveal: arena_api.Reveal, why: str) -> str:
+    """A verdict campaign's reveal: per system, how often the annotator judged its images faithful."""
+    counts = "".join(
+        f"<tr><td>{esc(name)}</td><td class='num'>{yes}</td><td class='num'>{shown}</td></tr>"
+        for name, (yes, shown) in reveal.verdict_counts().items()
+    )
+    rows = []
+    for n, v in enumerate(reveal.votes[:REVEAL_ROWS], 1):
+        verdict = "faithful" if v.choice == "yes" else "not faithful"
+        rows.append(
+            f"<tr><td class='num'>{n}</td><td>{esc(v.prompt)}</td><td>{esc(v.left_system)}</td>"
+            f"<td>{verdict}</td><td>{esc(', '.join(v.missing))}</td><td>{'repeat' if v.is_repeat else ''}</td></tr>"
+        )
+    more = len(reveal.votes) - REVEAL_ROWS
+    tail = f"<div class='ar-note'>… and {more} more verdicts.</div>" if more > 0 else ""
+    return (
+        f'<div class="arena-reveal" id="arena-reveal-summary"><div>{esc(why)} '
+        f"The systems you judged ({len(reveal.votes)} verdicts):</div>"
+        "<table class='ar-table'><tr><th>system</th><th class='num'>you judged it faithful</th>"
+        f"<th class='num'>shown to you</th></tr>{counts}</table>"
+        "<table class='ar-table'><tr><th>#</th><th>prompt</th><th>system</th><th>your verdict</th>"
+        f"<th>missing</th><th></th></tr>{''.join(rows)}</table>{tail}</div>"
+    )
+
+
 def plain_note(text: str, kind: str = "plain") -> str:
     return f'<div class="arena-reveal {kind}">{esc(text)}</div>'
 
 
-# Order of the judging outputs (see ``build``): token, question, progress, left image,
-# right image, caption image, left caption, right caption, flag row, four flag boxes,
-# five buttons, start button.
+# Order of the judging outputs (see ``JudgePage.pair_outputs``): token, question, progress, left
+# image, right image, caption image, left caption, right caption, flag row, four flag boxes, five
+# buttons, start button, then the verdict controls: missing-element ticks, yes and no buttons.
 N_BUTTONS = 5
 
 
@@ -226,22 +266,34 @@ def show(view: PairView | None, campaign: str = "", empty: str = "") -> tuple[An
             *(gr.update(value=False) for _ in range(4)),
             *(gr.update(interactive=False) for _ in range(N_BUTTONS)),
             gr.update(visible=True),
+            gr.update(choices=[], value=[], visible=False),
+            *(gr.update(interactive=False) for _ in VERDICTS),
         )
     caption = view.kind == "caption"
-    # a caption pair shows one image (both items describe the same picture) and two texts
+    verdict = view.kind == "verdict"
+    single = caption or verdict
+    # a caption pair shows one image (both items describe the same picture) and two texts; a
+    # verdict shows one image, the ticks of its prompt's elements and the yes/no buttons
     return (
         view.token,
         question_html(view),
         progress_html(view.done, view.total, view.mine, campaign),
-        gr.update(value=None if caption else view.left_image, visible=not caption),
-        gr.update(value=None if caption else view.right_image, visible=not caption),
-        gr.update(value=view.left_image if caption else None, visible=caption),
+        gr.update(value=None if single else view.left_image, visible=not single),
+        gr.update(value=None if single else view.right_image, visible=not single),
+        gr.update(value=view.left_image if single else None, visible=single),
         gr.update(value=caption_html("Left", view.left_text) if caption else "", visible=caption),
         gr.update(value=caption_html("Right", view.right_text) if caption else "", visible=caption),
         gr.update(visible=caption),
         *(gr.update(value=False) for _ in range(4)),
-        *(gr.update(interactive=True) for _ in range(N_BUTTONS)),
+        *(gr.update(interactive=True, visible=not verdict) for _ in range(N_BUTTONS - 1)),
+        gr.update(interactive=True),  # skip
         gr.update(visible=False),
+        gr.update(
+            choices=[(f"{k}. {e}" if k <= 9 else e, e) for k, e in enumerate(view.elements, 1)],
+            value=[],
+            visible=verdict and bool(view.elements),
+        ),
+        *(gr.update(interactive=True, visible=verdict) for _ in VERDICTS),
     )
 
 
@@ -304,6 +356,9 @@ class JudgePage:
     reveal: gr.HTML
     reveal_on: gr.Checkbox
     btn_finish: gr.Button
+    missing: gr.CheckboxGroup  # verdicts: the prompt's required elements the image lacks
+    btn_yes: gr.Button
+    btn_no: gr.Button
 
     @property
     def flag_boxes(self) -> list[gr.Checkbox]:
@@ -313,6 +368,11 @@ class JudgePage:
     def vote_buttons(self) -> list[gr.Button]:
         """In the order of :data:`CHOICES`, then skip."""
         return [self.btn_left, self.btn_right, self.btn_tie, self.btn_bad, self.btn_skip]
+
+    @property
+    def verdict_buttons(self) -> list[gr.Button]:
+        """In the order of :data:`VERDICTS`."""
+        return [self.btn_yes, self.btn_no]
 
     @property
     def pair_outputs(self) -> list[Any]:
@@ -330,6 +390,8 @@ class JudgePage:
             *self.flag_boxes,
             *self.vote_buttons,
             self.btn_start,
+            self.missing,
+            *self.verdict_buttons,
         ]
 
 
@@ -368,7 +430,17 @@ def layout() -> JudgePage:
         left_omit = gr.Checkbox(label="Left: omission", elem_id="arena-left-omission")
         right_hall = gr.Checkbox(label="Right: hallucination", elem_id="arena-right-hallucination")
         right_omit = gr.Checkbox(label="Right: omission", elem_id="arena-right-omission")
+    missing = gr.CheckboxGroup(
+        choices=[],
+        label="Missing from the image (tick what the prompt asks for and the image lacks)",
+        visible=False,
+        elem_id="arena-missing",
+    )
     with gr.Row(elem_id="arena-buttons"):
+        btn_yes = gr.Button(
+            "✓ Faithful (Y)", interactive=False, visible=False, variant="primary", elem_id="arena-btn-yes"
+        )
+        btn_no = gr.Button("✗ Not faithful (N)", interactive=False, visible=False, elem_id="arena-btn-no")
         btn_left = gr.Button("◀ Left better", interactive=False, elem_id="arena-btn-left")
         btn_tie = gr.Button("Tie", interactive=False, elem_id="arena-btn-tie")
         btn_bad = gr.Button("Both bad", interactive=False, elem_id="arena-btn-bad")
@@ -419,6 +491,9 @@ def layout() -> JudgePage:
         reveal=reveal,
         reveal_on=reveal_on,
         btn_finish=btn_finish,
+        missing=missing,
+        btn_yes=btn_yes,
+        btn_no=btn_no,
     )
 
 
@@ -521,7 +596,8 @@ def wire(ws: Workspace, blocks: gr.Blocks, page: JudgePage, admin_tab: gr.Tab, p
         toggle_reveal, [page.reveal_on, page.campaign], page.reveal, api_visibility="private"
     )
 
-    vote_inputs = [page.campaign, page.token, page.reveal_on, *flag_boxes, page.elapsed]
+    # the elapsed time must stay last: VOTE_JS puts the browser's measurement there
+    vote_inputs = [page.campaign, page.token, page.reveal_on, *flag_boxes, page.missing, page.elapsed]
 
     def make_vote(choice: str) -> Callable[..., tuple[Any, ...]]:
         def vote(
@@ -532,6 +608,7 @@ def wire(ws: Workspace, blocks: gr.Blocks, page: JudgePage, admin_tab: gr.Tab, p
             left_o: bool,
             right_h: bool,
             right_o: bool,
+            ticked: list[str] | None,
             ms: Any,
             request: gr.Request,
         ) -> tuple[Any, ...]:
@@ -543,6 +620,11 @@ def wire(ws: Workspace, blocks: gr.Blocks, page: JudgePage, admin_tab: gr.Tab, p
                 if choice == "skip":
                     arena_api.skip_ticket(ws, tok, user.id)
                     note = plain_note("Skipped.")
+                elif choice in VERDICTS:
+                    receipt = arena_api.submit_vote(
+                        ws, tok, user.id, choice, max(0, int_or(ms)), missing=list(ticked or [])
+                    )
+                    note = plain_note("Saved (a repeated click)." if receipt.duplicate else "Saved.")
                 else:
                     receipt = arena_api.submit_vote(
                         ws,
@@ -561,7 +643,8 @@ def wire(ws: Workspace, blocks: gr.Blocks, page: JudgePage, admin_tab: gr.Tab, p
         vote.__name__ = f"arena_vote_{choice}"
         return vote
 
-    for button, choice in zip(vote_buttons, (*CHOICES, "skip"), strict=True):
+    buttons = [*vote_buttons, *page.verdict_buttons]
+    for button, choice in zip(buttons, (*CHOICES, "skip", *VERDICTS), strict=True):
         button.click(
             make_vote(choice),
             vote_inputs,
@@ -583,20 +666,23 @@ def wire(ws: Workspace, blocks: gr.Blocks, page: JudgePage, admin_tab: gr.Tab, p
             raise _arena_error(exc) from None
         if ticket is None:
             return {}
-        return {
+        answer = {
             "token": ticket.token,
             "prompt": ticket.prompt or "",
             "criterion": ticket.criterion,
             "done": ticket.done,
             "total": ticket.total,
         }
+        if ticket.kind == "verdict":  # the question is yes/no; these may be ticked on a web page
+            answer |= {"kind": ticket.kind, "elements": list(ticket.elements)}
+        return answer
 
     def arena_vote(token: str, choice: str, elapsed_ms: int, request: gr.Request) -> dict:
-        """Vote on a ticket: choice left|right|tie|both_bad; answers {ok, duplicate, more} (no system:
-        the same images come back in the annotator's later pairs)."""
+        """Vote on a ticket: choice left|right|tie|both_bad (verdict campaigns: yes|no); answers
+        {ok, duplicate, more} (no system: the same images come back in the annotator's later pairs)."""
         user = user_or_error(ws, request)
-        if choice not in CHOICES:
-            raise gr.Error(f"choice must be one of {', '.join(CHOICES)} (got {choice!r}).")
+        if choice not in (*CHOICES, *VERDICTS):
+            raise gr.Error(f"choice must be one of {', '.join((*CHOICES, *VERDICTS))} (got {choice!r}).")
         try:
             receipt = arena_api.submit_vote(ws, token, user.id, choice, max(0, int_or(elapsed_ms)))
         except (ValueError, LookupError, PermissionError) as exc:

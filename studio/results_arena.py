@@ -17,6 +17,11 @@ What is shown, and why
 Who sees what: admins see every campaign; annotators only *closed* ones, so a leaderboard
 never tells a judge which system is ahead while they are still judging it (the check is on
 the server, in every handler).
+
+A verdict campaign (one image, faithful or not) shows success rates instead
+(:mod:`studio.results_verdicts`); the same ``arena_results`` endpoint answers, and for such a
+campaign its second parameter — the "Criterion" dropdown, relabelled "Baseline" — names the
+system relative improvements are measured against.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ if TYPE_CHECKING:  # the statistics pull in scipy and scikit-learn: imported whe
     from backend.stats import LeftBias
 
 ALL_CRITERIA = "all criteria (pooled)"
+BASELINE_LABEL = "Baseline (relative improvement against it)"
 POOLED_VALUES = {ALL_CRITERIA, "all criteria"}  # the second: the label before issue 9 (API callers)
 DPI = 100
 EMPTY_SIZE = (10, 2.4)  # a figure with nothing to plot: its message only
@@ -475,8 +481,59 @@ def conditions_html(groups: list[dict[str, Any]], pooled: pd.DataFrame) -> str:
 # --------------------------------------------------------------------------- computing a view
 
 
+N_VERDICT_OUTPUTS = 6  # plot, rates, agreement, missing, consistency, per category
+
+
 def compute_view(ws: Workspace, name: str, criterion: str | None, rounds: int) -> tuple[Any, ...]:
-    """Every output of the results page for one campaign (and criterion)."""
+    """Every output of the results page for one campaign: the pairwise outputs, then the two
+    sections' visibility, then the verdict outputs (a verdict campaign fills those instead)."""
+    if arena_api.get_campaign(ws, name).kind == "verdict":
+        return compute_verdict_view(ws, name, criterion, rounds)
+    hidden = (gr.update(visible=True), gr.update(visible=False))
+    return (
+        *compute_pair_view(ws, name, criterion, rounds),
+        *hidden,
+        *(gr.update() for _ in range(N_VERDICT_OUTPUTS)),
+    )
+
+
+def compute_verdict_view(ws: Workspace, name: str, baseline: str | None, rounds: int) -> tuple[Any, ...]:
+    """A verdict campaign's outputs: success rates, relative improvement, agreement, missing elements."""
+    from studio import results_verdicts as rv
+
+    systems = _verdict_systems(ws, name)
+    chosen = baseline if baseline in systems else None  # anything else (a criterion): the stored one
+    results = arena_api.verdict_results(ws, name, baseline=chosen, bootstrap_rounds=rounds, seed=0)
+    meta = system_meta_table(results.systems)
+    colors = condition_colors(meta)
+    per_category = frames_html(results.per_category, rv.CATEGORY_SPEC, "no prompt categories")
+    consistency = table_html(results.consistency, rv.RETEST_SPEC, empty="no image was asked again yet")
+    return (
+        rv.summary_md(results, rounds, len(meta)),
+        *(gr.update() for _ in range(10)),  # the pairwise outputs: hidden, untouched
+        gr.update(visible=False),
+        gr.update(visible=True),
+        rv.rates_figure(results.rates, meta, colors, f"Success rate — {results.campaign}"),
+        rv.rates_html(results, meta),
+        rv.agreement_html(results, COHEN_SPEC, table_html),
+        rv.missing_html(results),
+        consistency,
+        per_category,
+    )
+
+
+def _verdict_systems(ws: Workspace, name: str) -> list[str]:
+    """A campaign's system names, sorted (the baseline choices of a verdict campaign)."""
+    from backend.arena.common import system_names
+    from backend.db import read_session
+
+    campaign_id = arena_api.get_campaign(ws, name).id
+    with read_session(ws) as s:
+        return sorted(system_names(s, campaign_id).values())  # type: ignore[arg-type]
+
+
+def compute_pair_view(ws: Workspace, name: str, criterion: str | None, rounds: int) -> tuple[Any, ...]:
+    """Every output of the results page for one pairwise campaign (and criterion)."""
     pooled = criterion in POOLED_VALUES
     crit = None if not criterion or pooled else criterion  # None and not pooled: the primary criterion
     results = arena_api.campaign_results(
@@ -552,30 +609,48 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
         "_Choose a campaign and press **Show results**. Annotators see a campaign's results once it is closed._",
         elem_id="ar-summary",
     )
-    ratings_plot = gr.Plot(label="Ratings with 95% intervals", elem_id="ar-ratings-plot")
-    gr.Markdown("#### Ratings, caption mix and captioner per system")
-    ratings_table = gr.HTML(elem_id="ar-ratings")
-    gr.Markdown(
-        "#### By caption condition\n"
-        "<span class='ar-note'>Each system renamed to its training caption condition and the ratings refit; "
-        "votes between two systems of the same condition are left out.</span>"
-    )
-    conditions_table = gr.HTML(elem_id="ar-conditions")
-    with gr.Row():
-        winrate_plot = gr.Plot(label="Win rates", elem_id="ar-winrate-plot")
-        with gr.Column():
-            gr.Markdown("#### Left-side bias")
-            bias = gr.HTML(elem_id="ar-left-bias")
-            gr.Markdown("#### Agreement between annotators")
-            agreement = gr.HTML(elem_id="ar-agreement")
-    with gr.Accordion("Annotators: swap consistency and gold accuracy", open=True):
-        annotators = gr.HTML(elem_id="ar-annotators")
-    with gr.Accordion("Votes still needed to separate neighbours", open=True):
-        needed = gr.HTML(elem_id="ar-votes-needed")
-    with gr.Accordion("Per criterion", open=False):
-        per_criterion = gr.HTML(elem_id="ar-per-criterion")
-    with gr.Accordion("Per prompt category", open=False):
-        per_category = gr.HTML(elem_id="ar-per-category")
+    with gr.Column(visible=False, elem_id="ar-verdicts") as verdict_section:
+        verdict_plot = gr.Plot(label="Success rate with 95% intervals", elem_id="ar-verdict-plot")
+        gr.Markdown(
+            "#### Success rate per system, relative improvement, caption mix and captioner\n"
+            "<span class='ar-note'>Success = share of annotators answering *faithful*, averaged over the "
+            "system's images. Relative improvement = (rate − baseline) / baseline, as RECAP reports it; "
+            "choose the baseline in the dropdown above.</span>"
+        )
+        verdict_rates = gr.HTML(elem_id="ar-verdict-rates")
+        gr.Markdown("#### Agreement between annotators")
+        verdict_agreement = gr.HTML(elem_id="ar-verdict-agreement")
+        gr.Markdown("#### Required elements ticked missing")
+        verdict_missing = gr.HTML(elem_id="ar-verdict-missing")
+        with gr.Accordion("Annotators: the same verdict when an image comes back", open=False):
+            verdict_consistency = gr.HTML(elem_id="ar-verdict-consistency")
+        with gr.Accordion("Per prompt category", open=False):
+            verdict_category = gr.HTML(elem_id="ar-verdict-per-category")
+    with gr.Column(visible=True, elem_id="ar-pairwise") as pair_section:
+        ratings_plot = gr.Plot(label="Ratings with 95% intervals", elem_id="ar-ratings-plot")
+        gr.Markdown("#### Ratings, caption mix and captioner per system")
+        ratings_table = gr.HTML(elem_id="ar-ratings")
+        gr.Markdown(
+            "#### By caption condition\n"
+            "<span class='ar-note'>Each system renamed to its training caption condition and the ratings refit; "
+            "votes between two systems of the same condition are left out.</span>"
+        )
+        conditions_table = gr.HTML(elem_id="ar-conditions")
+        with gr.Row():
+            winrate_plot = gr.Plot(label="Win rates", elem_id="ar-winrate-plot")
+            with gr.Column():
+                gr.Markdown("#### Left-side bias")
+                bias = gr.HTML(elem_id="ar-left-bias")
+                gr.Markdown("#### Agreement between annotators")
+                agreement = gr.HTML(elem_id="ar-agreement")
+        with gr.Accordion("Annotators: swap consistency and gold accuracy", open=True):
+            annotators = gr.HTML(elem_id="ar-annotators")
+        with gr.Accordion("Votes still needed to separate neighbours", open=True):
+            needed = gr.HTML(elem_id="ar-votes-needed")
+        with gr.Accordion("Per criterion", open=False):
+            per_criterion = gr.HTML(elem_id="ar-per-criterion")
+        with gr.Accordion("Per prompt category", open=False):
+            per_category = gr.HTML(elem_id="ar-per-category")
     with gr.Row():
         btn_export_votes = gr.Button("Export judgments (CSV)", elem_id="ar-btn-export-votes", scale=0)
         btn_export_results = gr.Button("Export results (CSV)", elem_id="ar-btn-export-results", scale=0)
@@ -606,16 +681,31 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
         needed,
         per_criterion,
         per_category,
+        pair_section,
+        verdict_section,
+        verdict_plot,
+        verdict_rates,
+        verdict_agreement,
+        verdict_missing,
+        verdict_consistency,
+        verdict_category,
     ]
 
     def _criteria_update(name: str | None) -> Any:
-        """Each criterion (the first, the campaign's primary, chosen), then pooling all of them."""
+        """Each criterion (the first, the campaign's primary, chosen), then pooling all of them;
+        for a verdict campaign the systems, to choose the baseline from (its stored one chosen)."""
         if not name:
-            return gr.update(choices=[], value=None)
+            return gr.update(choices=[], value=None, label="Criterion")
         camp = arena_api.get_campaign(ws, name)
+        if camp.kind == "verdict":
+            systems = _verdict_systems(ws, name)
+            stored = (camp.meta or {}).get("baseline")
+            return gr.update(
+                choices=systems, value=stored if stored in systems else None, label=BASELINE_LABEL
+            )
         crits = list(camp.criteria or [])
         choices = [*crits, ALL_CRITERIA] if len(crits) > 1 else crits
-        return gr.update(choices=choices, value=crits[0] if crits else None)
+        return gr.update(choices=choices, value=crits[0] if crits else None, label="Criterion")
 
     def on_load(request: gr.Request):
         try:

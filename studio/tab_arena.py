@@ -1,5 +1,9 @@
 """Arena tab: blind pairwise judging for annotators, campaign management for admins.
 
+Verdict campaigns (one image and its prompt, faithful or not; :mod:`backend.arena.verdicts`) are
+judged on the same page under the same rules below: one image on the campaign's canvas with a
+fresh URL, keys Y / N, the prompt's required elements as "missing" ticks (keys 1–9).
+
 Design notes — blindness first
 - The browser only ever holds the ticket's opaque random token. Which system is left or
   right, item ids and file names stay on the server (:mod:`backend.arena` keeps them in the

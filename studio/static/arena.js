@@ -5,8 +5,11 @@
  *   1 or ArrowLeft   Left better      2 or ArrowRight  Right better
  *   3 or T           Tie              4 or B           Both bad
  *   S                Skip             Enter            Start (before the first pair)
- * They only click the buttons (#arena-btn-left, …), so the server does all the work and the
- * page behaves exactly as with the mouse.
+ * Verdict campaigns (one image, faithful or not):
+ *   Y                Faithful         N                Not faithful
+ *   1 … 9            tick / untick the k-th missing element (the pair keys 1–4 are hidden then)
+ * They only click the buttons (#arena-btn-left, …) and check boxes, so the server does all the
+ * work and the page behaves exactly as with the mouse.
  *
  * Time per judgment is measured here: window.recapArena.shown() is called (by a js-only
  * event chained after every event that puts a new pair on screen) and the vote buttons'
@@ -69,6 +72,8 @@
     { id: "arena-btn-tie", keys: ["3", "t", "T"], vote: true },
     { id: "arena-btn-bad", keys: ["4", "b", "B"], vote: true },
     { id: "arena-btn-skip", keys: ["s", "S"], vote: true },
+    { id: "arena-btn-yes", keys: ["y", "Y"], vote: true },
+    { id: "arena-btn-no", keys: ["n", "N"], vote: true },
     { id: "arena-btn-start", keys: ["Enter"], vote: false },
   ];
 
@@ -106,6 +111,17 @@
         if (KEYS[i].vote && state.busy) return;
         btn.click();
         return;
+      }
+      // verdicts: digits tick the prompt's elements (no pair button answered the key above)
+      if (/^[1-9]$/.test(e.key) && !state.busy) {
+        var group = document.getElementById("arena-missing");
+        if (!shown(group)) return;
+        var boxes = group.querySelectorAll("input[type=checkbox]");
+        var box = boxes[Number(e.key) - 1];
+        if (!box || box.disabled) return;
+        e.preventDefault();
+        e.stopPropagation();
+        box.click();
       }
     },
     true
