@@ -81,9 +81,14 @@ def create_cmd(
             f"captions '{DEFAULT_CAPTION_CRITERIA}').",
         ),
     ] = None,
-    target: Annotated[int, typer.Option("--target", help="Votes wanted per pair and criterion.")] = 3,
+    target: Annotated[
+        int, typer.Option("--target", help="Votes wanted per pair and criterion (--verdict: per image).")
+    ] = 3,
     repeat_share: Annotated[
-        float, typer.Option("--repeat-share", help="Share of votes asked again with sides swapped (0-0.5).")
+        float,
+        typer.Option(
+            "--repeat-share", help="Share of votes asked again with sides swapped (0-0.5; --verdict: asked again)."
+        ),
     ] = 0.1,
     gold_share: Annotated[
         float, typer.Option("--gold-share", help="Share of votes on gold pairs with a known answer (0-0.5).")

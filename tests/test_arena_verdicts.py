@@ -109,6 +109,8 @@ def test_verdict_campaign_has_one_item_per_image_with_its_elements(ws: Workspace
         arena.create_verdict_campaign(ws, "w", datasets=["other"], root=tmp_path, prompts_csv=wrong)
     with pytest.raises(ArenaError, match="already exists"):
         arena.create_verdict_campaign(ws, "v", datasets=["other"])
+    with pytest.raises(ArenaError, match="question asked of every image must not be empty"):
+        arena.create_verdict_campaign(ws, "w", datasets=["other"], question=" ")
     assert [c.name for c in arena.list_campaigns(ws)] == ["v"]
     # pairwise campaigns ignore element records entirely
     arena.create_campaign_from_generated(ws, "pairs", ["other"], ["q"])
@@ -116,23 +118,36 @@ def test_verdict_campaign_has_one_item_per_image_with_its_elements(ws: Workspace
         assert s.exec(text("SELECT count(*) FROM evalimage WHERE elements IS NOT NULL")).one()[0] == 12
 
 
-def test_elements_recorded_on_generated_images_are_used(ws: Workspace) -> None:
-    """The hook for a generate job that keeps its prompt set's structure in meta['generated']."""
+def _record(ws: Workspace, checkpoint: str, key: str, value: object) -> None:
     from backend.db import write_session
     from backend.models import Image
 
-    make_generated(ws, "gen", {"a": ["raw"], "b": ["raw"]}, prompts=2, seeds=(0,))
     with write_session(ws) as s:
-        for image in s.exec(text("SELECT id FROM image")).all():
-            row = s.get(Image, image[0])
+        for (image_id,) in s.exec(text("SELECT id FROM image")).all():
+            row = s.get(Image, image_id)
             g = dict(row.meta["generated"])
-            g["structured"] = structured(g["prompt_index"]).to_json()
-            row.meta = {"generated": g}
-            s.add(row)
+            if g["checkpoint"] == checkpoint:
+                g[key] = value(g["prompt_index"]) if callable(value) else value
+                row.meta = {"generated": g}
+                s.add(row)
+
+
+def test_elements_recorded_on_generated_images_belong_to_the_prompt(ws: Workspace) -> None:
+    """The hook for a generate job that keeps its prompt set's structure in meta['generated'];
+    only system a's images carry it, yet every image of the prompt gets the same ticks (ticks
+    that differ by system would tell the systems apart)."""
+    make_generated(ws, "gen", {"a": ["raw"], "b": ["raw"]}, prompts=2, seeds=(0,))
+    _record(ws, "a", "structured", lambda p: structured(p).to_json())
     arena.create_verdict_campaign(ws, "hook", datasets=["gen"], target_per_item=1)
     (ann,) = users(ws, 1)
-    ticket = arena.next_ticket(ws, "hook", ann)
-    assert ticket.elements == ("red cube", "2x blue ball", "red cube left of 2x blue ball")
+    seen = set()
+    while (ticket := arena.next_ticket(ws, "hook", ann)) is not None:
+        seen.add(ticket.elements)
+        arena.submit_vote(ws, ticket.token, ann, "yes", 100)
+    assert seen == {("red cube", "2x blue ball", "red cube left of 2x blue ball")}
+    _record(ws, "b", "elements", ["something else"])
+    with pytest.raises(ArenaError, match="2 prompt\\(s\\) carry different required elements"):
+        arena.create_verdict_campaign(ws, "clash", datasets=["gen"])
 
 
 # --------------------------------------------------------------------------- scheduling and votes
@@ -354,6 +369,10 @@ def test_results_rates_improvement_agreement_and_missing_elements(ws: Workspace,
     assert other.improvements.set_index("system").loc["ckpt-b", "relative"] == pytest.approx(-0.5)
     data = results.to_json()
     assert data["kind"] == "verdict" and data["systems"]["ckpt-a"]["relative_improvement"]["relative"] == 1.0
+    assert (
+        data["systems"]["ckpt-b"]["success_rate"]["value"] == 0.5
+        and data["systems"]["ckpt-b"]["success_rate"]["n"] == 4
+    )
     json.dumps(data)  # JSON-safe
     with pytest.raises(ArenaError, match="collects verdicts"):
         arena.campaign_results(ws, "v")

@@ -42,6 +42,7 @@ from backend.stats.success import IMPROVEMENT_COLUMNS
 from backend.workspace import Workspace
 
 LEVEL = 0.95
+SHAPE = {"value": "rate", "lower": "lower", "upper": "upper", "n": "items"}
 RATE_COLUMNS = ["system", "rate", "lower", "upper", "yes", "votes", "items", "prompts"]
 MISSING_COLUMNS = ["element", "system", "missing", "judged", "share"]
 EXPORT_COLUMNS = [
@@ -86,6 +87,9 @@ class VerdictResults:
             rel = improvement.get(name)
             systems[name] = {
                 **row,
+                # the metric shape of `recap-studio eval --json` ({value, lower, upper, n}; n = images),
+                # so the RECAP table can put the human success rate beside the automatic columns
+                "success_rate": {k: row.get(src) for k, src in SHAPE.items()} if row else None,
                 "relative_improvement": {k: rel[k] for k in ("relative", "lower", "upper")} if rel else None,
                 "caption_condition": meta.get("caption_condition"),
                 "captioner": meta.get("captioner"),

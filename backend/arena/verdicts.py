@@ -94,6 +94,10 @@ def create_verdict_campaign(
     a given file that matches none of the campaign's prompts is refused (it is the wrong file).
     ``baseline`` (a system name) is the default the relative improvement is measured against.
     """
+    if not question.strip():
+        raise ArenaError("the question asked of every image must not be empty")
+    if int(target_per_item) < 1:
+        raise ArenaError(f"verdicts per image must be at least 1, not {target_per_item}")
     settings = Settings.check(name, [question], target_per_item, repeat_share, 0.0, created_by, seed)
     from_folders = root is not None or prompts_csv is not None
     if bool(datasets) == from_folders:
@@ -127,6 +131,7 @@ def create_verdict_campaign(
             )
         for item in plan.items:
             item.elements = given.get(item.prompt.strip(), item.elements)
+    _one_list_per_prompt(plan.items)
     if baseline is not None and baseline not in plan.systems:
         raise ArenaError(
             f"baseline {baseline!r} is not a system of the campaign: {', '.join(sorted(plan.systems))}"
@@ -145,6 +150,32 @@ def create_verdict_campaign(
         }
     )
     return _write(ws, name, plan, settings)
+
+
+def _one_list_per_prompt(items: list[Any]) -> None:
+    """Give every image of a prompt the same elements, or refuse when its images disagree.
+
+    Why: elements recorded per image (``meta["generated"]``) could differ between systems for
+    one prompt — or exist for one system only — and ticks that differ by system would let an
+    annotator tell the systems' images apart. Elements belong to the prompt, so each image of a
+    prompt is offered the same ticks.
+    """
+    by_prompt: dict[str, list[str]] = {}
+    clashes: set[str] = set()
+    for item in items:
+        if item.elements is None:
+            continue
+        key = item.prompt.strip()
+        if by_prompt.setdefault(key, item.elements) != item.elements:
+            clashes.add(key)
+    if clashes:
+        shown = ", ".join(repr(p[:50]) for p in sorted(clashes)[:3])
+        raise ArenaError(
+            f"the images of {len(clashes)} prompt(s) carry different required elements (e.g. {shown}); "
+            "elements belong to the prompt: give them in an elements file instead"
+        )
+    for item in items:
+        item.elements = by_prompt.get(item.prompt.strip())
 
 
 def is_verdict(campaign: Campaign) -> bool:
