@@ -84,6 +84,22 @@ def test_elements_come_from_plain_lists_and_structured_prompts(tmp_path: Path) -
     assert "other elements on line 1" in refused.value.errors[2]
 
 
+GENEVAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "geneval_evaluation_metadata.jsonl"
+
+
+@pytest.mark.skipif(
+    not GENEVAL.is_file(), reason=f"reference data {GENEVAL} is absent (tests read ../shared/data)"
+)
+def test_elements_from_geneval_metadata_and_our_demo_world_set() -> None:
+    """GenEval's layout goes through backend.compositional.loaders (its one reader)."""
+    geneval = load_elements(GENEVAL)
+    assert len(geneval) == 553
+    assert geneval["a photo of two backpacks"] == ["2x backpack"]
+    assert geneval["a photo of a bird below a skateboard"] == ["skateboard", "bird", "bird below skateboard"]
+    demo = load_elements(Path(__file__).resolve().parents[1] / "assets" / "prompts" / "demo_world.jsonl")
+    assert demo["a circle"] == ["circle"] and all(demo.values())
+
+
 def test_verdict_campaign_has_one_item_per_image_with_its_elements(ws: Workspace, tmp_path: Path) -> None:
     verdict_campaign(ws, tmp_path, target_per_item=2, repeat_share=0.0, baseline="ckpt-b")
     summary = arena.list_campaigns(ws)[0]
