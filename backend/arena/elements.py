@@ -76,14 +76,8 @@ def elements_from_record(data: Mapping[str, Any], where: str) -> list[str] | Non
 
 def _geneval(path: Path) -> list[StructuredPrompt]:
     """GenEval's metadata layout, through the compositional loaders (the one reader of that format)."""
-    try:
-        from backend.compositional.loaders import load_geneval
-    except ImportError:  # pragma: no cover - the loaders are part of the same issue
-        raise ArenaError(
-            f"{path.name} is in GenEval's layout ('include'), whose reader "
-            "(backend.compositional.loaders) is not available; give one "
-            '{"prompt": ..., "elements": [...]} object a line instead'
-        ) from None
+    from backend.compositional.loaders import load_geneval  # on use: most campaigns need no GenEval
+
     try:
         return list(load_geneval(path))
     except (ValueError, OSError) as exc:
