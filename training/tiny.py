@@ -41,6 +41,13 @@ FAMILIES: tuple[str, ...] = (
 OTHER_FAMILIES: dict[str, tuple[str, str]] = {
     "sd": ("training.tiny_sd", "build_tiny_sd"),  # a Stable Diffusion pipeline (T2I training, generation)
     "causal_lm": ("training.tiny_lm", "build_tiny_lm"),  # a causal language model (prompt upsampling)
+    # object detectors (compositional metrics): closed vocabulary, then open vocabulary
+    "detr": ("training.detectors.tiny", "build_tiny_detr"),
+    "yolos": ("training.detectors.tiny", "build_tiny_yolos"),
+    "rt_detr": ("training.detectors.tiny", "build_tiny_rt_detr"),
+    "owlv2": ("training.detectors.tiny", "build_tiny_owlv2"),
+    "grounding_dino": ("training.detectors.tiny", "build_tiny_grounding_dino"),
+    "longclip": ("training.clip", "build_tiny_longclip"),  # a 248-position transformers CLIPModel
 }
 
 IMAGE_SIZE = 32  # pixels; big enough for a 4x4 patch grid, small enough to train in milliseconds

@@ -249,11 +249,18 @@ class ClipScoreConfig:
         open_choices=True,
         default_factory=lambda: ["alttext", "recap_short", "recap_long"],
     )
-    model: str = opt("ViT-B-32", label="open_clip model", help="open_clip model.")
+    # an open_clip name, or a transformers CLIPModel folder / hub id (LongCLIP-style long text;
+    # training.clip.clip_backend decides): no new option, the reference says which backend
+    model: str = opt(
+        "ViT-B-32",
+        label="CLIP model (open_clip name, or transformers CLIPModel folder / hub id)",
+        help="open_clip model name (ViT-B-32), or a transformers CLIPModel folder or hub id such as a "
+        "248-position LongCLIP checkpoint (pretrained is then unused).",
+    )
     pretrained: str = opt(
         "openai",
         label="Pretrained tag or local checkpoint",
-        help="open_clip pretrained tag or local checkpoint.",
+        help="open_clip pretrained tag or local checkpoint (unused for a transformers model).",
         ref="local_file_or_tag",
     )
     batch_size: int = opt(
@@ -275,7 +282,7 @@ class ClipScoreConfig:
                 raise ConfigError(f"kinds holds an empty or non-text entry: {kind!r}")
         if len(set(self.kinds)) != len(self.kinds):
             raise ConfigError(f"kinds lists a kind twice: {self.kinds}")
-        require_name("model", self.model, "an open_clip model name such as ViT-B-32")
+        require_name("model", self.model, "an open_clip model name such as ViT-B-32, or a CLIPModel folder")
         require_name("pretrained", self.pretrained, "an open_clip pretrained tag or a local checkpoint")
 
 

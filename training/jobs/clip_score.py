@@ -1,8 +1,12 @@
 """``clip_score``: 100 × cosine(CLIP image, CLIP caption) for caption variants of a dataset.
 
 Scores land in :class:`backend.scores.CaptionScore` with the model and weights that produced
-them and a flag when the caption is longer than CLIP's 77-token context (its tail was never
-seen — the Recap-DataComp caveat: CLIP scores long captions on their first sentence).
+them and a flag when the caption is longer than the text encoder's context (77 tokens for
+open_clip's CLIP: its tail was never seen — the Recap-DataComp caveat: CLIP scores long captions
+on their first sentence). ``model`` may also name a transformers CLIPModel folder or hub id
+(LongCLIP-style, 248 positions; see :func:`training.clip.clip_backend`): its scores are stored
+under the folder / id and ``sha256:<weights hash>``. The log and the run metrics ``truncated`` /
+``context_length`` say which encoder scored and how many texts it cut.
 
 Idempotent and resumable the same way recaption is: captions that already have this
 (metric, model, pretrained) score are skipped up front, and each batch is written in one
@@ -62,16 +66,21 @@ def run(ctx: JobContext) -> None:
     device = pick_device(cfg.device, log)
     threads = set_torch_threads(cfg.torch_threads)
     scorer = load_clip(cfg.model, cfg.pretrained, device=str(device))
+    model, pretrained = scorer.model_name, scorer.pretrained  # what the stored scores are keyed by
     items = captions_to_score(ws, cfg)
     with read_session(ws) as s:
         done_ids = scored_caption_ids(
-            s, (i.caption_id for i in items), metric=CLIP_SCORE, model=cfg.model, pretrained=cfg.pretrained
+            s, (i.caption_id for i in items), metric=CLIP_SCORE, model=model, pretrained=pretrained
         )
     todo = [i for i in items if i.caption_id not in done_ids]
     done, total = len(items) - len(todo), len(items)
+    cut = sum(scorer.truncated(i.text) for i in items)
+    ctx.metric_once(0, "truncated", float(cut))
+    ctx.metric_once(0, "context_length", float(scorer.context_length))
     log.info(
-        "clip_score %s / %s on %s %s: %d captions, %d already scored, device %s, threads %d",
-        cfg.model, cfg.pretrained, cfg.dataset, cfg.kinds, total, done, device, threads,
+        "clip_score with %s on %s %s: %d captions (%d longer than %d tokens, truncated), %d already scored, "
+        "device %s, threads %d",
+        scorer.encoder, cfg.dataset, cfg.kinds, total, cut, scorer.context_length, done, device, threads,
     )  # fmt: skip
     ctx.progress(done, total, f"{done}/{total} captions scored")
     skipped = 0
@@ -101,8 +110,8 @@ def run(ctx: JobContext) -> None:
                     "caption_id": item.caption_id,
                     "metric": CLIP_SCORE,
                     "value": value,
-                    "model": cfg.model,
-                    "pretrained": cfg.pretrained,
+                    "model": model,
+                    "pretrained": pretrained,
                     "truncated": scorer.truncated(item.text),
                     "run_id": ctx.run_id,
                 }
@@ -115,4 +124,7 @@ def run(ctx: JobContext) -> None:
         if ctx.stop_requested:
             log.info("stop requested: leaving after %d/%d captions", done, total)
             return
-    log.info("clip_score finished: %d captions, %d skipped (unreadable images)", total, skipped)
+    log.info(
+        "clip_score finished: %d captions scored by %s; %d truncated, %d skipped (unreadable images)",
+        total, scorer.encoder, cut, skipped,
+    )  # fmt: skip
