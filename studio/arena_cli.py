@@ -87,7 +87,8 @@ def create_cmd(
     repeat_share: Annotated[
         float,
         typer.Option(
-            "--repeat-share", help="Share of votes asked again with sides swapped (0-0.5; --verdict: asked again)."
+            "--repeat-share",
+            help="Share of votes asked again with sides swapped (0-0.5; --verdict: asked again).",
         ),
     ] = 0.1,
     gold_share: Annotated[
@@ -232,7 +233,8 @@ def _create_verdict(
     summary = next(s for s in arena.list_campaigns(ws) if s.id == campaign.id)
     ticks = (campaign.meta or {}).get("elements") or {}
     if as_json:
-        print(json.dumps({**_summary_dict(summary), "baseline": baseline, "elements": ticks}, default=str))
+        data = {**_summary_dict(summary), "images": summary.pairs, "baseline": baseline, "elements": ticks}
+        print(json.dumps(data, default=str))
         return
     out.print(
         f"Created verdict campaign '{summary.name}': {summary.systems} systems, {summary.pairs} images, "

@@ -384,6 +384,9 @@ COHEN_SPEC = [
 ]
 
 
+VERDICT_COHEN_SPEC = [*COHEN_SPEC[:2], ("n_items", "images both judged", "int"), *COHEN_SPEC[3:]]
+
+
 def frames_html(value: Any, spec: list[tuple[str, str, str]] | None, empty: str) -> str:
     """A DataFrame, or a mapping name -> DataFrame shown one after the other."""
     if isinstance(value, pd.DataFrame):
@@ -515,7 +518,7 @@ def compute_verdict_view(ws: Workspace, name: str, baseline: str | None, rounds:
         gr.update(visible=True),
         rv.rates_figure(results.rates, meta, colors, f"Success rate — {results.campaign}"),
         rv.rates_html(results, meta),
-        rv.agreement_html(results, COHEN_SPEC, table_html),
+        rv.agreement_html(results, VERDICT_COHEN_SPEC, table_html),
         rv.missing_html(results),
         consistency,
         per_category,
