@@ -130,3 +130,26 @@ def test_box_conventions() -> None:
     text, spans = _grounding_text(["Red circle", "dining  table", "a.b"])
     assert text == "red circle. dining table. a b."
     assert [text[a:b] for a, b in spans] == ["red circle", "dining table", "a b"]
+
+
+def test_prompt_words_meet_detector_labels() -> None:
+    from training.detectors import labels
+
+    index = labels.label_index(
+        ["person", "motorcycle", "dining table", "bus", "wine glass", "knife", "sheep", "tv"]
+    )
+    cases = {
+        "people": "person",
+        "two women": None,  # a count is not an article: the extractor strips counts, not this module
+        "women": "person",
+        "motorbikes": "motorcycle",
+        "Dining_Table": "dining table",
+        "tables": "dining table",
+        "buses": "bus",
+        "knives": "knife",
+        "a sheep": "sheep",
+        "glasses": "wine glass",
+        "television": "tv",
+        "giraffe": None,
+    }
+    assert {q: labels.match(q, index) for q in cases} == cases

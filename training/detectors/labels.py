@@ -80,29 +80,29 @@ def normalize(label: str) -> str:
     return _ARTICLES.sub("", text)
 
 
-def singular(word: str) -> str:
-    """A plural noun phrase's last word made singular (rule-based; enough for object names)."""
-    head, _, last = word.rpartition(" ")
+def singulars(phrase: str) -> list[str]:
+    """Singular candidates of a noun phrase's last word (rule-based, so more than one: "buses"
+    gives "buse" and "bus", "houses" gives "house" and "hous"; matching keeps whichever is a label)."""
+    head, _, last = phrase.rpartition(" ")
     if last in _IRREGULAR_PLURALS:
-        one = _IRREGULAR_PLURALS[last]
+        ones = [_IRREGULAR_PLURALS[last]]
     elif last.endswith("ies") and len(last) > 4:
-        one = last[:-3] + "y"
-    elif last.endswith(("ches", "shes", "sses", "xes", "zes")):
-        one = last[:-2]
+        ones = [last[:-3] + "y"]
+    elif last.endswith("es"):
+        ones = [last[:-1], last[:-2]]
     elif last.endswith("s") and not last.endswith(("ss", "us", "is")):
-        one = last[:-1]
+        ones = [last[:-1]]
     else:
-        one = last
-    return f"{head} {one}" if head else one
+        ones = [last]
+    return [f"{head} {one}" if head else one for one in ones]
 
 
 def forms(label: str) -> list[str]:
     """The spellings a label or query can be matched under, most specific first."""
     base = normalize(label)
-    out = [base, singular(base), base.replace(" ", ""), singular(base).replace(" ", "")]
-    for f in list(out):
-        if f in ALIASES:
-            out.append(ALIASES[f])
+    out = [base, *singulars(base)]
+    out += [f.replace(" ", "") for f in out]
+    out += [ALIASES[f] for f in out if f in ALIASES]
     return list(dict.fromkeys(out))
 
 
