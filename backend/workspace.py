@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HOME_ENV = "RECAP_STUDIO_HOME"
+DB_URL_ENV = "RECAP_STUDIO_DB_URL"  # a database URL (postgresql://...) instead of the folder's studio.db
 PRIVATE_DIR_MODE = 0o700  # new workspace folders: the owner only (mkdir applies the umask on top)
 PRIVATE_FILE_MODE = 0o600  # the database and its -wal / -shm files
 DEFAULT_HOME = Path.home() / "recap-studio"
@@ -49,9 +50,15 @@ def safe_join(root: Path, relative: str | os.PathLike[str]) -> Path:
 
 @dataclass(frozen=True)
 class Workspace:
-    """Where the database, images, runs and exports of one studio live."""
+    """Where the database, images, runs and exports of one studio live.
+
+    ``db`` names the database when it is not the folder's own ``studio.db`` (a PostgreSQL URL
+    for a team); None reads ``RECAP_STUDIO_DB_URL``, then falls back to ``studio.db``. Images,
+    runs and exports stay in the folder either way.
+    """
 
     home: Path
+    db: str | None = None
 
     @property
     def db_path(self) -> Path:
@@ -59,7 +66,12 @@ class Workspace:
 
     @property
     def db_url(self) -> str:
-        return os.environ.get("RECAP_STUDIO_DB_URL") or f"sqlite:///{self.db_path}"
+        return self.db or os.environ.get(DB_URL_ENV) or self.default_db_url
+
+    @property
+    def default_db_url(self) -> str:
+        """The embedded database: ``studio.db`` in the folder (SQLite)."""
+        return f"sqlite:///{self.db_path}"
 
     @property
     def images_dir(self) -> Path:
@@ -115,5 +127,5 @@ def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
     return DEFAULT_HOME.resolve()
 
 
-def open_workspace(home: str | os.PathLike[str] | None = None) -> Workspace:
-    return Workspace(resolve_home(home)).ensure()
+def open_workspace(home: str | os.PathLike[str] | None = None, db: str | None = None) -> Workspace:
+    return Workspace(resolve_home(home), db or None).ensure()

@@ -1,4 +1,5 @@
-"""Shared fixtures: real workspaces (SQLite files), a real studio server, real Chromium.
+"""Shared fixtures: real workspaces (SQLite files, or databases on a real PostgreSQL server),
+a real studio server, real Chromium.
 
 Browser tests use one Chromium per test module (``browser`` is module-scoped) to keep
 the suite lean; each test opens its own context so cookies never leak between users.
@@ -24,6 +25,13 @@ import pytest
 from backend.db import migrate
 from backend.users import add_user
 from backend.workspace import Workspace
+from tests.postgres_cluster import (
+    TEST_SETTINGS,
+    PostgresCluster,
+    PostgresUnavailable,
+    make_template,
+    start_cluster,
+)
 
 T = TypeVar("T")
 
@@ -46,9 +54,73 @@ ANNOTATOR = ("ann", "ann-password")
 ANNOTATOR2 = ("bob", "bob-password")
 
 
+# --------------------------------------------------------------------------- database engines
+
+ENGINES = ("sqlite", "postgresql")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "both_engines: run the test's workspace (the ws fixture) on SQLite and on PostgreSQL",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked ``both_engines`` (a module's ``pytestmark``, or one test) that use ``ws`` or
+    ``engine`` run once per engine; the others keep the embedded default alone."""
+    if "engine" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_engines"):
+        metafunc.parametrize("engine", ENGINES, indirect=True)
+
+
 @pytest.fixture
-def ws(tmp_path: Path) -> Workspace:
-    workspace = Workspace(tmp_path / "home").ensure()
+def engine(request: pytest.FixtureRequest) -> str:
+    """The database engine of this test's workspace: ``sqlite`` unless parametrized."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PostgresCluster]:
+    """A private PostgreSQL server for the whole session (see tests/postgres_cluster.py), with a
+    migrated template database that each test's database is copied from.
+
+    Without the server binaries: a failure under CI (``CI=true``: the suite must test both
+    engines there), a skip elsewhere (a laptop without PostgreSQL still runs the SQLite half).
+    """
+    try:
+        cluster = start_cluster(TEST_SETTINGS)
+    except PostgresUnavailable as exc:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"PostgreSQL tests cannot run in CI: {exc}", pytrace=False)
+        pytest.skip(f"PostgreSQL tests skipped: {exc}")
+    try:
+        make_template(cluster)
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def db_url(engine: str, request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """The database URL of this test's workspace: None (the folder's studio.db) for SQLite, a
+    fresh database on the session's server for PostgreSQL (dropped afterwards)."""
+    if engine == "sqlite":
+        yield None
+        return
+    cluster: PostgresCluster = request.getfixturevalue("pg_cluster")
+    url = cluster.new_database()
+    try:
+        yield url
+    finally:
+        from backend.db import dispose_engines
+
+        dispose_engines(url)
+        cluster.drop_database(url)
+
+
+@pytest.fixture
+def ws(tmp_path: Path, db_url: str | None) -> Workspace:
+    workspace = Workspace(tmp_path / "home", db_url).ensure()
     migrate(workspace)
     return workspace
 

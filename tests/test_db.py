@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import sqlalchemy
@@ -20,10 +22,20 @@ from backend.captions import (
     review_caption,
     revise_human_caption,
 )
-from backend.db import alembic_config, current_revision, head_revision, migrate, read_session, write_session
+from backend.db import (
+    alembic_config,
+    current_revision,
+    dispose_engines,
+    head_revision,
+    migrate,
+    read_session,
+    write_session,
+)
 from backend.models import Caption, Dataset, Image
 from backend.users import add_user
-from backend.workspace import Workspace
+from backend.workspace import DB_URL_ENV, Workspace
+
+pytestmark = pytest.mark.both_engines
 
 
 def _image(ws: Workspace, n: int = 1) -> list[int]:
@@ -57,7 +69,9 @@ def test_fresh_workspace_is_at_the_newest_migration(ws: Workspace) -> None:
         assert s.exec(sqlalchemy.text("SELECT count(*) FROM alembic_version")).one()[0] == 1
 
 
-def test_a_database_at_the_newest_migration_starts_without_alembic(ws: Workspace) -> None:
+def test_a_database_at_the_newest_migration_starts_without_alembic(
+    ws: Workspace, engine: str, request: pytest.FixtureRequest
+) -> None:
     """The studio's start-up skips alembic (a slow import) when nothing is to migrate; the head
     it reads from the migration files is alembic's own."""
     assert head_revision() == ScriptDirectory.from_config(alembic_config(ws.db_url)).get_current_head()
@@ -67,19 +81,34 @@ def test_a_database_at_the_newest_migration_starts_without_alembic(ws: Workspace
         "from backend.workspace import Workspace; migrate(Workspace(Path(sys.argv[1]))); "
         "print('alembic' in sys.modules)"
     )
-    at_head = subprocess.run([sys.executable, "-c", code, str(ws.home)], capture_output=True, text=True, check=True)
-    assert at_head.stdout.strip() == "False"
-    new_home = ws.home.parent / "new-home"  # a new workspace: alembic creates the schema
-    fresh = subprocess.run([sys.executable, "-c", code, str(new_home)], capture_output=True, text=True, check=True)
-    assert fresh.stdout.strip() == "True"
-    assert current_revision(Workspace(new_home)) == head_revision()
+
+    def start(home: Path, url: str | None) -> str:
+        env = {k: v for k, v in os.environ.items() if k != DB_URL_ENV} | ({DB_URL_ENV: url} if url else {})
+        done = subprocess.run([sys.executable, "-c", code, str(home)], capture_output=True, text=True, env=env)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    assert start(ws.home, ws.db) == "False"
+    # a new workspace (an empty database): alembic creates the schema
+    new_url = request.getfixturevalue("pg_cluster").new_database(template=None) if engine == "postgresql" else None
+    new_home = ws.home.parent / "new-home"
+    assert start(new_home, new_url) == "True"
+    assert current_revision(Workspace(new_home, new_url)) == head_revision()
+    if new_url:
+        dispose_engines(new_url)
 
 
-def test_sqlite_runs_in_wal_mode_with_foreign_keys_and_busy_timeout(ws: Workspace) -> None:
+def test_sqlite_runs_in_wal_mode_with_foreign_keys_and_busy_timeout(ws: Workspace, engine: str) -> None:
+    """SQLite: WAL, foreign keys on, a busy timeout. PostgreSQL: foreign keys are always on; its
+    sessions work in UTC and wait for a lock no longer than SQLite's busy timeout."""
     with read_session(ws) as s:
-        assert s.exec(sqlalchemy.text("PRAGMA journal_mode")).one()[0] == "wal"
-        assert s.exec(sqlalchemy.text("PRAGMA foreign_keys")).one()[0] == 1
-        assert s.exec(sqlalchemy.text("PRAGMA busy_timeout")).one()[0] >= 5000
+        if engine == "sqlite":
+            assert s.exec(sqlalchemy.text("PRAGMA journal_mode")).one()[0] == "wal"
+            assert s.exec(sqlalchemy.text("PRAGMA foreign_keys")).one()[0] == 1
+            assert s.exec(sqlalchemy.text("PRAGMA busy_timeout")).one()[0] >= 5000
+        else:
+            assert s.exec(sqlalchemy.text("SHOW timezone")).one()[0] == "UTC"
+            assert s.exec(sqlalchemy.text("SHOW lock_timeout")).one()[0] == "30s"
     with pytest.raises(sqlalchemy.exc.IntegrityError), write_session(ws) as s:
         s.add(Caption(image_id=999_999, kind="alttext", text="orphan"))
         s.flush()
