@@ -254,7 +254,9 @@ def head_revision() -> str | None:
     """
     revisions, parents = set(), set()
     for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
-        found = dict((bool(down), rev) for down, rev in _REVISION_LINE.findall(path.read_text(encoding="utf-8")))
+        found = dict(
+            (bool(down), rev) for down, rev in _REVISION_LINE.findall(path.read_text(encoding="utf-8"))
+        )
         if not found:
             continue  # not a migration (e.g. __init__.py)
         if False not in found:

@@ -62,15 +62,17 @@ ENGINES = ("sqlite", "postgresql")
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "both_engines: run the test's workspace (the ws fixture) on SQLite and on PostgreSQL",
+        "engines(*names): run the test's workspace (the ws fixture) on each engine named "
+        "(sqlite, postgresql; none named: both)",
     )
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Tests marked ``both_engines`` (a module's ``pytestmark``, or one test) that use ``ws`` or
-    ``engine`` run once per engine; the others keep the embedded default alone."""
-    if "engine" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_engines"):
-        metafunc.parametrize("engine", ENGINES, indirect=True)
+    """Tests marked ``engines`` (a module's ``pytestmark``, or one test: the closest wins) that use
+    ``ws`` or ``engine`` run once per engine named; the others keep the embedded default alone."""
+    marker = metafunc.definition.get_closest_marker("engines")
+    if "engine" in metafunc.fixturenames and marker is not None:
+        metafunc.parametrize("engine", marker.args or ENGINES, indirect=True)
 
 
 @pytest.fixture

@@ -113,7 +113,9 @@ class PostgresCluster:
 
     def stop(self) -> None:
         with contextlib.suppress(PostgresUnavailable, subprocess.TimeoutExpired):
-            self._server(str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", "immediate", "-w", "stop")
+            self._server(
+                str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", "immediate", "-w", "stop"
+            )
         shutil.rmtree(self.root, ignore_errors=True)
 
     def execute(self, *statements: str, database: str = "postgres") -> None:
@@ -142,7 +144,12 @@ class PostgresCluster:
 
 
 # Settings for a throwaway test cluster: nothing here must survive a crash, so nothing is synced.
-TEST_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off", "max_connections": "300"}
+TEST_SETTINGS = {
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "max_connections": "300",
+}
 
 
 def start_cluster(settings: dict[str, str] | None = None) -> PostgresCluster:

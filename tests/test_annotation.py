@@ -22,6 +22,8 @@ from backend.models import AnnotationItem, Assignment, Caption, CaptionStatus, D
 from backend.users import add_user
 from backend.workspace import Workspace
 
+pytestmark = pytest.mark.engines("sqlite", "postgresql")
+
 ALTS = [
     "",
     "IMG_0042.jpg",
@@ -208,6 +210,54 @@ def test_concurrent_claims_never_double_hold(ws: Workspace) -> None:
     assert sum(ids.count(None) for ids in results.values()) == 24 - 12
 
 
+@pytest.mark.engines("postgresql")
+def test_a_claim_in_flight_does_not_hold_up_another_annotator(ws: Workspace, team: dict[str, int]) -> None:
+    """PostgreSQL: while one annotator's claim is still uncommitted, another annotator's claim goes
+    past the image being claimed (SKIP LOCKED) and returns at once instead of queueing behind it
+    (under one database-wide write lock it would wait, here until lock_timeout failed it)."""
+    from backend.annotation.claims import _claim_new
+    from backend.annotation.common import DEFAULT_CLAIM_TTL, load_set, lock_annotator
+
+    make_dataset(ws, n=4)
+    aset = ann.create_annotation_set(ws, dataset="shapes", name="inflight", size=4)
+    with write_session(ws, concurrent=True) as s:  # ann's claim, held open
+        lock_annotator(s, team["ann"])
+        first = _claim_new(s, load_set(s, aset.id), team["ann"], claim_cutoff(DEFAULT_CLAIM_TTL))
+        assert first is not None
+        other = ann.next_item(ws, aset.id, team["bob"])  # another connection, while ann's is open
+    assert other is not None and other.image_id != first.image_id
+    assert sorted(holders(ws, aset.id).values()) == [1, 1]
+
+
+def test_one_annotator_asking_in_many_tabs_at_once_holds_one_image(
+    ws: Workspace, team: dict[str, int]
+) -> None:
+    """Ten requests of one annotator at once (tabs, double clicks) all get the same image: the
+    annotator's requests run in turn, so the second sees the claim of the first."""
+    make_dataset(ws, n=12)
+    aset = ann.create_annotation_set(ws, dataset="shapes", name="tabs", size=12)
+    barrier = threading.Barrier(10)
+    got: list[int | None] = []
+    errors: list[BaseException] = []
+
+    def ask() -> None:
+        try:
+            barrier.wait()
+            view = ann.next_item(ws, aset.id, team["ann"])
+            got.append(view.image_id if view else None)
+        except BaseException as exc:  # noqa: BLE001 - asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=ask) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(set(got)) == 1 and None not in got
+    assert sum(holders(ws, aset.id).values()) == 1
+
+
 def test_overlap_two_allows_exactly_two(ws: Workspace, team: dict[str, int]) -> None:
     make_dataset(ws, n=3)
     aset = ann.create_annotation_set(ws, dataset="shapes", name="agree", size=1, overlap=2)
@@ -347,9 +397,9 @@ def test_drafts_persist_and_submit_appends_revisions(ws: Workspace, team: dict[s
     ann.save_draft(ws, view.image_id, team["ann"], "a red", "")
     ann.save_draft(ws, view.image_id, team["ann"], "a red circle", "a red circle on blue")
     # a new process would see the same: drafts live in the database
-    from backend.db import engines
+    from backend.db import dispose_engines
 
-    engines.cache_clear()
+    dispose_engines(ws.db_url)
     again = ann.next_item(ws, aset.id, team["ann"])
     assert again.image_id == view.image_id
     assert (again.draft_short, again.draft_long) == ("a red circle", "a red circle on blue")

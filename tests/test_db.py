@@ -35,7 +35,7 @@ from backend.models import Caption, Dataset, Image
 from backend.users import add_user
 from backend.workspace import DB_URL_ENV, Workspace
 
-pytestmark = pytest.mark.both_engines
+pytestmark = pytest.mark.engines("sqlite", "postgresql")
 
 
 def _image(ws: Workspace, n: int = 1) -> list[int]:
@@ -84,13 +84,17 @@ def test_a_database_at_the_newest_migration_starts_without_alembic(
 
     def start(home: Path, url: str | None) -> str:
         env = {k: v for k, v in os.environ.items() if k != DB_URL_ENV} | ({DB_URL_ENV: url} if url else {})
-        done = subprocess.run([sys.executable, "-c", code, str(home)], capture_output=True, text=True, env=env)
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(home)], capture_output=True, text=True, env=env
+        )
         assert done.returncode == 0, done.stderr
         return done.stdout.strip()
 
     assert start(ws.home, ws.db) == "False"
     # a new workspace (an empty database): alembic creates the schema
-    new_url = request.getfixturevalue("pg_cluster").new_database(template=None) if engine == "postgresql" else None
+    new_url = (
+        request.getfixturevalue("pg_cluster").new_database(template=None) if engine == "postgresql" else None
+    )
     new_home = ws.home.parent / "new-home"
     assert start(new_home, new_url) == "True"
     assert current_revision(Workspace(new_home, new_url)) == head_revision()

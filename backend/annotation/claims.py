@@ -2,9 +2,20 @@
 
 An item holds at most ``overlap`` assignments that hold a slot (submitted, or a live claim —
 the rule is in :mod:`backend.annotation.liveness`), so with overlap 1 two annotators never
-hold the same image. Claims run inside :func:`backend.db.write_session`, whose ``BEGIN
-IMMEDIATE`` serialises writers, so the count-then-insert is race-free on SQLite (PostgreSQL
-takes the advisory lock of :func:`backend.annotation.common.serialise_set`).
+hold the same image.
+
+Why the count-then-insert is race-free on each engine: on SQLite the claim runs in a ``BEGIN
+IMMEDIATE`` write session, alone among writers. On PostgreSQL claims of different annotators run
+at once (``write_session(concurrent=True)``): the candidate item is locked with ``SELECT ... FOR
+NO KEY UPDATE``, its slots are counted again once the lock is held (the search read an older
+snapshot, possibly from before a claim that committed while it ran), and the lock is kept to the
+commit, so no two claimers count the same item at once. With overlap 1 the lock is taken ``SKIP
+LOCKED``: an item someone is claiming right now will be theirs, so the next annotator goes
+straight to the following one instead of queueing. With overlap > 1 the claim waits for it
+instead, so items still fill up in set order (two annotators on the same image is the point).
+An item found full is let go at once (its savepoint is rolled back), so a claim holds at most
+one item lock and two claims cannot deadlock. :func:`lock_annotator` keeps one annotator's
+requests in order (two tabs must not claim two images).
 """
 
 from __future__ import annotations
@@ -19,11 +30,11 @@ from backend.annotation.common import (
     DEFAULT_CLAIM_TTL,
     SUBMITTED,
     load_set,
+    lock_annotator,
     log,
     require_user,
-    serialise_set,
 )
-from backend.annotation.liveness import claim_cutoff, renew_claims, slots_taken, still_holds
+from backend.annotation.liveness import claim_cutoff, live_count, renew_claims, slots_taken, still_holds
 from backend.annotation.views import ItemView, build_view
 from backend.db import write_session
 from backend.models import (
@@ -51,15 +62,29 @@ def _claim_new(
     )
     mine = exists().where(Assignment.item_id == AnnotationItem.id, Assignment.annotator_id == annotator_id)
     my_draft = exists().where(Draft.image_id == AnnotationItem.image_id, Draft.annotator_id == annotator_id)
-    item = session.exec(
-        select(AnnotationItem)
-        .where(AnnotationItem.set_id == aset.id, ~mine, live < aset.overlap)
-        # an image the annotator already has a draft for (a lapsed claim) first, then set order
-        .order_by(my_draft.desc(), AnnotationItem.position)
-        .limit(1)
-    ).first()
-    if item is None:
-        return None
+    full: list[int] = []  # items found full once locked (a claim committed while we searched)
+    while True:
+        query = (
+            select(AnnotationItem)
+            .where(AnnotationItem.set_id == aset.id, ~mine, live < aset.overlap)
+            # an image the annotator already has a draft for (a lapsed claim) first, then set order
+            .order_by(my_draft.desc(), AnnotationItem.position)
+            .limit(1)
+            # FOR NO KEY UPDATE OF annotationitem [SKIP LOCKED] on PostgreSQL; nothing on SQLite
+            .with_for_update(of=AnnotationItem, key_share=True, skip_locked=aset.overlap == 1)
+        )
+        if full:
+            query = query.where(col(AnnotationItem.id).not_in(full))
+        savepoint = session.begin_nested()
+        item = session.exec(query).first()
+        if item is None:
+            savepoint.commit()
+            return None
+        if live_count(session, item, cutoff) < aset.overlap:  # counted again under the lock
+            break
+        full.append(item.id)  # type: ignore[arg-type]
+        savepoint.rollback()  # lets the item's lock go: a claim never holds two
+    savepoint.commit()
     _release_stale(session, aset, item, cutoff)
     now = utcnow()
     session.add(
@@ -76,6 +101,9 @@ def _release_stale(session: Session, aset: AnnotationSet, item: AnnotationItem, 
             select(Assignment)
             .where(Assignment.item_id == item.id, col(Assignment.state).in_((ACTIVE, SUBMITTED)))
             .order_by(Assignment.updated_at)
+            # locked before liveness is asked: a holder renewing its claim right now (a draft save)
+            # either commits first and is seen live, or waits and finds its claim released
+            .with_for_update()
         )
     )
     excess = len(held) + 1 - aset.overlap
@@ -143,10 +171,10 @@ def next_item(
     never held and that has fewer than ``overlap`` live assignments (submitted, or active
     within ``ttl``). ``None`` when nothing is left for this annotator.
     """
-    with write_session(ws) as s:
+    with write_session(ws, concurrent=True) as s:
         aset = load_set(s, set_id)
         require_user(s, annotator_id)
-        serialise_set(s, aset.id)
+        lock_annotator(s, annotator_id)
         item = active_item(s, aset.id, annotator_id)
         if item is not None:  # returning to the image is activity: the claim stays live
             renew_claims(s, annotator_id, item.image_id, utcnow(), item_id=item.id)

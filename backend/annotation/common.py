@@ -7,9 +7,10 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, text
+from sqlalchemy import and_
 from sqlmodel import Session, col, select
 
+from backend.db import lock
 from backend.models import (
     AnnotationItem,
     AnnotationSet,
@@ -79,12 +80,19 @@ def assignment_of(session: Session, item_id: int, annotator_id: int) -> Assignme
     ).first()
 
 
-def serialise_set(session: Session, set_id: int) -> None:
-    """Serialise claims within one set. SQLite needs nothing (``BEGIN IMMEDIATE`` already
-    holds the write lock); PostgreSQL gets a transaction-scoped advisory lock."""
-    bind = session.get_bind()
-    if bind.dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:a, :b)"), {"a": 0x5EC0, "b": int(set_id)})
+def lock_annotator(session: Session, annotator_id: int) -> None:
+    """One annotator's annotation writes run one at a time (two tabs, a double click, autosave
+    racing submit), as every write does on SQLite; different annotators' run side by side on
+    PostgreSQL. Taken first, before any row lock, in every concurrent annotation session."""
+    lock(session, "annotation-annotator", int(annotator_id))
+
+
+def lock_item(session: Session, item: AnnotationItem) -> None:
+    """Hold ``item``'s row (FOR NO KEY UPDATE on PostgreSQL; SQLite's write lock already covers
+    it) so its slots can be counted and taken without another claim counting at the same time."""
+    session.exec(
+        select(AnnotationItem.id).where(AnnotationItem.id == item.id).with_for_update(key_share=True)
+    )
 
 
 def require_user(session: Session, user_id: int) -> User:

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from sqlmodel import Session, select
 
-from backend.annotation.common import LONG, SHORT, AnnotationError, check_length, require_user
+from backend.annotation.common import (
+    LONG,
+    SHORT,
+    AnnotationError,
+    check_length,
+    lock_annotator,
+    require_user,
+)
 from backend.annotation.liveness import renew_claims
 from backend.captions import current_human_caption
 from backend.db import read_session, write_session
@@ -34,10 +41,11 @@ def save_draft(
     long_text = long_text or ""
     check_length("short caption", short_text)
     check_length("long caption", long_text)
-    with write_session(ws) as s:
+    with write_session(ws, concurrent=True) as s:
         if s.get(Image, image_id) is None:
             raise AnnotationError(f"image {image_id} does not exist")
         require_user(s, annotator_id)
+        lock_annotator(s, annotator_id)  # autosaves of one annotator upsert their draft in turn
         now = utcnow()
         renew_claims(s, annotator_id, image_id, now)
         draft = draft_of(s, image_id, annotator_id)

@@ -21,9 +21,10 @@ from backend.annotation.common import (
     check_length,
     load_item,
     load_set,
+    lock_annotator,
+    lock_item,
     log,
     require_user,
-    serialise_set,
 )
 from backend.annotation.drafts import draft_of, save_draft
 from backend.annotation.liveness import claim_cutoff, live_count
@@ -76,17 +77,19 @@ def submit(
     check_length("short caption", short_text)
     check_length("long caption", long_text)
     try:
-        with write_session(ws) as s:
+        with write_session(ws, concurrent=True) as s:
             aset = load_set(s, set_id)
             require_user(s, annotator_id)
-            serialise_set(s, aset.id)
+            lock_annotator(s, annotator_id)
             item = load_item(s, set_id, image_id)
             assignment = assignment_of(s, item.id, annotator_id)
             now = utcnow()
             if assignment is not None and assignment.state == SKIPPED:
                 raise AnnotationError("you skipped this image; it can no longer be submitted")
             if assignment is None:
-                # the claim lapsed and was released: take a slot again if one is free
+                # the claim lapsed and was released: take a slot again if one is free, counted
+                # under the item's lock as a claim counts (see backend.annotation.claims)
+                lock_item(s, item)
                 if live_count(s, item, claim_cutoff(ttl, now)) >= aset.overlap:
                     raise ClaimLost(
                         "this image was handed to another annotator after your claim lapsed "
@@ -116,9 +119,10 @@ def skip(ws: Workspace, set_id: int, image_id: int, annotator_id: int, reason: s
     they submitted. The reason is written to the log (the schema has no column for it);
     any draft is kept.
     """
-    with write_session(ws) as s:
+    with write_session(ws, concurrent=True) as s:
         load_set(s, set_id)
         require_user(s, annotator_id)
+        lock_annotator(s, annotator_id)
         item = load_item(s, set_id, image_id)
         assignment = assignment_of(s, item.id, annotator_id)
         if assignment is not None and assignment.state == SUBMITTED:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import create_engine, pool
+from sqlalchemy import create_engine, pool, text
 from sqlmodel import SQLModel
 
 import backend.arena.models  # noqa: F401 - arena campaigns, pairs, tickets and judgments (migration 0005)
@@ -11,6 +11,7 @@ import backend.evaluation  # noqa: F401 - automatic metrics of generated images 
 import backend.jobs.models  # noqa: F401 - the job system's tables (migration 0002)
 import backend.models  # noqa: F401 - registers the tables on SQLModel.metadata
 import backend.scores  # noqa: F401 - caption scores (migration 0003)
+from backend.db import lock_key
 
 config = context.config
 target_metadata = SQLModel.metadata
@@ -29,6 +30,11 @@ def run_migrations() -> None:
             render_as_batch=connection.dialect.name == "sqlite",
         )
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                # two processes starting at once (the studio and a runner) migrate one after the
+                # other: the second finds the schema at head and does nothing
+                key = lock_key("recap-studio", "migrate")
+                connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
             context.run_migrations()
         connection.commit()
     engine.dispose()
