@@ -17,7 +17,7 @@ import typer
 from rich.table import Table
 
 from backend.db import migrate
-from backend.workspace import Workspace, open_workspace
+from backend.workspace import DB_URL_ENV, Workspace, open_workspace
 from studio.console import fail, out, progress_bar
 
 app = typer.Typer(help="RECAP Studio: recaptioning workflow for text-to-image models.", no_args_is_help=True)
@@ -41,8 +41,25 @@ def main(
         str | None,
         typer.Option("--home", help="Workspace folder (default: $RECAP_STUDIO_HOME or ~/recap-studio)."),
     ] = None,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db",
+            help="Database URL, e.g. postgresql://user:password@host:5432/studio for a team "
+            "(default: $RECAP_STUDIO_DB_URL, else the folder's own SQLite studio.db).",
+        ),
+    ] = None,
 ) -> None:
     State.home = home
+    if db:
+        from backend.db import normalise_url
+
+        try:
+            normalise_url(db)
+        except ValueError as exc:
+            raise fail(str(exc)) from None
+        # through the environment: job runners started from here must open the same database
+        os.environ[DB_URL_ENV] = db
 
 
 @app.command("import")
@@ -211,6 +228,43 @@ def serve(
     ws = _ws()
     out.print(f"RECAP Studio on http://{host}:{port}  (workspace {ws.home})")
     serve_app(ws, host=host, port=port, session_hours=session_hours, max_upload=max_upload_mb)
+
+
+@app.command("migrate")
+def migrate_cmd(
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to",
+            help="The empty database to copy into: postgresql://user:password@host/db, sqlite:///path/studio.db, "
+            "or a workspace folder (its studio.db).",
+        ),
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the per-table counts as JSON.")] = False,
+) -> None:
+    """Copy this workspace's database (see --db) into another engine, every table's count checked.
+
+    SQLite to PostgreSQL for a team, and back. The images, runs and exports stay in the workspace
+    folder; afterwards start the studio with --db (or $RECAP_STUDIO_DB_URL) set to the new database.
+    """
+    from backend.db import DatabaseUnavailable, DatabaseURLError, normalise_url
+    from backend.db_copy import CopyError, copy_database
+
+    source = _ws()
+    try:
+        target_url = normalise_url(to) if "://" in to else Workspace(Path(to).expanduser().resolve()).default_db_url
+        target = Workspace(source.home, target_url)
+        with progress_bar(enabled=not as_json) as update:
+            report = copy_database(source, target, progress=update)
+    except (CopyError, DatabaseURLError, DatabaseUnavailable) as exc:
+        raise fail(str(exc)) from None
+    if as_json:
+        print(json.dumps(report.as_dict()))
+        return
+    table = Table("table", "rows", title=f"{report.source} -> {report.target}: {report.total} rows, counts equal")
+    for name, n in report.rows.items():
+        table.add_row(name, str(n))
+    out.print(table)
 
 
 @app.command()
