@@ -349,14 +349,29 @@ def eval_records(ws: Workspace, run_id: int) -> list[dict[str, Any]]:
             "model": r.model,
             "weights": r.weights,
             "reference": r.reference,
+            # issue 11: the 95% interval over prompts and the mismatched-prompt chance level, in
+            # the stored metric's own units (R-precision in %)
+            **_interval_of(r.metric, r.details),
         }
         for r in rows
     ]
 
 
+def _interval_of(metric: str, details: dict[str, Any] | None) -> dict[str, Any]:
+    interval = (details or {}).get("interval") or {}
+    scale = 100.0 if metric in ("r_precision", "r_precision_all") else 1.0  # stored in %, interval 0-1
+
+    def num(key: str) -> float | None:
+        value = interval.get(key)
+        return None if value is None else float(value) * scale
+
+    return {"lower": num("lower"), "upper": num("upper"), "chance": num("chance")}
+
+
 def fmt_metric(record: dict[str, Any]) -> str:
-    """``31.2 ± 0.41 (n=40)``: a metric with its standard error where it has one; KID with its
-    standard deviation over subsets, ``0.0123 (s.d. over subsets 0.004, n=40)``."""
+    """``31.2 ± 0.41 [30.4, 32.0] (chance 18.1, n=40)``: a metric with its standard error where it
+    has one, its 95% interval over prompts and mismatched-prompt chance level where stored; KID
+    with its standard deviation over subsets, ``0.0123 (s.d. over subsets 0.004, n=40)``."""
     value = record.get("value")
     if value is None or not isinstance(value, (int, float)) or not math.isfinite(value):
         return "—"
@@ -368,6 +383,12 @@ def fmt_metric(record: dict[str, Any]) -> str:
     spread = record.get("std_over_subsets")
     if isinstance(spread, (int, float)) and math.isfinite(spread):
         notes.append(f"s.d. over subsets {spread:.2g}")
+    lower, upper = record.get("lower"), record.get("upper")
+    if isinstance(lower, (int, float)) and isinstance(upper, (int, float)):
+        text += f" [{lower:.4g}, {upper:.4g}]"
+    chance = record.get("chance")
+    if isinstance(chance, (int, float)) and math.isfinite(chance):
+        notes.append(f"chance {chance:.3g}")
     if record.get("n"):
         notes.append(f"n={record['n']}")
     return f"{text} ({', '.join(notes)})" if notes else text

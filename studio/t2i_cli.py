@@ -40,11 +40,19 @@ def _generate_line(_ws: Workspace, run: jobs.Run, summary: dict[str, Any]) -> st
 
 
 def eval_summary(ws: Workspace, run: jobs.Run) -> dict[str, Any]:
-    """The ``eval --json`` line: the aggregate metrics, one record per checkpoint × regime × metric."""
+    """The ``eval --json`` line: ``metrics`` — one entry per checkpoint × regime (one for
+    ``--images``), each metric by name as ``{value, lower, upper, n, chance}``
+    (:mod:`backend.eval_contract`) — and ``results``, one record per checkpoint × regime × metric."""
+    from backend.eval_contract import contract
+    from backend.evaluation import result_details
+
     return {
         "run_id": run.id,
         "kind": run.kind,
         "status": run.status,
+        "dataset": run.config.get("dataset") or None,
+        "images": run.config.get("images") or None,
+        "metrics": contract(result_details(ws, int(run.id))),  # type: ignore[arg-type]
         "results": run_forms.eval_records(ws, int(run.id)),  # type: ignore[arg-type]
         "message": run.message,
     }

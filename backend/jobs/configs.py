@@ -630,7 +630,28 @@ class GenerateConfig:
             )
 
 
-EVAL_METRICS = ("clip_score", "r_precision", "r_precision_all", "fid", "kid")
+EVAL_METRICS = (
+    "clip_score",
+    "r_precision",
+    "r_precision_all",
+    "fid",
+    "kid",
+    # issue 11: detector-based compositional metrics (training.detectors + backend.compositional)
+    "soa_c",
+    "soa_i",
+    "ca",
+    "pa_det",
+    "pa_clip",
+    "geneval",
+    "o_fid",
+)
+#: shorthands accepted in ``metrics`` (``--metrics soa,ca,pa,geneval``), expanded when validated
+EVAL_METRIC_ALIASES = {"soa": ("soa_c", "soa_i"), "pa": ("pa_det", "pa_clip")}
+#: metrics that read a detector's boxes
+DETECTOR_METRICS = ("soa_c", "soa_i", "ca", "pa_det", "geneval", "o_fid")
+#: metrics that read CLIP features (TISE's CLIP form of PA among them)
+CLIP_EVAL_METRICS = ("clip_score", "r_precision", "r_precision_all", "pa_clip")
+DETECTORS = ("oracle", "oracle:demo", "oracle:miniature")
 # torchvision Inception-v3 pool features, or the open_clip image embedding
 FID_EXTRACTORS = ("inception", "clip")
 
@@ -641,21 +662,70 @@ class T2IEvalConfig:
 
     CLIP-S (100 × cosine with the prompt) and CLIP R-precision (is the image's own prompt the
     best match against 99 random other prompts of the set, the standard protocol; ``r_precision_all``
-    ranks it among all prompts of the set) with open_clip ``clip_model``/``clip_pretrained``;
+    ranks it among all prompts of the set) with ``clip_model``/``clip_pretrained`` (open_clip, or
+    a transformers CLIPModel folder / hub id such as a 248-position LongCLIP);
     FID and KID against the images of ``reference_dataset`` with a declared feature
     ``extractor`` whose weights are a local file (nothing is downloaded).
+
+    Issue 11: with a ``detector`` (``oracle`` for the demo world, or a transformers detector
+    folder / hub id), SOA-C, SOA-I, CA, PA (detector form ``pa_det``; TISE's CLIP form
+    ``pa_clip``), GenEval (overall and per tag) and O-FID (FID on object crops) against each
+    image's structured prompt: the one the generation stored with the image, else the entry of
+    ``prompts`` with the same text, else what the caption extractor reads in the raw prompt.
+    Instead of ``dataset``, ``images`` scores a folder of images made elsewhere against
+    ``prompts`` (file names from a ``file`` field, else line order). Every metric is stored
+    with its 95% bootstrap interval over prompts and its mismatched-prompt baseline.
     """
 
-    dataset: str = _dataset(
-        "Dataset of generated images (generated-run-<id>).",
-        ref="dataset:generated",
+    dataset: str = opt(
+        "",
         label="Generated dataset",
+        help="Dataset of generated images (generated-run-<id>); or give images instead.",
+        ref="dataset:generated",
     )
     metrics: list[str] = opt(
         label="Metrics",
-        help="Metrics to compute.",
+        help="Metrics to compute (soa = soa_c,soa_i; pa = pa_det,pa_clip).",
         choices=EVAL_METRICS,
         default_factory=lambda: ["clip_score", "r_precision"],
+    )
+    detector: str = opt(
+        "",
+        label="Detector (SOA, CA, PA, GenEval, O-FID)",
+        help="oracle (demo world), oracle:miniature, or a transformers detector folder / hub id "
+        "(closed or open vocabulary).",
+        choices=DETECTORS,
+        open_choices=True,
+    )
+    images: str = opt(
+        "",
+        label="Images folder (made elsewhere)",
+        help="Score a folder of images made elsewhere instead of a dataset (needs prompts).",
+        ref="file",
+        group="advanced",
+    )
+    prompts: str = opt(
+        "",
+        label="Structured prompts",
+        help="Structured prompt set (JSONL: ours or GenEval's; COCO captions; plain list read by the "
+        "extractor) or a shipped set's name; with images: one entry per image (file field or line order).",
+        ref="prompt_set",
+        group="advanced",
+    )
+    bootstrap_rounds: int = opt(
+        1000,
+        label="Bootstrap rounds",
+        help="Resamples of the prompts for the 95% intervals.",
+        group="advanced",
+        minimum=10,
+        maximum=100000,
+    )
+    seed: int = opt(
+        0,
+        label="Seed (bootstrap, mismatched baseline)",
+        help="Seed of the bootstrap and of the mismatched-prompt derangement.",
+        group="advanced",
+        minimum=0,
     )
     clip_model: str = opt("ViT-B-32", label="CLIP model (open_clip)", help="open_clip model.")
     clip_pretrained: str = opt(
@@ -693,13 +763,30 @@ class T2IEvalConfig:
     torch_threads: int = _threads()
 
     def validate(self) -> None:
-        require_name("dataset", self.dataset, "the dataset of generated images (generated-run-<id>)")
+        if self.images.strip() and self.dataset.strip():
+            raise ConfigError("give either dataset (generated images) or images (a folder), not both")
+        if self.images.strip():
+            if not self.prompts.strip():
+                raise ConfigError(
+                    "images needs prompts: a structured prompt file naming each image (file field) or "
+                    "listing them in the folder's sorted file-name order"
+                )
+        else:
+            require_name("dataset", self.dataset, "the dataset of generated images (generated-run-<id>)")
+        expanded = [m for name in self.metrics for m in EVAL_METRIC_ALIASES.get(name, (name,))]
+        self.metrics = expanded
         if not self.metrics:
             raise ConfigError(f"metrics must name at least one of {', '.join(EVAL_METRICS)}")
         if len(set(self.metrics)) != len(self.metrics):
             raise ConfigError(f"metrics lists a metric twice: {self.metrics}")
-        if {"fid", "kid"} & set(self.metrics) and not self.reference_dataset:
-            raise ConfigError("fid/kid need reference_dataset: a dataset of real images to compare with")
+        if {"fid", "kid", "o_fid"} & set(self.metrics) and not self.reference_dataset:
+            raise ConfigError("fid/kid/o_fid need reference_dataset: a dataset of real images to compare with")
+        needs_detector = [m for m in self.metrics if m in DETECTOR_METRICS]
+        if needs_detector and not self.detector.strip():
+            raise ConfigError(
+                f"{', '.join(needs_detector)} need a detector: oracle (demo world), oracle:miniature, or a "
+                "transformers detector folder / hub id"
+            )
         require_name("clip_model", self.clip_model)
         require_name("clip_pretrained", self.clip_pretrained)
 
@@ -805,10 +892,13 @@ KINDS: dict[str, JobKind] = {
             config=T2IEvalConfig,
             module="training.jobs.t2i_eval",
             title="Evaluate generated images",
-            help="Automatic metrics (CLIP score, R-precision, FID, KID) per checkpoint × prompt regime.",
+            help="Automatic metrics (CLIP score, R-precision, FID, KID; with a detector SOA, CA, PA, GenEval, "
+            "O-FID) per checkpoint × prompt regime.",
             intro="CLIP score and CLIP R-precision against each image's prompt; FID/KID against a dataset "
-            "of real images. Results appear in **Results → Automatic metrics**.",
-            summary=lambda c: f"{c['dataset']}: {_names(c['metrics'], 5)}",
+            "of real images; with a detector, SOA-C/SOA-I, CA, PA, GenEval and O-FID against each image's "
+            "structured prompt, with 95% intervals and the mismatched-prompt baseline. Results appear in "
+            "**Results → Automatic metrics**.",
+            summary=lambda c: f"{c['dataset'] or c.get('images', '')}: {_names(c['metrics'], 5)}",
             cli_command=("eval",),
             api_name="launch_t2i_eval",
             button="Start evaluation",

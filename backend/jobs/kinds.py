@@ -109,10 +109,12 @@ def local_file_or_tag(value: str) -> str:
 
 def resolve_prompt_set(ws: Workspace, ref: str) -> str:
     """A shipped prompt set's name as given, or an existing prompt file as its absolute path."""
+    from backend.compositional.loaders import builtin_sets
     from backend.prompt_sets import builtin_prompt_sets
 
     ref = ref.strip()
-    shipped = builtin_prompt_sets()
+    # plain sets (assets/prompts/*.csv|tsv|txt) and structured ones (assets/prompts/*.jsonl)
+    shipped = {**builtin_prompt_sets(), **builtin_sets()}
     if ref in shipped:
         return ref
     for candidate in (Path(ref).expanduser(), ws.home / ref):
@@ -120,5 +122,5 @@ def resolve_prompt_set(ws: Workspace, ref: str) -> str:
             return str(candidate.resolve())
     raise ConfigError(
         f"prompts {ref!r} is neither a shipped prompt set ({', '.join(shipped) or 'none'}) nor an "
-        "existing file (PartiPrompts TSV, DrawBench CSV, CSV with a prompt column, or TXT)"
+        "existing file (PartiPrompts TSV, DrawBench CSV, CSV with a prompt column, TXT, or a structured JSONL)"
     )

@@ -116,16 +116,47 @@ class Plan:
     checkpoints: list[Checkpoint]
     regimes: tuple[str, ...]
     items: list[Item] = field(default_factory=list)
+    # prompt index -> StructuredPrompt.to_json() when the set is structured (issue 11): stored with
+    # every image as meta["generated"]["structured"], so t2i_eval and verdict campaigns know what
+    # the image must show without the prompt file
+    structured: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
 def load_prompts(ref: str) -> PromptSet:
     """A shipped set by name, else a prompt file (the config stores files as absolute paths)."""
+    return load_prompts_and_structure(ref)[0]
+
+
+def is_structured(ref: str) -> bool:
+    """A structured set: a shipped ``assets/prompts/*.jsonl`` name, or a JSONL / COCO JSON file."""
+    from backend.compositional.loaders import builtin_sets
+
+    return ref in builtin_sets() or Path(ref).suffix.lower() in (".jsonl", ".json")
+
+
+def load_prompts_and_structure(ref: str) -> tuple[PromptSet, dict[int, dict[str, Any]]]:
+    """The prompt set and, for structured sets (ours, GenEval's metadata, COCO captions), each
+    prompt's structure by index (its ``tag`` is the prompt's category)."""
     if ref in builtin_prompt_sets():
-        return load_builtin(ref)
+        return load_builtin(ref), {}
+    if is_structured(ref):
+        from backend.compositional.loaders import load_any
+        from backend.compositional.prompts import PromptFormatError
+        from backend.prompt_sets import Prompt
+
+        try:
+            loaded = load_any(ref)
+        except PromptFormatError as exc:
+            raise GenerateError(f"prompts {ref!r}: {exc}") from None
+        prompts = [Prompt(p.prompt, p.tag, line=i + 1) for i, p in enumerate(loaded.prompts)]
+        structure = {i: p.to_json() for i, p in enumerate(loaded.prompts)}
+        return PromptSet(
+            loaded.name, prompts, layout=f"structured:{loaded.layout}", path=loaded.path
+        ), structure
     path = Path(ref).expanduser()
     if not path.is_file():
         raise GenerateError(f"prompts {ref!r} is neither a shipped prompt set nor an existing file")
-    return load_prompt_set(path)
+    return load_prompt_set(path), {}
 
 
 def select_prompts(
@@ -188,7 +219,7 @@ def resolve_checkpoints(ws: Workspace, refs: Sequence[str]) -> list[Checkpoint]:
 
 
 def make_plan(ws: Workspace, cfg: GenerateConfig) -> Plan:
-    prompt_set = load_prompts(cfg.prompts)
+    prompt_set, structure = load_prompts_and_structure(cfg.prompts)
     prompts = select_prompts(prompt_set, cfg.category, cfg.max_prompts)
     regimes = REGIMES[cfg.regime]
     items = [
@@ -197,7 +228,7 @@ def make_plan(ws: Workspace, cfg: GenerateConfig) -> Plan:
         for index, text, category in prompts
         for seed in cfg.seeds
     ]
-    return Plan(prompt_set.name, prompts, resolve_checkpoints(ws, cfg.checkpoints), regimes, items)
+    return Plan(prompt_set.name, prompts, resolve_checkpoints(ws, cfg.checkpoints), regimes, items, structure)
 
 
 def output_dataset(cfg: GenerateConfig, run_id: int) -> str:
@@ -568,6 +599,8 @@ def run(ctx: JobContext) -> None:
                         "scheduler": scheduler,
                         "nsfw_flagged": bool(flagged[i]) if safety is not None and flagged else None,
                     }
+                    if item.prompt_index in plan.structured:  # what the image must show (issue 11)
+                        meta["structured"] = plan.structured[item.prompt_index]
                     made.append(Made(original_key(checkpoint.label, item), image, meta, rewrite))
                 store_batch(ws, dataset_id, ctx.run_id, made, upsample)
                 made_counts[(checkpoint.label, regime)] += len(batch)

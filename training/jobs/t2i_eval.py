@@ -25,6 +25,25 @@ For each (checkpoint, regime) group and each requested metric it stores one
   standard deviation over its random subsets is stored as ``details["std_over_subsets"]``,
   not in ``stderr``: it is the spread of one subset's estimate, not a standard error.
 
+* ``soa_c`` / ``soa_i`` / ``ca`` / ``pa_det`` / ``geneval`` (+ ``geneval:<tag>``) — issue 11's
+  detector metrics (:mod:`backend.compositional.metrics`): a ``detector`` (the demo world's
+  oracle, or a transformers detector) finds the objects each image's structured prompt asks for
+  (:class:`training.compositional_eval.StructureSource` says where that prompt comes from).
+  Proportions in [0, 1]; CA is TISE's counting RMSE (lower is better).
+* ``pa_clip`` — TISE's CLIP form of PA: CLIP prefers the prompt over it with its spatial words
+  swapped.
+* ``o_fid`` — FID between the object crops of the generated images (the boxes of the classes
+  their prompts name) and those the detector finds in ``reference_dataset``.
+
+Every metric's stored ``details["interval"]`` is ``{value, lower, upper, n, chance, ...}``: a 95%
+percentile bootstrap over prompts (the images of one prompt resampled together) and the
+mismatched-prompt baseline (each image scored against another prompt by a seeded
+derangement), in the units of the ``--json`` contract (R-precision as a proportion). FID, KID
+and O-FID compare distributions, not prompts: no interval, no baseline (``null``).
+
+``images`` (instead of ``dataset``) scores a folder of images made elsewhere against ``prompts``
+(one checkpoint named after the folder, regime ``raw``, dataset ``images:<folder>``).
+
 A stop request is honoured between groups (a group's results are stored together).
 Idempotent and resumable: a (checkpoint, regime, metric) this run already stored is skipped
 (the table is unique on run, checkpoint, regime, metric, and rows are inserted with
@@ -40,22 +59,26 @@ import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from sqlmodel import col, select
 
-from backend.clip_tokens import clip_token_count
+from backend.compositional.intervals import MetricValue, cluster_mean
+from backend.compositional.metrics import ScoringSettings, mismatched_assignment
+from backend.compositional.prompts import StructuredPrompt
 from backend.datasets import get_dataset
 from backend.db import read_session, write_session
 from backend.evaluation import EvalResult
-from backend.jobs.configs import T2IEvalConfig, parse_config
+from backend.jobs.configs import CLIP_EVAL_METRICS, DETECTOR_METRICS, T2IEvalConfig, parse_config
 from backend.jobs.context import JobContext
 from backend.models import Caption, Image
 from backend.scores import CLIP_SCORE, insert_scores
 from backend.storage import image_path
 from backend.workspace import Workspace
+from training import compositional_eval as comp
 from training.clip import ClipScorer, load_clip
 from training.data import UnreadableImage, load_rgb, set_torch_threads
 from training.devices import pick_device
@@ -70,6 +93,7 @@ from training.fid import (
 from training.metrics import RPrecision, clip_r_precision
 
 CLIP_METRICS = ("clip_score", "r_precision", "r_precision_all")
+BOX_METRICS = comp.BOX_METRICS  # scored from the detector's boxes
 SIMILARITY_ROWS = 2048  # images per similarity block: bounds memory on COCO-30K-sized sets
 DISTRIBUTION_METRICS = ("fid", "kid")
 Group = tuple[str, str]  # (checkpoint label, regime)
@@ -94,6 +118,7 @@ class GenImage:
     prompt: str
     caption_id: int | None  # its current ``prompt`` caption (CaptionScore attaches there)
     meta: dict[str, Any]
+    structured: StructuredPrompt | None = None  # what the image must show (issue 11), set when needed
 
 
 @dataclass(frozen=True)
@@ -138,6 +163,22 @@ def generated_images(ws: Workspace, dataset: str) -> tuple[list[GenImage], int]:
                 )
             )
     return found, other
+
+
+def folder_images(cfg: T2IEvalConfig) -> list[GenImage]:
+    """``images`` + ``prompts``: images made elsewhere, one checkpoint named after the folder."""
+    found = comp.folder_images(cfg.images, cfg.prompts)
+    label = Path(cfg.images).name or str(cfg.images)
+    return [
+        GenImage(-(i + 1), f.sha256, str(f.path), label, "raw", f.prompt.prompt, None,
+                 {"file": f.path.name, "prompt_set": cfg.prompts}, f.prompt)
+        for i, f in enumerate(found)
+    ]  # fmt: skip
+
+
+def dataset_label(cfg: T2IEvalConfig) -> str:
+    """What EvalResult.dataset says: the generated dataset, or ``images:<folder>``."""
+    return cfg.dataset if not cfg.images else f"images:{cfg.images}"
 
 
 def reference_images(ws: Workspace, dataset: str) -> list[RefImage]:
@@ -233,7 +274,8 @@ class TextFeatures:
             for i in range(0, len(self.prompts), batch_size)
         ]
         self.matrix = np.concatenate(chunks).astype(np.float64)
-        self.truncated = {p for p in self.prompts if clip_token_count(p) > scorer.context_length}
+        # the scorer's own tokenizer and context (77 for open_clip, 248 for a LongCLIP-style model)
+        self.truncated = {p for p in self.prompts if scorer.truncated(p)}
 
 
 # --------------------------------------------------------------------------- the metrics
@@ -316,17 +358,75 @@ def make_extractor(cfg: T2IEvalConfig, scorer: ClipScorer | None, device: torch.
     raise EvalError(f"extractor must be one of {', '.join(EXTRACTORS)} (got {cfg.extractor!r})")
 
 
+def interval_details(mv: MetricValue, cfg: T2IEvalConfig) -> dict[str, Any]:
+    """What the ``--json`` contract reads back (:mod:`backend.eval_contract`)."""
+    return {
+        "interval": mv.as_json(),
+        "interval_method": f"95% percentile bootstrap over prompts, {cfg.bootstrap_rounds} rounds, seed {cfg.seed}",
+        "chance_method": f"mismatched prompts (seeded derangement, seed {cfg.seed})",
+    }
+
+
+def no_interval(value: float, n: int) -> dict[str, Any]:
+    """Distribution metrics (FID, KID, O-FID) compare sets, not prompts: no interval, no baseline."""
+    return {
+        "interval": {"value": value, "lower": None, "upper": None, "n": n, "chance": None},
+        "interval_method": "none: a distance between two image sets, not a mean over prompts",
+    }
+
+
+def prompt_clusters(group: Sequence[GenImage]) -> list[int]:
+    """Each image's raw prompt as an integer: the bootstrap's cluster."""
+    ids: dict[str, int] = {}
+    return [ids.setdefault(im.prompt, len(ids)) for im in group]
+
+
+def load_picture(path: str, log: Any) -> Any:
+    try:
+        return load_rgb(Path(path))
+    except (UnreadableImage, FileNotFoundError) as exc:
+        log.warning("skipping %s: %s", path, exc)
+        return None
+
+
+def clip_identity(scorer: ClipScorer) -> dict[str, Any]:
+    """Which encoder scored (not the config's tag: a transformers model is named by its hash)."""
+    return {
+        "clip_model": scorer.model_name,
+        "clip_pretrained": scorer.pretrained,
+        "clip_backend": scorer.backend,
+        "encoder": scorer.encoder,
+        "context_length": scorer.context_length,
+    }
+
+
+def logit_scale_of(scorer: ClipScorer) -> float:
+    """The model's own softmax temperature (100 for OpenAI CLIP, TISE's setting)."""
+    scale = getattr(scorer.model, "logit_scale", None)
+    try:
+        return float(scale.exp()) if scale is not None else 100.0  # type: ignore[union-attr]
+    except (AttributeError, TypeError, RuntimeError):
+        return 100.0
+
+
 # --------------------------------------------------------------------------- the job
 
 
 def run(ctx: JobContext) -> None:
     cfg: T2IEvalConfig = parse_config("t2i_eval", ctx.config)
     ws, log = ctx.ws, ctx.logger
-    if cfg.extractor not in EXTRACTORS and set(cfg.metrics) & set(DISTRIBUTION_METRICS):
+    if cfg.extractor not in EXTRACTORS and set(cfg.metrics) & {"fid", "kid", "o_fid"}:
         raise EvalError(f"extractor must be one of {', '.join(EXTRACTORS)} (got {cfg.extractor!r})")
     device = pick_device(cfg.device, log)
     threads = set_torch_threads(cfg.torch_threads)
-    images, without_meta = generated_images(ws, cfg.dataset)
+    dataset = dataset_label(cfg)
+    if cfg.images:
+        try:
+            images, without_meta = folder_images(cfg), 0
+        except (comp.StructureError, OSError) as exc:
+            raise EvalError(str(exc)) from None
+    else:
+        images, without_meta = generated_images(ws, cfg.dataset)
     if not images:
         raise EvalError(
             f"dataset {cfg.dataset!r} has no generated images (Image.meta.generated); evaluate a dataset "
@@ -344,22 +444,55 @@ def run(ctx: JobContext) -> None:
     log.info(
         "t2i_eval of %s: %d images in %d groups %s, metrics %s, %d/%d results already stored; device %s, "
         "threads %d",
-        cfg.dataset, len(images), len(groups), list(groups), cfg.metrics, done, total, device, threads,
+        dataset, len(images), len(groups), list(groups), cfg.metrics, done, total, device, threads,
     )  # fmt: skip
     ctx.progress(done, total, f"{done}/{total} results")
     if not todo_metrics:
         log.info("nothing left to evaluate")
         return
 
+    structure: dict[str, Any] = {}
+    if todo_metrics & (set(DETECTOR_METRICS) | {"pa_clip"}):
+        try:
+            source = comp.StructureSource.from_prompts("" if cfg.images else cfg.prompts)
+        except comp.StructureError as exc:
+            raise EvalError(str(exc)) from None
+        images = [im if im.structured else dataclasses.replace(im, structured=source.of(im.prompt, im.meta))
+                  for im in images]  # fmt: skip
+        groups = group_images(images)
+        if cfg.images:  # every image came paired with its entry of the prompts file
+            source.counts["prompts"] = len(images)
+        structure = {"structured_prompt_from": dict(source.counts), "prompts": cfg.prompts or None}
+        log.info("structured prompts: %s", source.counts)
+
     distribution = bool(todo_metrics & set(DISTRIBUTION_METRICS))
-    needs_clip = bool(todo_metrics & set(CLIP_METRICS)) or (distribution and cfg.extractor == "clip")
+    object_fid = "o_fid" in todo_metrics
+    colours = (
+        bool(todo_metrics & {"geneval"})
+        and not cfg.detector.startswith("oracle")
+        and any(o.color for im in images if im.structured for o in im.structured.objects)
+    )
+    needs_clip = (
+        bool(todo_metrics & set(CLIP_EVAL_METRICS))
+        or ((distribution or object_fid) and cfg.extractor == "clip")
+        or colours
+    )
     scorer, extractor = None, None
-    if distribution and cfg.extractor == "inception":
+    if (distribution or object_fid) and cfg.extractor == "inception":
         extractor = make_extractor(cfg, None, device)  # fails at once when the weights are missing
     if needs_clip:
         scorer = load_clip(cfg.clip_model, cfg.clip_pretrained, device=str(device))
-    if distribution and extractor is None:
+    if (distribution or object_fid) and extractor is None:
         extractor = make_extractor(cfg, scorer, device)
+    detector = None
+    if todo_metrics & set(DETECTOR_METRICS):
+        from training.detectors import DetectorError, load_detector
+
+        try:
+            detector = load_detector(cfg.detector, device=str(device), clip_model=scorer if colours else None)
+        except (DetectorError, OSError) as exc:
+            raise EvalError(f"detector {cfg.detector!r}: {exc}") from None
+        log.info("detector %s (colours by CLIP: %s)", detector.provenance(), colours)
     config = dataclasses.asdict(cfg)
 
     clip_cache = text = None
@@ -368,8 +501,8 @@ def run(ctx: JobContext) -> None:
         if todo_metrics & set(CLIP_METRICS):
             text = TextFeatures(scorer, [im.prompt for im in images], cfg.batch_size)
             log.info(
-                "CLIP %s / %s: %d distinct prompts, %d longer than %d tokens (truncated)",
-                cfg.clip_model, cfg.clip_pretrained, len(text.prompts), len(text.truncated), scorer.context_length,
+                "CLIP %s: %d distinct prompts, %d longer than %d tokens (truncated)",
+                scorer.encoder, len(text.prompts), len(text.truncated), scorer.context_length,
             )  # fmt: skip
     feature_cache = ref_feats = None
     reference: list[RefImage] = []
@@ -380,47 +513,58 @@ def run(ctx: JobContext) -> None:
         )
         assert feature_cache is not None
         reference = reference_images(ws, cfg.reference_dataset)
-        ctx.progress(done, total, f"features of {len(reference)} reference images ({extractor.model})")
-        ref_feats = feature_cache.get(reference)
-        if ref_feats.shape[0] < 2:
-            raise EvalError(
-                f"reference_dataset {cfg.reference_dataset!r} has {ref_feats.shape[0]} readable images; "
-                "FID/KID need at least 2 (thousands for stable numbers)"
-            )
+        if distribution:
+            ctx.progress(done, total, f"features of {len(reference)} reference images ({extractor.model})")
+            ref_feats = feature_cache.get(reference)
+            if ref_feats.shape[0] < 2:
+                raise EvalError(
+                    f"reference_dataset {cfg.reference_dataset!r} has {ref_feats.shape[0]} readable images; "
+                    "FID/KID need at least 2 (thousands for stable numbers)"
+                )
+    ref_crops: dict[str, np.ndarray | None] = {"feats": None}  # O-FID's reference crops, once per run
 
     for (checkpoint, regime), group in groups.items():
         missing = [m for m in cfg.metrics if (checkpoint, regime, m) not in stored]
         if not missing:
             continue
         common = {"config": config, "group": group_details(group), "images_in_group": len(group)}
-        base = {"run_id": ctx.run_id, "dataset": cfg.dataset, "checkpoint": checkpoint, "regime": regime}
+        base = {"run_id": ctx.run_id, "dataset": dataset, "checkpoint": checkpoint, "regime": regime}
         if set(missing) & set(CLIP_METRICS):
             assert clip_cache is not None and text is not None and scorer is not None
             ctx.progress(done, total, f"CLIP features of {checkpoint}/{regime}")
             feats = clip_cache.get(group)
             readable = clip_cache.readable(group)
+            clusters = prompt_clusters(readable)  # type: ignore[arg-type]
             clip_common = {
                 **common,
-                "clip_model": cfg.clip_model,
-                "clip_pretrained": cfg.clip_pretrained,
-                "context_length": scorer.context_length,
+                **clip_identity(scorer),
                 "unreadable_images": len(group) - len(readable),
             }
             if "clip_score" in missing and readable:
                 values, scored = clip_score_rows(readable, feats, text)  # type: ignore[arg-type]
                 truncated_images = sum(im.prompt in text.truncated for im in scored)  # type: ignore[union-attr]
-                insert_per_image(ws, ctx.run_id, cfg, scored, values, text)  # type: ignore[arg-type]
+                insert_per_image(ws, ctx.run_id, scorer, scored, values, text)  # type: ignore[arg-type]
                 n = len(values)
+                mv = cluster_mean(values.tolist(), clusters, rounds=cfg.bootstrap_rounds, seed=cfg.seed)
+                other = mismatched_assignment(clusters, cfg.seed)
+                if other is not None:
+                    prompt_of = {c: im.prompt for c, im in zip(clusters, readable, strict=True)}
+                    wrong = text.matrix[[text.index[prompt_of[c]] for c in other]]
+                    chance_values = 100.0 * (feats * wrong).sum(axis=1)
+                    mv = mv.with_chance(cluster_mean(
+                        chance_values.tolist(), clusters, rounds=cfg.bootstrap_rounds, seed=cfg.seed + 1
+                    ))  # fmt: skip
                 insert_result(ws, {
                     **base, "metric": "clip_score", "value": float(values.mean()),
                     "stderr": float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else None, "n": n,
-                    "model": cfg.clip_model, "weights": cfg.clip_pretrained,
+                    "model": scorer.model_name, "weights": scorer.pretrained,
                     "reference": ", ".join(common["group"]["prompt_sets"]),
                     "details": {
                         **clip_common, "definition": "mean of 100 x cosine(CLIP image, CLIP raw prompt)",
                         "std": float(values.std(ddof=1)) if n > 1 else 0.0,
                         "truncated_prompts": len({im.prompt for im in scored} & text.truncated),  # type: ignore[union-attr]
                         "truncated_images": truncated_images,
+                        **interval_details(mv, cfg),
                     },
                 })  # fmt: skip
                 done += 1
@@ -436,9 +580,12 @@ def run(ctx: JobContext) -> None:
                         f"{rp.candidates} = {100.0 / rp.candidates:.1f}%, not 1%)"
                     )
                     log.warning("%s/%s r_precision: %s", checkpoint, regime, warning)
+                mv = cluster_mean(rp.per_image.tolist(), clusters, rounds=cfg.bootstrap_rounds, seed=cfg.seed)
+                chance = 1.0 / rp.candidates  # exact: the own prompt is one of `candidates` equally likely
+                mv = mv.with_chance(MetricValue(chance, chance, chance, mv.n))
                 insert_result(ws, {
                     **base, "metric": "r_precision", "value": rp.value, "stderr": se, "n": len(readable),
-                    "model": cfg.clip_model, "weights": cfg.clip_pretrained,
+                    "model": scorer.model_name, "weights": scorer.pretrained,
                     "reference": ", ".join(common["group"]["prompt_sets"]),
                     "details": {
                         **clip_common,
@@ -452,16 +599,22 @@ def run(ctx: JobContext) -> None:
                         "chance_percent": 100.0 / rp.candidates,
                         "stderr_over": "prompts (the images of one prompt are averaged first)",
                         "truncated_candidates": len(text.truncated), "warning": warning,
+                        **interval_details(mv, cfg),
+                        "chance_method": "exact: 1 / candidates",
                     },
                 })  # fmt: skip
                 done += 1
             if "r_precision_all" in missing and readable:
                 hits, n = r_precision_all(readable, feats, text)  # type: ignore[arg-type]
                 share = hits / n
+                per_image = r_precision_all_hits(readable, feats, text)  # type: ignore[arg-type]
+                mv = cluster_mean(per_image.tolist(), clusters, rounds=cfg.bootstrap_rounds, seed=cfg.seed)
+                chance = 1.0 / len(text.prompts)
+                mv = mv.with_chance(MetricValue(chance, chance, chance, mv.n))
                 insert_result(ws, {
                     **base, "metric": "r_precision_all", "value": 100.0 * share,
                     "stderr": 100.0 * math.sqrt(share * (1 - share) / n), "n": n,
-                    "model": cfg.clip_model, "weights": cfg.clip_pretrained,
+                    "model": scorer.model_name, "weights": scorer.pretrained,
                     "reference": ", ".join(common["group"]["prompt_sets"]),
                     "details": {
                         **clip_common,
@@ -472,9 +625,17 @@ def run(ctx: JobContext) -> None:
                         "hits": hits, "k": 1, "candidates": len(text.prompts),
                         "chance_percent": 100.0 / len(text.prompts),
                         "truncated_candidates": len(text.truncated),
+                        **interval_details(mv, cfg),
+                        "chance_method": "exact: 1 / candidates",
                     },
                 })  # fmt: skip
                 done += 1
+            ctx.progress(done, total, f"{done}/{total} results")
+        if set(missing) & (set(DETECTOR_METRICS) | {"pa_clip"}):
+            done += compositional(
+                ctx, cfg, group, missing, base, common, structure, detector, scorer, clip_cache,
+                extractor, reference, ref_crops, done, total,
+            )  # fmt: skip
             ctx.progress(done, total, f"{done}/{total} results")
         if set(missing) & set(DISTRIBUTION_METRICS):
             assert extractor is not None and feature_cache is not None and ref_feats is not None
@@ -503,6 +664,7 @@ def run(ctx: JobContext) -> None:
                                 f"fewer images than feature dimensions ({extractor.dim}): FID is strongly "
                                 "biased upwards at this size; compare only runs with equal image counts"
                             ) if few else None,
+                            **no_interval(fid.value, fid.n1),
                         },
                     })  # fmt: skip
                     done += 1
@@ -517,6 +679,7 @@ def run(ctx: JobContext) -> None:
                             **dist_common, "kernel": "(x.y / d + 1)^3", "estimator": "unbiased MMD^2",
                             "subset_size": kid.subset_size, "num_subsets": kid.num_subsets, "seed": 0,
                             "std_over_subsets": kid.std,
+                            **no_interval(kid.mean, kid.n1),
                         },
                     })  # fmt: skip
                     done += 1
@@ -530,20 +693,183 @@ def run(ctx: JobContext) -> None:
         ).all()
     for row in rows:
         spread = (row.details or {}).get("std_over_subsets") if row.metric == "kid" else None
+        interval = (row.details or {}).get("interval") or {}
         log.info(
-            "%s / %s  %-15s %10.4f%s  (n=%d, %s)",
+            "%s / %s  %-15s %10.4f%s%s  (n=%d, %s)",
             row.checkpoint, row.regime, row.metric, row.value,
             f" ± {row.stderr:.4f} (standard error)" if row.stderr is not None
             else f" (s.d. over subsets {spread:.4f})" if spread is not None else "",
+            f" [{interval['lower']:.4f}, {interval['upper']:.4f}] chance {interval.get('chance')}"
+            if interval.get("lower") is not None else "",
             row.n, row.model,
         )  # fmt: skip
     ctx.progress(total, total, f"{len(rows)} results")
 
 
+def compositional(
+    ctx: JobContext,
+    cfg: T2IEvalConfig,
+    group: Sequence[GenImage],
+    missing: Sequence[str],
+    base: dict[str, Any],
+    common: dict[str, Any],
+    structure: dict[str, Any],
+    detector: Any,
+    scorer: ClipScorer | None,
+    clip_cache: FeatureCache | None,
+    extractor: FeatureExtractor | None,
+    reference: Sequence[RefImage],
+    ref_crops: dict[str, np.ndarray | None],
+    done: int,
+    total: int,
+) -> int:
+    """Issue 11's metrics of one group; returns how many results it stored (or settled)."""
+    ws, log = ctx.ws, ctx.logger
+    checkpoint, regime = base["checkpoint"], base["regime"]
+    stored = 0
+    rounds, seed = cfg.bootstrap_rounds, cfg.seed
+    comp_common = {**common, **structure, "scoring": ScoringSettings().as_json()}
+    if scorer is not None:
+        comp_common.update(clip_identity(scorer))
+
+    def store(metric: str, mv: MetricValue, model: str, weights: str, details: dict[str, Any]) -> bool:
+        if not math.isfinite(mv.value):
+            log.warning("%s/%s %s: no image of the group can be scored (%s)", checkpoint, regime, metric,
+                        details.get("why_none", "nothing to score"))  # fmt: skip
+            return False
+        insert_result(ws, {
+            **base, "metric": metric, "value": float(mv.value), "stderr": None, "n": int(mv.n),
+            "model": model, "weights": weights, "reference": ", ".join(common["group"]["prompt_sets"]),
+            "details": {**comp_common, **details, **interval_details(mv, cfg)},
+        })  # fmt: skip
+        return True
+
+    if set(missing) & set(DETECTOR_METRICS):
+        assert detector is not None
+        prov = detector.provenance()
+        ctx.progress(done, total, f"detecting objects in {checkpoint}/{regime}")
+        pictures: list[Any] = []
+        kept: list[GenImage] = []
+        for im in group:
+            picture = load_picture(im.path, log)
+            if picture is not None:
+                pictures.append(picture)
+                kept.append(im)
+        structures = [im.structured for im in kept]
+        assert all(s is not None for s in structures)
+        prompts, index = comp.prompt_indices(structures)  # type: ignore[arg-type]
+        targets = mismatched_assignment(index, seed)
+        queries = comp.queries_for(prompts, index, targets)
+        detections = comp.detect_all(detector, pictures.__getitem__, len(pictures), queries, cfg.batch_size)
+        details = {
+            "detector": prov, "unreadable_images": len(group) - len(kept),
+            "detections": sum(len(d) for d in detections),
+        }  # fmt: skip
+        box = comp.score_group(structures, detections, missing, ScoringSettings(), rounds=rounds, seed=seed)  # type: ignore[arg-type]
+        weights = str(prov.get("weights_sha256") or "")
+        for name in BOX_METRICS:
+            if name not in missing:
+                continue
+            why = {"pa_det": "no prompt states a relation", "ca": "no prompt states a count"}.get(name, "")
+            store(name, box.get(name, MetricValue(math.nan, math.nan, math.nan, 0)), prov["detector"], weights,
+                  {**details, "why_none": why})  # fmt: skip
+            stored += 1
+            if name == "geneval":
+                for tag_metric, mv in box.items():
+                    if tag_metric.startswith("geneval:"):
+                        store(tag_metric, mv, prov["detector"], weights, details)
+        if "o_fid" in missing:
+            assert extractor is not None
+            stored += 1
+            own = [
+                crop
+                for picture, found, p in zip(pictures, detections, index, strict=True)
+                for crop in comp.crops(picture, found, comp.classes_of(prompts[p]))
+            ]
+            if ref_crops["feats"] is None:
+                wanted = sorted({c for im in kept for c in comp.classes_of(im.structured)})  # type: ignore[arg-type]
+                ctx.progress(done, total, f"objects in {len(reference)} reference images")
+                ref_pictures = [p for p in (load_picture(r.path, log) for r in reference) if p is not None]
+                ref_found = comp.detect_all(
+                    detector, ref_pictures.__getitem__, len(ref_pictures), [wanted] * len(ref_pictures),
+                    cfg.batch_size,
+                )  # fmt: skip
+                ref_list = [
+                    c
+                    for pic, f in zip(ref_pictures, ref_found, strict=True)
+                    for c in comp.crops(pic, f, wanted)
+                ]
+                ref_crops["feats"] = batched_features(extractor, ref_list, cfg.batch_size)
+            ref = ref_crops["feats"]
+            assert ref is not None
+            feats = batched_features(extractor, own, cfg.batch_size)
+            if feats.shape[0] < 2 or ref.shape[0] < 2:
+                log.warning("%s/%s o_fid: %d generated and %d reference object crops; needs at least 2 each",
+                            checkpoint, regime, feats.shape[0], ref.shape[0])  # fmt: skip
+            else:
+                fid = fid_from_features(feats, ref)
+                insert_result(ws, {
+                    **base, "metric": "o_fid", "value": fid.value, "stderr": None, "n": fid.n1,
+                    "model": extractor.model, "weights": extractor.weights, "reference": cfg.reference_dataset,
+                    "details": {
+                        **comp_common, **extractor.describe(), "detector": prov,
+                        "definition": "FID between object crops: boxes of the classes each generated image's "
+                        "prompt names, against the boxes the same detector finds in the reference images",
+                        "generated_crops": int(feats.shape[0]), "reference_crops": int(ref.shape[0]),
+                        "reference_dataset": cfg.reference_dataset, "sqrtm_dims": fid.dims,
+                        **no_interval(fid.value, fid.n1),
+                    },
+                })  # fmt: skip
+    if "pa_clip" in missing:
+        assert scorer is not None and clip_cache is not None
+        stored += 1
+        feats = clip_cache.get(group)
+        readable = clip_cache.readable(group)
+        scale = logit_scale_of(scorer)
+
+        def text_features(texts: list[str]) -> np.ndarray:
+            return np.concatenate([
+                scorer.text_features(texts[i : i + cfg.batch_size]).cpu().numpy()
+                for i in range(0, len(texts), cfg.batch_size)
+            ]).astype(np.float64)  # fmt: skip
+
+        mv = comp.pa_clip(
+            [im.structured for im in readable],  # type: ignore[misc]
+            feats, text_features, logit_scale=scale, rounds=rounds, seed=seed,
+        )  # fmt: skip
+        store("pa_clip", mv, scorer.model_name, scorer.pretrained, {
+            "definition": "share of images (with spatial words in their prompt) whose CLIP prefers the prompt "
+            "over it with every spatial word swapped, p(true) > 0.6 under a softmax with the model's logit "
+            "scale (TISE)", "logit_scale": scale, "threshold": 0.6,
+            "unreadable_images": len(group) - len(readable), "why_none": "no prompt has a spatial word",
+        })  # fmt: skip
+    return stored
+
+
+def batched_features(extractor: FeatureExtractor, pictures: Sequence[Any], batch_size: int) -> np.ndarray:
+    if not pictures:
+        return np.zeros((0, extractor.dim))
+    return np.concatenate(
+        [extractor.features(pictures[i : i + batch_size]) for i in range(0, len(pictures), batch_size)]
+    )
+
+
+def r_precision_all_hits(
+    group: Sequence[GenImage], image_feats: np.ndarray, text: TextFeatures
+) -> np.ndarray:
+    """Per image 1.0 when its own prompt is the top-1 match among all prompts (for the interval)."""
+    out = []
+    for start in range(0, len(group), SIMILARITY_ROWS):
+        best = (image_feats[start : start + SIMILARITY_ROWS] @ text.matrix.T).argmax(axis=1)
+        chunk = group[start : start + SIMILARITY_ROWS]
+        out += [float(b == text.index[im.prompt]) for b, im in zip(best, chunk, strict=True)]
+    return np.array(out)
+
+
 def insert_per_image(
     ws: Workspace,
     run_id: int,
-    cfg: T2IEvalConfig,
+    scorer: ClipScorer,
     images: Sequence[GenImage],
     values: np.ndarray,
     text: TextFeatures,
@@ -554,8 +880,8 @@ def insert_per_image(
             "caption_id": im.caption_id,
             "metric": CLIP_SCORE,
             "value": float(value),
-            "model": cfg.clip_model,
-            "pretrained": cfg.clip_pretrained,
+            "model": scorer.model_name,
+            "pretrained": scorer.pretrained,
             "truncated": im.prompt in text.truncated,
             "run_id": run_id,
         }
