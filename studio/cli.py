@@ -416,6 +416,11 @@ from studio import arena_cli  # noqa: E402
 
 app.add_typer(arena_cli.arena_app, name="arena")
 
+# structured prompt sets: what the extractor read per prompt (studio/prompts_cli.py)
+from studio import prompts_cli  # noqa: E402
+
+app.add_typer(prompts_cli.prompts_app, name="prompts")
+
 
 if __name__ == "__main__":
     app()

@@ -199,3 +199,24 @@ def test_eval_options_are_checked(demo: dict[str, Any]) -> None:
     })  # fmt: skip
     final = jobs.run_foreground(ws, int(run.id))  # type: ignore[arg-type]
     assert final.status == "failed" and "must match" in (final.message or ""), final.message
+
+
+def test_prompts_show_prints_what_the_extractor_read(tmp_path: Path) -> None:
+    """``prompts show``: structured sets as given, captions with the phrases the extractor matched."""
+    proc = run_cli(tmp_path / "home", "prompts", "show", "demo_world", "--json")
+    assert proc.returncode == 0, proc.stderr
+    shown = last_json(proc.stdout)
+    assert shown["prompts"] == len(list(load_any("demo_world"))) == len(shown["rows"])
+    assert any(r["relations"] and r["tag"] == "position" for r in shown["rows"])
+    captions = tmp_path / "captions.json"
+    captions.write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "a.jpg"}],
+        "annotations": [{"id": 7, "image_id": 1, "caption": "Two dogs to the left of a red car."}],
+    }))  # fmt: skip
+    proc = run_cli(tmp_path / "home", "prompts", "show", str(captions), "--json")
+    assert proc.returncode == 0, proc.stderr
+    (row,) = last_json(proc.stdout)["rows"]
+    assert row["objects"] == "2x dog; red car", row
+    assert "left of" in row["relations"] and "dogs→dog" in row["matched"], row
+    proc = run_cli(tmp_path / "home", "prompts", "show", str(tmp_path / "missing.jsonl"))
+    assert proc.returncode == 2 and "no such file" in proc.stderr
