@@ -18,16 +18,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlmodel import select
 
 from backend import jobs
 from backend.compositional.demo_scenes import scene_for_prompt
 from backend.compositional.loaders import load_any
-from backend.datasets import get_or_create_dataset
-from backend.db import migrate, write_session
+from backend.datasets import get_dataset, get_or_create_dataset
+from backend.db import migrate, read_session, write_session
 from backend.demo import render_scene
 from backend.evaluation import result_details
 from backend.images import add_image, decode_image
 from backend.jobs.configs import ConfigError, new_run
+from backend.models import Image
 from backend.workspace import Workspace
 from tests.conftest import run_cli
 
@@ -220,3 +222,41 @@ def test_prompts_show_prints_what_the_extractor_read(tmp_path: Path) -> None:
     assert "left of" in row["relations"] and "dogs→dog" in row["matched"], row
     proc = run_cli(tmp_path / "home", "prompts", "show", str(tmp_path / "missing.jsonl"))
     assert proc.returncode == 2 and "no such file" in proc.stderr
+
+
+def test_a_generated_dataset_keeps_each_structured_prompt_for_eval(
+    demo: dict[str, Any], tiny_model_dir: Callable[[str], Path]
+) -> None:
+    """generate from the structured demo-world set (tiny SD), then ``eval --dataset generated-run-ID
+    --metrics soa,ca,pa,geneval --detector oracle``: the requirements come from each image's record."""
+    ws = demo["ws"]
+    gen = new_run(ws, "generate", {
+        "prompts": "demo_world", "category": "position", "max_prompts": 3, "checkpoints": [str(tiny_model_dir("sd"))],
+        "seeds": [0, 1], "regime": "raw", "inference_steps": 2, "batch_size": 6, "device": "cpu", "torch_threads": 1,
+    })  # fmt: skip
+    final = jobs.run_foreground(ws, int(gen.id))  # type: ignore[arg-type]
+    assert final.status == "succeeded", jobs.log_tail(ws, int(gen.id), 40)  # type: ignore[arg-type]
+    dataset = f"generated-run-{gen.id}"
+    wanted = {p.prompt: p.to_json() for p in load_any("demo_world") if p.tag == "position"}
+    with read_session(ws) as s:
+        metas = [
+            im.meta["generated"]
+            for im in s.exec(select(Image).where(Image.dataset_id == get_dataset(s, dataset).id))
+        ]
+    assert len(metas) == 6
+    assert all(m["structured"] == wanted[m["prompt"]] for m in metas)
+    proc = run_cli(
+        ws.home, "eval", "--dataset", dataset, "--metrics", "soa,ca,pa,geneval", "--detector", "oracle",
+        "--clip-model", str(tiny_model_dir("longclip")), "--device", "cpu", "--bootstrap-rounds", "50", "--json",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = last_json(proc.stdout)
+    (entry,) = summary["metrics"]
+    assert entry["regime"] == "raw" and entry["dataset"] == dataset
+    check_contract(entry)
+    m = entry["metrics"]
+    assert {"soa_c", "soa_i", "pa_det", "pa_clip", "geneval", "geneval:position"} <= set(m), sorted(m)
+    assert "ca" not in m  # position prompts state no counts: nothing to score, nothing stored
+    assert m["soa_i"]["n"] == 6 and m["soa_i"]["n_prompts"] == 3
+    rows = {r.metric: r for r in result_details(ws, int(summary["run_id"]))}
+    assert rows["soa_i"].details["structured_prompt_from"] == {"generation": 6, "prompts": 0, "extracted": 0}  # type: ignore[index]
