@@ -7,8 +7,8 @@ tar archives (with hostile members), real Parquet and ``save_to_disk`` folders.
 from __future__ import annotations
 
 import io
+import json
 import os
-import sqlite3
 import struct
 import tarfile
 import zlib
@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image as PILImage
+from sqlalchemy import text
 
+from backend.db import read_session
 from backend.workspace import Workspace
 
 
@@ -145,8 +147,17 @@ def sample(key: str, seed: int, caption: str | None = None, meta: str | None = N
 
 
 def query(ws: Workspace, sql: str, *args: object) -> list[tuple]:
-    with sqlite3.connect(ws.db_path) as con:
-        return con.execute(sql, args).fetchall()
+    """Rows of ``sql`` (``?`` placeholders) read from the workspace's database, whichever engine."""
+    parts = sql.split("?")
+    named = "".join(part + (f":p{i}" if i < len(parts) - 1 else "") for i, part in enumerate(parts))
+    with read_session(ws) as session:
+        result = session.execute(text(named), {f"p{i}": arg for i, arg in enumerate(args)})
+        return [tuple(row) for row in result]
+
+
+def stored_json(value: object) -> object:
+    """A JSON column as read back: SQLite hands the text, PostgreSQL the decoded value."""
+    return json.loads(value) if isinstance(value, str | bytes) else value
 
 
 def dataset_rows(ws: Workspace, dataset: str) -> dict[str, list[str]]:
@@ -158,10 +169,10 @@ def dataset_rows(ws: Workspace, dataset: str) -> dict[str, list[str]]:
         dataset,
     )
     out: dict[str, list[str]] = {}
-    for key, text in rows:
+    for key, caption in rows:
         out.setdefault(key, [])
-        if text is not None:
-            out[key].append(text)
+        if caption is not None:
+            out[key].append(caption)
     return out
 
 

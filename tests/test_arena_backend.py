@@ -33,6 +33,8 @@ from backend.models import Dataset, Image, User
 from backend.users import add_user, verify_login
 from backend.workspace import Workspace
 
+pytestmark = pytest.mark.engines("sqlite", "postgresql")
+
 MIX_A = {"recap_long": 0.5, "recap_short": 0.3, "alttext": 0.2}
 
 
@@ -590,7 +592,7 @@ def test_no_system_can_be_named_before_its_vote_whatever_was_revealed(
     assert judged == len(rows) and sum(j.is_repeat for j in rows) >= 3  # repeats did recur
     with read_session(ws) as s:
         gold_votes = s.exec(
-            text("SELECT count(*) FROM judgment j JOIN evalpair p ON p.id = j.pair_id WHERE p.is_gold = 1")
+            text("SELECT count(*) FROM judgment j JOIN evalpair p ON p.id = j.pair_id WHERE p.is_gold = TRUE")
         ).one()[0]
     assert (gold_votes > 0) == (gold_share > 0)
     assert (both, one) == (0, 0), f"{both} of {judged} pairs nameable before the vote ({one} with one side)"

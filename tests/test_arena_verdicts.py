@@ -26,10 +26,11 @@ from backend.arena.elements import load_elements
 from backend.compositional.prompts import ObjectSpec, Relation, StructuredPrompt
 from backend.db import read_session
 from backend.workspace import Workspace
+from tests.ingest_fixtures import stored_json
 from tests.test_arena_backend import judgments, make_generated, users
 from tests.test_arena_cli import cli, last_json
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.timeout(240), pytest.mark.engines("sqlite", "postgresql")]
 
 SYSTEMS = {"ckpt-a": ["raw"], "ckpt-b": ["raw"], "ckpt-c": ["raw"]}
 ELEMENTS = ["a red cube", "a blue ball", "red cube left of blue ball"]
@@ -112,7 +113,7 @@ def test_verdict_campaign_has_one_item_per_image_with_its_elements(ws: Workspace
         pairs = s.exec(text("SELECT a_id, b_id, a_system_id, b_system_id FROM evalpair")).all()
         stored = s.exec(text("SELECT prompt, elements FROM evalimage")).all()
     assert all(a == b and sa == sb for a, b, sa, sb in pairs)  # each image is shown alone
-    assert {p: json.loads(e) for p, e in stored}["prompt number 0"] == ELEMENTS
+    assert {p: stored_json(e) for p, e in stored}["prompt number 0"] == ELEMENTS
     # bad input: clear errors, nothing stored
     make_generated(ws, "other", SYSTEMS, prompts=2, seeds=(0,))
     wrong = tmp_path / "wrong.jsonl"
@@ -361,7 +362,7 @@ def test_results_rates_improvement_agreement_and_missing_elements(ws: Workspace,
         p = int(prompt.rsplit(" ", 1)[1])
         if system == "ckpt-a" or (system == "ckpt-b" and p % 2 == 0):
             return "yes", []
-        return "no", [json.loads(elements)[1]] if system == "ckpt-c" else []
+        return "no", [stored_json(elements)[1]] if system == "ckpt-c" else []
 
     for a in anns:
         while (t := arena.next_ticket(ws, "v", a)) is not None:

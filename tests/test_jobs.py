@@ -22,10 +22,16 @@ from backend import jobs
 from backend.db import write_session
 from backend.jobs.launch import group_alive, pid_alive
 from backend.jobs.progress import RateMeter, eta_seconds
-from backend.workspace import UnsafePathError, Workspace
+from backend.workspace import DB_URL_ENV, UnsafePathError, Workspace
 from tests.conftest import wait_for as shared_wait_for
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.engines("sqlite", "postgresql")]
+
+
+def ws_env(ws: Workspace) -> dict[str, str]:
+    """The environment of a process that opens ``ws`` by its folder: its database URL included."""
+    return os.environ | ({DB_URL_ENV: ws.db} if ws.db else {})
+
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -182,6 +188,7 @@ def test_orphaned_run_becomes_interrupted_and_resume_completes_it(ws: Workspace)
         capture_output=True,
         text=True,
         cwd=ROOT,
+        env=ws_env(ws),
         timeout=60,
         check=True,
     )
@@ -267,6 +274,7 @@ def test_runner_refuses_a_run_that_is_not_its_to_execute(ws: Workspace) -> None:
         capture_output=True,
         text=True,
         cwd=ROOT,
+        env=ws_env(ws),
         timeout=60,
     )
     assert result.returncode == 2 and "is cancelled" in result.stderr
@@ -327,6 +335,7 @@ def test_ctrl_c_on_a_foreground_run_cancels_it_cleanly(ws: Workspace) -> None:
         stdout=subprocess.PIPE,
         text=True,
         cwd=ROOT,
+        env=ws_env(ws),
         start_new_session=True,  # a terminal's Ctrl-C reaches only this "CLI", not pytest
     )
     wait_for(lambda: len(items_done(ws, run.id)) >= 2, what="some items")

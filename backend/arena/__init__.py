@@ -168,8 +168,8 @@ def list_campaigns(ws: Workspace) -> list[CampaignSummary]:
             systems, pairs, gold = s.exec(
                 text(
                     "SELECT (SELECT count(*) FROM arenasystem WHERE campaign_id = :c), "
-                    "(SELECT count(*) FROM evalpair WHERE campaign_id = :c AND is_gold = 0), "
-                    "(SELECT count(*) FROM evalpair WHERE campaign_id = :c AND is_gold = 1)"
+                    "(SELECT count(*) FROM evalpair WHERE campaign_id = :c AND is_gold = FALSE), "
+                    "(SELECT count(*) FROM evalpair WHERE campaign_id = :c AND is_gold = TRUE)"
                 ).bindparams(c=c.id)
             ).one()
             judgments, annotators = s.exec(
@@ -179,9 +179,9 @@ def list_campaigns(ws: Workspace) -> list[CampaignSummary]:
             ).one()
             done = s.exec(
                 text(
-                    "SELECT coalesce(sum(min(n, :t)), 0) FROM (SELECT count(*) AS n FROM judgment j "
-                    "JOIN evalpair p ON p.id = j.pair_id WHERE j.campaign_id = :c AND j.is_repeat = 0 "
-                    "AND p.is_gold = 0 GROUP BY j.pair_id, j.criterion)"
+                    "SELECT coalesce(sum(CASE WHEN n < :t THEN n ELSE :t END), 0) FROM (SELECT count(*) AS n FROM judgment j "
+                    "JOIN evalpair p ON p.id = j.pair_id WHERE j.campaign_id = :c AND j.is_repeat = FALSE "
+                    "AND p.is_gold = FALSE GROUP BY j.pair_id, j.criterion) AS per_slot"
                 ).bindparams(**q)
             ).one()[0]
             out.append(

@@ -87,7 +87,9 @@ def campaign_votes(ws: Workspace, name: CampaignRef) -> pd.DataFrame:
     frame["gold_answer"] = np.where(gold, np.where(right_left, frame["model_a"], frame["model_b"]), None)
     frame["outcome"] = frame["winner"].map(OUTCOME)
     prompt = frame["prompt"].fillna("").astype(str)
-    frame[CLUSTER] = np.where(prompt.str.strip() != "", "prompt: " + prompt, "pair: " + frame["pair_id"].astype(str))
+    frame[CLUSTER] = np.where(
+        prompt.str.strip() != "", "prompt: " + prompt, "pair: " + frame["pair_id"].astype(str)
+    )
     return frame[VOTE_COLUMNS]
 
 

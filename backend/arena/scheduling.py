@@ -121,12 +121,12 @@ def _progress(session: Session, campaign: Campaign, annotator_id: int | None) ->
     """(votes towards the target, votes wanted, this annotator's votes) in one query."""
     regular, done, mine = session.exec(
         text(
-            "SELECT (SELECT count(*) FROM evalpair WHERE campaign_id = :c AND is_gold = 0), "
+            "SELECT (SELECT count(*) FROM evalpair WHERE campaign_id = :c AND is_gold = FALSE), "
             # votes beyond a slot's target (a slot doubled up while every slot was reserved) do
             # not count towards the others: sum of min(votes, target) per (pair, criterion)
-            "(SELECT coalesce(sum(min(n, :t)), 0) FROM (SELECT count(*) AS n FROM judgment j "
-            " JOIN evalpair p ON p.id = j.pair_id WHERE j.campaign_id = :c AND j.is_repeat = 0 "
-            " AND p.is_gold = 0 GROUP BY j.pair_id, j.criterion)), "
+            "(SELECT coalesce(sum(CASE WHEN n < :t THEN n ELSE :t END), 0) FROM (SELECT count(*) AS n FROM judgment j "
+            " JOIN evalpair p ON p.id = j.pair_id WHERE j.campaign_id = :c AND j.is_repeat = FALSE "
+            " AND p.is_gold = FALSE GROUP BY j.pair_id, j.criterion) AS per_slot), "
             "(SELECT count(*) FROM judgment WHERE campaign_id = :c AND annotator_id = :a)"
         ).bindparams(
             c=campaign.id, a=annotator_id if annotator_id is not None else -1, t=campaign.target_per_pair
@@ -303,7 +303,7 @@ def _choose(
     votes = np.zeros((len(criteria), n), dtype=np.int64)
     rows = session.exec(
         text(
-            "SELECT pair_id, criterion, count(*) FROM judgment WHERE campaign_id = :c AND is_repeat = 0 "
+            "SELECT pair_id, criterion, count(*) FROM judgment WHERE campaign_id = :c AND is_repeat = FALSE "
             "GROUP BY pair_id, criterion"
         ).bindparams(c=cid)
     ).all()
@@ -486,7 +486,7 @@ def _still_free(session: Session, campaign: Campaign, annotator_id: int, choice:
         return True
     votes = session.exec(
         text(
-            "SELECT count(*) FROM judgment WHERE pair_id = :p AND criterion = :k AND is_repeat = 0"
+            "SELECT count(*) FROM judgment WHERE pair_id = :p AND criterion = :k AND is_repeat = FALSE"
         ).bindparams(p=pair_id, k=criterion)
     ).one()[0]
     open_tickets = session.exec(

@@ -214,8 +214,10 @@ def import_votes_csv(
         errors += problems
         cells = tuple(sorted(raw.items()))
         if cells in seen:
-            errors.append(f"line {line}: repeats line {seen[cells]} exactly (was the file joined twice? votes on "
-                "different images of the same prompt need a seed column to tell them apart)")
+            errors.append(
+                f"line {line}: repeats line {seen[cells]} exactly (was the file joined twice? votes on "
+                "different images of the same prompt need a seed column to tell them apart)"
+            )
         else:
             seen[cells] = line
         if row is not None:

@@ -25,7 +25,7 @@ from backend.jobs import store
 from backend.jobs.models import Run, RunStatus
 from backend.models import utcnow
 from backend.progress import ProgressFn
-from backend.workspace import Workspace
+from backend.workspace import DB_URL_ENV, Workspace
 
 RUNNER_MODULE = "training.runner"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -47,8 +47,10 @@ def runner_command(ws: Workspace, run_id: int) -> list[str]:
     return [sys.executable, "-m", RUNNER_MODULE, str(int(run_id)), "--home", str(ws.home.resolve())]
 
 
-def _child_env() -> dict[str, str]:
+def _child_env(ws: Workspace) -> dict[str, str]:
     env = dict(os.environ)
+    if ws.db:  # a database named in code, not by the environment: the runner must open it too
+        env[DB_URL_ENV] = ws.db
     env["PYTHONUNBUFFERED"] = "1"  # prints reach log.txt as they happen
     path = env.get("PYTHONPATH")
     env["PYTHONPATH"] = str(PROJECT_ROOT) + (os.pathsep + path if path else "")
@@ -68,7 +70,7 @@ def spawn(ws: Workspace, run_id: int) -> Spawned:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 cwd=log.parent,  # stray relative writes of libraries land in the run folder
-                env=_child_env(),
+                env=_child_env(ws),
             )
     except OSError as exc:
         store.finish(ws, run_id, RunStatus.failed.value, f"could not start the runner: {exc}")
