@@ -1,11 +1,11 @@
-"""Results tab: automatic metrics of generated images and human ratings from the Arena."""
+"""Results tab: automatic metrics of generated images, RECAP's table (issue 11) and human ratings from the Arena."""
 
 from __future__ import annotations
 
 import gradio as gr
 
 from backend.workspace import Workspace
-from studio import results_arena, results_auto
+from studio import results_arena, results_auto, results_recap
 
 
 def build(ws: Workspace, blocks: gr.Blocks) -> None:
@@ -14,3 +14,5 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
             results_arena.build(ws, blocks)
         with gr.Tab("Automatic metrics", id="results-auto", elem_id="results-auto-tab") as auto_tab:
             results_auto.build(ws, blocks, tab=auto_tab)
+        with gr.Tab("RECAP table", id="results-recap", elem_id="results-recap-tab") as recap_tab:
+            results_recap.build(ws, blocks, tab=recap_tab)

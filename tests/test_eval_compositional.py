@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
-from backend import jobs
+from backend import arena, jobs
 from backend.compositional.demo_scenes import scene_for_prompt
 from backend.compositional.loaders import load_any
 from backend.datasets import get_dataset, get_or_create_dataset
@@ -30,6 +30,8 @@ from backend.evaluation import result_details
 from backend.images import add_image, decode_image
 from backend.jobs.configs import ConfigError, new_run
 from backend.models import Image
+from backend.recap_table import recap_table, to_csv, to_latex
+from backend.users import add_user
 from backend.workspace import Workspace
 from tests.conftest import run_cli
 
@@ -260,3 +262,37 @@ def test_a_generated_dataset_keeps_each_structured_prompt_for_eval(
     assert m["soa_i"]["n"] == 6 and m["soa_i"]["n_prompts"] == 3
     rows = {r.metric: r for r in result_details(ws, int(summary["run_id"]))}
     assert rows["soa_i"].details["structured_prompt_from"] == {"generation": 6, "prompts": 0, "extracted": 0}  # type: ignore[index]
+    # Results: RECAP's table of this dataset, with the human success rate of a verdict campaign
+    arena.create_verdict_campaign(ws, "faithful?", datasets=[dataset], target_per_item=1)
+    ann = add_user(ws, "judge", "annotator", "pw-123456789").id
+    verdicts = 0
+    while (ticket := arena.next_ticket(ws, "faithful?", ann)) is not None:
+        arena.submit_vote(ws, ticket.token, ann, "yes" if verdicts % 2 == 0 else "no", 300)
+        verdicts += 1
+    assert verdicts == 6
+    table = recap_table(ws, dataset)
+    (row,) = table.rows
+    assert table.human_campaign == "faithful?" and row.cells["human_success"].value == pytest.approx(0.5)
+    assert [c.label for c in table.columns] == [
+        "SOA-C",
+        "SOA-I",
+        "PA",
+        "PA (CLIP)",
+        "GenEval",
+        "Human success",
+    ]
+    assert table.chance["soa_i"].value == pytest.approx(m["soa_i"]["chance"])
+    assert row.cells["soa_i"].lower == pytest.approx(m["soa_i"]["lower"])
+    shown = table.display()
+    assert shown[-1][0] == "chance (mismatched prompts)" and len(shown) == 2
+    exported = to_csv([table]).splitlines()
+    assert exported[0].startswith(
+        "dataset,checkpoint,regime,caption_condition,mix,captioner,soa_c,soa_c_lower"
+    )
+    assert len(exported) == 3 and "chance (mismatched prompts)" in exported[2]
+    latex = to_latex([table])
+    assert (
+        "\\begin{tabular}" in latex
+        and "SOA-I $\\uparrow$" in latex
+        and "chance (mismatched prompts)" in latex
+    )
