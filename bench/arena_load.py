@@ -15,15 +15,22 @@ What it does, in order:
    criterion, is_repeat), may hold two judgments (duplicated);
 5. latency: server-side ``Judgment.server_ms`` (time inside ``submit_vote``, lock wait and
    insert included) and the client round trip of each endpoint, p50/p99;
-6. the time to compute ratings with 100 bootstrap rounds on 100,000 synthetic votes (goal < 3 s).
+6. the time to compute ratings with 100 bootstrap rounds on 100,000 synthetic votes (goal < 3 s);
+7. with ``--engine``: steps 1-5 on each engine named (SQLite, the embedded default, and/or
+   PostgreSQL: a private server started here with durable settings, as tests/postgres_cluster.py
+   starts one), then ``--stored-votes`` votes imported into the engine (``arena import``'s code)
+   and the campaign's ratings computed from the stored votes; a summary table per engine.
 
-Run:  .venv/bin/python bench/arena_load.py [--seconds 60] [--annotators 20]
+Run:  .venv/bin/python bench/arena_load.py [--seconds 60] [--annotators 20] [--engine sqlite|postgresql|both]
 The images are database rows only: the endpoints measured here send JSON, never pictures.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import os
 import random
 import statistics
 import sys
@@ -31,6 +38,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -246,18 +254,18 @@ def check_database(home: Path, acked: list[str]) -> dict[str, object]:
         dup_keys = s.exec(
             text(
                 "SELECT count(*) FROM (SELECT 1 FROM judgment GROUP BY pair_id, annotator_id, criterion, is_repeat "
-                "HAVING count(*) > 1)"
+                "HAVING count(*) > 1) AS dup"
             )
         ).one()[0]
         server_ms = [
             r[0] for r in s.exec(text("SELECT server_ms FROM judgment WHERE server_ms IS NOT NULL")).all()
         ]
         judgments = s.exec(text("SELECT count(*) FROM judgment")).one()[0]
-        repeats = s.exec(text("SELECT count(*) FROM judgment WHERE is_repeat = 1")).one()[0]
+        repeats = s.exec(text("SELECT count(*) FROM judgment WHERE is_repeat = TRUE")).one()[0]
         per_pair = [
             r[0]
             for r in s.exec(
-                text("SELECT count(*) FROM judgment WHERE is_repeat = 0 GROUP BY pair_id, criterion")
+                text("SELECT count(*) FROM judgment WHERE is_repeat = FALSE GROUP BY pair_id, criterion")
             ).all()
         ]
     lost = [t for t in acked if stored.get(t, 0) == 0]
@@ -293,6 +301,146 @@ def rating_benchmark(
     return time.perf_counter() - t0, table
 
 
+def server_load(args: argparse.Namespace, engine: str) -> dict[str, float]:
+    """Steps 1-5 on the engine the environment names (RECAP_STUDIO_DB_URL or the folder's SQLite)."""
+    from tests.conftest import start_studio, stop_studio
+
+    with tempfile.TemporaryDirectory(prefix="arena-load-") as tmp:
+        home = Path(tmp) / "home"
+        t0 = time.perf_counter()
+        names = build_workspace(home, args.annotators, args.prompts)
+        print(f"workspace: {args.annotators} annotators, {len(SYSTEMS)} systems x {args.prompts} prompts "
+              f"= {args.prompts * 15} pairs, built in {time.perf_counter() - t0:.1f}s")  # fmt: skip
+        studio = start_studio(home, demo=False)
+        try:
+            results = [WorkerStats() for _ in names]
+            t1 = time.perf_counter()
+            clients = [login(studio.url, n) for n in names]
+            print(f"{len(clients)} annotators logged in (gradio_client) in {time.perf_counter() - t1:.1f}s")
+            start = threading.Barrier(len(names))
+            threads = [
+                threading.Thread(
+                    target=annotator, args=(c, n, args.seconds, start, r, args.think_s), daemon=True
+                )
+                for c, n, r in zip(clients, names, results, strict=True)
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(args.seconds + 120)
+            hung = sum(t.is_alive() for t in threads)
+        finally:
+            stop_studio(studio)
+        acked = [tok for r in results for tok in r.acked]
+        errors = [e for r in results for e in r.errors]
+        db = check_database(home, acked)
+        if args.direct_seconds > 0:
+            run_direct(home, names, args.direct_seconds)
+        log = studio.log.read_text(errors="replace")
+    integrity = log.count("IntegrityError")
+    print(
+        f"\n{args.annotators} annotators x {args.seconds:.0f}s (think {args.think_s:g} s per pair) through "
+        f"arena_next/arena_vote on {studio.url}"
+    )
+    print(f"  acknowledged votes:   {len(acked)}  ({len(acked) / args.seconds:.1f}/s), "
+          f"double submits {sum(r.double_submits for r in results)}")  # fmt: skip
+    print(f"  stored judgments:     {db['judgments']}  (of them planned repeats: {db['repeats']})")
+    print(
+        f"  errors:               {len(errors)}"
+        + (f"  e.g. {Counter(errors).most_common(3)}" if errors else "")
+    )
+    print(f"  lost votes:           {db['lost']}  (acknowledged, not in the database)")
+    print(
+        f"  duplicated votes:     {db['duplicated']}  (+ {integrity} IntegrityError lines in the server log)"
+    )
+    print(f"  threads still running after the deadline: {hung}")
+    per_pair = db["per_pair"]
+    if per_pair:
+        print(f"  votes per pair:       min {min(per_pair)}, max {max(per_pair)} "
+              f"over {len(per_pair)} pairs touched (target 3)")  # fmt: skip
+    server_ms = db["server_ms"]
+    vote_ms = [v for r in results for v in r.vote_ms]
+    next_ms = [v for r in results for v in r.next_ms]
+    print(
+        f"  server-side vote (Judgment.server_ms): p50 {pct(server_ms, 50):.1f} ms, p99 {pct(server_ms, 99):.1f} ms"
+    )
+    print(
+        f"  client round trip arena_vote:          p50 {pct(vote_ms, 50):.1f} ms, p99 {pct(vote_ms, 99):.1f} ms"
+    )
+    print(
+        f"  client round trip arena_next:          p50 {pct(next_ms, 50):.1f} ms, p99 {pct(next_ms, 99):.1f} ms"
+    )
+    if any(r.exhausted for r in results):
+        print("  note: some annotators ran out of pairs; raise --prompts")
+    return {
+        "votes_per_s": len(acked) / args.seconds,
+        "errors": len(errors),
+        "lost": db["lost"],
+        "duplicated": db["duplicated"],
+        "server_p50_ms": pct(server_ms, 50),
+        "server_p99_ms": pct(server_ms, 99),
+    }
+
+
+def stored_votes_ratings(n_votes: int, rounds: int, systems: int = 10, seed: int = 0) -> dict[str, float]:
+    """``n_votes`` synthetic votes imported into the engine in use, then the campaign's ratings
+    computed from what is stored (the Results tab's path): seconds for each."""
+    import csv
+
+    from backend import arena
+    from backend.arena.results import campaign_results
+    from backend.db import migrate
+    from backend.workspace import Workspace
+
+    rng = np.random.default_rng(seed)
+    names = [f"sys{i}" for i in range(systems)]
+    strength = np.linspace(-1.0, 1.0, systems)
+    with tempfile.TemporaryDirectory(prefix="arena-votes-") as tmp:
+        ws = Workspace(Path(tmp) / "home").ensure()
+        migrate(ws)
+        path = Path(tmp) / "votes.csv"
+        with path.open("w", newline="", encoding="utf-8") as f:
+            out = csv.writer(f)
+            out.writerow(["prompt", "left", "right", "winner", "annotator", "criterion", "seed"])
+            for v in range(n_votes):
+                a = int(rng.integers(systems))
+                b = (a + int(rng.integers(1, systems))) % systems
+                p = 1 / (1 + np.exp(-(strength[a] - strength[b])))
+                u = rng.random()
+                winner = "tie" if u < 0.1 else ("left" if rng.random() < p else "right")
+                # one vote per (prompt, annotator): the import never folds two votes together
+                out.writerow(
+                    [f"prompt {v // 50}", names[a], names[b], winner, f"judge{v % 50}", "overall", 0]
+                )
+        t0 = time.perf_counter()
+        arena.import_votes_csv(ws, "stored", path)
+        imported = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        campaign_results(ws, "stored", bootstrap_rounds=rounds, seed=seed)
+        return {"import_s": imported, "ratings_s": time.perf_counter() - t0}
+
+
+@contextlib.contextmanager
+def database(engine: str) -> Iterator[None]:
+    """The environment names ``engine``'s database for everything run inside (servers included)."""
+    from backend.workspace import DB_URL_ENV
+
+    if engine == "sqlite":
+        yield
+        return
+    from tests.postgres_cluster import start_cluster
+
+    cluster = start_cluster({"max_connections": "300"})  # durable defaults otherwise (fsync on)
+    try:
+        os.environ[DB_URL_ENV] = cluster.new_database(template=None)
+        yield
+    finally:
+        from backend.db import dispose_engines
+
+        dispose_engines(os.environ.pop(DB_URL_ENV))
+        cluster.stop()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="how long the annotators vote")
@@ -306,90 +454,37 @@ def main() -> int:
     parser.add_argument("--prompts", type=int, default=400, help="prompts per system (15 pairs each)")
     parser.add_argument("--rating-votes", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=100)
-    parser.add_argument("--skip-server", action="store_true", help="only the rating benchmark")
+    parser.add_argument("--skip-server", action="store_true", help="no server load (ratings only)")
+    parser.add_argument("--engine", choices=("sqlite", "postgresql", "both"), default="sqlite")
+    parser.add_argument(
+        "--stored-votes", type=int, default=0, help="votes imported into each engine, then rated (0: skip)"
+    )
     parser.add_argument(
         "--direct-seconds", type=float, default=10.0, help="also vote on the backend without HTTP (0: skip)"
     )
     args = parser.parse_args()
 
-    if not args.skip_server:
-        from tests.conftest import start_studio, stop_studio
-
-        with tempfile.TemporaryDirectory(prefix="arena-load-") as tmp:
-            home = Path(tmp) / "home"
-            t0 = time.perf_counter()
-            names = build_workspace(home, args.annotators, args.prompts)
-            print(f"workspace: {args.annotators} annotators, {len(SYSTEMS)} systems x {args.prompts} prompts "
-                  f"= {args.prompts * 15} pairs, built in {time.perf_counter() - t0:.1f}s")  # fmt: skip
-            studio = start_studio(home, demo=False)
-            try:
-                results = [WorkerStats() for _ in names]
-                t1 = time.perf_counter()
-                clients = [login(studio.url, n) for n in names]
-                print(
-                    f"{len(clients)} annotators logged in (gradio_client) in {time.perf_counter() - t1:.1f}s"
-                )
-                start = threading.Barrier(len(names))
-                threads = [
-                    threading.Thread(
-                        target=annotator, args=(c, n, args.seconds, start, r, args.think_s), daemon=True
-                    )
-                    for c, n, r in zip(clients, names, results, strict=True)
-                ]
-                for t in threads:
-                    t.start()
-                for t in threads:
-                    t.join(args.seconds + 120)
-                hung = sum(t.is_alive() for t in threads)
-            finally:
-                stop_studio(studio)
-            acked = [tok for r in results for tok in r.acked]
-            errors = [e for r in results for e in r.errors]
-            db = check_database(home, acked)
-            if args.direct_seconds > 0:
-                run_direct(home, names, args.direct_seconds)
-            log = studio.log.read_text(errors="replace")
-        integrity = log.count("IntegrityError")
-        print(
-            f"\n{args.annotators} annotators x {args.seconds:.0f}s (think {args.think_s:g} s per pair) through "
-            f"arena_next/arena_vote on {studio.url}"
-        )
-        print(f"  acknowledged votes:   {len(acked)}  ({len(acked) / args.seconds:.1f}/s), "
-              f"double submits {sum(r.double_submits for r in results)}")  # fmt: skip
-        print(f"  stored judgments:     {db['judgments']}  (of them planned repeats: {db['repeats']})")
-        print(
-            f"  errors:               {len(errors)}"
-            + (f"  e.g. {Counter(errors).most_common(3)}" if errors else "")
-        )
-        print(f"  lost votes:           {db['lost']}  (acknowledged, not in the database)")
-        print(
-            f"  duplicated votes:     {db['duplicated']}  (+ {integrity} IntegrityError lines in the server log)"
-        )
-        print(f"  threads still running after the deadline: {hung}")
-        per_pair = db["per_pair"]
-        if per_pair:
-            print(f"  votes per pair:       min {min(per_pair)}, max {max(per_pair)} "
-                  f"over {len(per_pair)} pairs touched (target 3)")  # fmt: skip
-        server_ms = db["server_ms"]
-        vote_ms = [v for r in results for v in r.vote_ms]
-        next_ms = [v for r in results for v in r.next_ms]
-        print(
-            f"  server-side vote (Judgment.server_ms): p50 {pct(server_ms, 50):.1f} ms, p99 {pct(server_ms, 99):.1f} ms"
-        )
-        print(
-            f"  client round trip arena_vote:          p50 {pct(vote_ms, 50):.1f} ms, p99 {pct(vote_ms, 99):.1f} ms"
-        )
-        print(
-            f"  client round trip arena_next:          p50 {pct(next_ms, 50):.1f} ms, p99 {pct(next_ms, 99):.1f} ms"
-        )
-        if any(r.exhausted for r in results):
-            print("  note: some annotators ran out of pairs; raise --prompts")
+    engines = ("sqlite", "postgresql") if args.engine == "both" else (args.engine,)
+    summary: dict[str, dict[str, float]] = {}
+    for engine in engines:
+        print(f"\n===== engine: {engine} =====")
+        with database(engine):
+            row = {} if args.skip_server else server_load(args, engine)
+            if args.stored_votes > 0:
+                row |= stored_votes_ratings(args.stored_votes, args.rounds)
+            summary[engine] = row
 
     seconds, table = rating_benchmark(args.rating_votes, args.rounds)
     print(f"\nratings: fit + {args.rounds} bootstrap rounds on {args.rating_votes:,} synthetic votes "
           f"({len(table)} systems): {seconds:.2f} s (goal < 3 s)")  # fmt: skip
     widths = (table["upper"] - table["lower"]).round(1).tolist()
     print(f"  interval widths: {widths}; median {statistics.median(widths):.1f} rating points")
+    if any(summary.values()):
+        keys = sorted({k for row in summary.values() for k in row})
+        print("\nper engine: " + ", ".join(keys))
+        for engine, row in summary.items():
+            print(f"  {engine:<11}" + "  ".join(f"{k}={row.get(k, float('nan')):.2f}" for k in keys))
+        print(json.dumps({"engines": summary}))
     return 0
 
 
