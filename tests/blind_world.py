@@ -121,3 +121,58 @@ def make_blind_world(ws: Workspace, admin_id: int | None = None) -> BlindWorld:
         ws, CAMPAIGN, [BLIND_DATASET], ["overall"], target_per_pair=1, repeat_share=0.0, created_by=admin_id
     )
     return BlindWorld(blind_shas=blind_shas, open_shas=open_shas, blind_exts=blind_exts, run_id=run_id)
+
+
+def identifiable_png(
+    size: tuple[int, int], colour: tuple[int, int, int], index: int, provenance: dict
+) -> bytes:
+    """A system's image as a leaky pipeline would store it: its own size and colour, a mark per
+    prompt, and the provenance chunk naming the system (what blindness must never pass on)."""
+    img = PILImage.new("RGB", size, colour)
+    for x in range(8 + index * 20, 30 + index * 20):
+        for y in range(20, 44):
+            img.putpixel((x % size[0], y), (250, 250, 250))
+    info = PngImagePlugin.PngInfo()
+    info.add_text("recap-studio", json.dumps(provenance))
+    out = io.BytesIO()
+    img.save(out, format="PNG", pnginfo=info)
+    return out.getvalue()
+
+
+def add_generated_systems(
+    ws: Workspace,
+    dataset_name: str,
+    systems: dict[str, tuple[str, str, tuple[int, int], tuple[int, int, int]]],
+    prompts: list[str],
+) -> None:
+    """A generated dataset: per system (name -> caption condition, mix name, native size,
+    colour) a t2i artifact and one image per prompt, stored as the generate job stores them."""
+    with write_session(ws) as s:
+        dataset = get_or_create_dataset(s, dataset_name)
+        for label, (condition, mix, size, colour) in systems.items():
+            artifact = Artifact(
+                kind="t2i",
+                name=label,
+                path=f"runs/{label}/pipeline",
+                meta={"mix": {"name": mix, "weights": {"alttext": 1.0}}, "caption_condition": condition},
+            )
+            s.add(artifact)
+            s.flush()
+            for index, prompt in enumerate(prompts):
+                generated = {
+                    "checkpoint": label,
+                    "artifact_id": artifact.id,
+                    "prompt": prompt,
+                    "prompt_index": index,
+                    "seed": 0,
+                    "regime": "raw",
+                    "caption_condition": condition,
+                }
+                add_image(
+                    s,
+                    ws,
+                    dataset.id,
+                    decode_image(identifiable_png(size, colour, index, generated)),
+                    f"{label}/raw/{index:05d}_seed0.png",
+                    meta={"generated": generated},
+                )

@@ -15,25 +15,20 @@ systems, and the admin reads success rates with 95% intervals in the Results tab
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 from collections.abc import Iterator
 from urllib.parse import urljoin
 
 import pytest
-from PIL import Image as PILImage
-from PIL import PngImagePlugin
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
 from backend import arena
 from backend.arena.models import Judgment
-from backend.datasets import get_or_create_dataset
-from backend.db import read_session, write_session
-from backend.images import add_image, decode_image
-from backend.jobs.models import Artifact
+from backend.db import read_session
 from backend.users import get_user
 from studio.arena_admin import JUDGING
+from tests.blind_world import add_generated_systems
 from tests.conftest import ADMIN, ANNOTATOR, UI_WAIT_MS, Studio, login, open_tab, start_studio, stop_studio
 from tests.test_ui_arena import login_recorded
 from tests.test_ui_arena_blind import link_keys, received, wait_streamed
@@ -55,50 +50,10 @@ BASELINE = "pavonet-ckpt"
 IDENTITIES = [s.encode() for name, (cond, mix, _, _) in SYSTEMS.items() for s in (name, cond, mix)]
 
 
-def _png(size: tuple[int, int], colour: tuple[int, int, int], index: int, provenance: dict) -> bytes:
-    img = PILImage.new("RGB", size, colour)
-    for x in range(8 + index * 20, 30 + index * 20):
-        for y in range(20, 44):
-            img.putpixel((x % size[0], y), (250, 250, 250))
-    info = PngImagePlugin.PngInfo()
-    info.add_text("recap-studio", json.dumps(provenance))
-    out = io.BytesIO()
-    img.save(out, format="PNG", pnginfo=info)
-    return out.getvalue()
-
-
 @pytest.fixture(scope="module")
 def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studio]:
     server = start_studio(tmp_path_factory.mktemp("verdicts") / "home", demo=False)
-    with write_session(server.ws) as s:
-        dataset = get_or_create_dataset(s, DATASET)
-        for label, (condition, mix, size, colour) in SYSTEMS.items():
-            artifact = Artifact(
-                kind="t2i",
-                name=label,
-                path=f"runs/{label}/pipeline",
-                meta={"mix": {"name": mix, "weights": {"alttext": 1.0}}, "caption_condition": condition},
-            )
-            s.add(artifact)
-            s.flush()
-            for index, prompt in enumerate(PROMPTS):
-                generated = {
-                    "checkpoint": label,
-                    "artifact_id": artifact.id,
-                    "prompt": prompt,
-                    "prompt_index": index,
-                    "seed": 0,
-                    "regime": "raw",
-                    "caption_condition": condition,
-                }
-                add_image(
-                    s,
-                    server.ws,
-                    dataset.id,
-                    decode_image(_png(size, colour, index, generated)),
-                    f"{label}/raw/{index:05d}_seed0.png",
-                    meta={"generated": generated},
-                )
+    add_generated_systems(server.ws, DATASET, SYSTEMS, PROMPTS)
     lines = [json.dumps({"prompt": p, "elements": e}) for p, e in ELEMENTS.items()]
     (server.home / "elements.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     yield server

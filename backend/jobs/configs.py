@@ -89,6 +89,27 @@ def _threads(help: str = "CPU threads for torch; 0 = one per core (OMP_NUM_THREA
     return opt(0, label="CPU threads for torch (0 = automatic)", help=help, group="advanced", minimum=0)
 
 
+def _processes() -> Any:
+    return opt(
+        1,
+        label="Processes (one per GPU; DDP under accelerate launch)",
+        help="Training processes under accelerate launch (DDP): one per GPU, or CPU processes with device "
+        "cpu; 1 = a single process. batch_size is the global batch, split across them.",
+        group="advanced",
+        minimum=1,
+        maximum=64,
+    )
+
+
+def check_processes(batch_size: int, processes: int) -> None:
+    """Every process trains on a slice of the global batch: it needs at least one example each."""
+    if batch_size < processes:
+        raise ConfigError(
+            f"batch_size {batch_size} is the global batch, split across processes {processes}: "
+            f"it must be at least {processes} (one example per process)"
+        )
+
+
 def _dataset(help: str, ref: str = "dataset", label: str = "Dataset") -> Any:  # noqa: A002
     return opt("", label=label, help=help, ref=ref, required=True)
 
@@ -172,10 +193,12 @@ class CaptionerTrainConfig:
         ref="local_file_or_tag",
     )
     torch_threads: int = _threads()
+    processes: int = _processes()
 
     def validate(self) -> None:
         require_name("dataset", self.dataset)
         require_name("base", self.base, "a hub id, a local folder or a captioner artifact")
+        check_processes(self.batch_size, self.processes)
         positive_float("lr", self.lr)
         if self.lr >= 1:
             raise ConfigError(f"lr must be below 1 (got {self.lr}); typical values are 1e-5 to 1e-3")
@@ -481,10 +504,12 @@ class T2ITrainConfig:
     )
     device: str = _device()
     torch_threads: int = _threads()
+    processes: int = _processes()
 
     def validate(self) -> None:
         require_name("dataset", self.dataset)
         require_name("base", self.base, "a t2i artifact, a local pipeline folder or a hub id")
+        check_processes(self.batch_size, self.processes)
         try:
             parse_mix(self.mix, empty_prob=self.empty_prob, fallback=self.fallback)
         except ValueError as exc:

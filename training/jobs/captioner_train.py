@@ -22,6 +22,15 @@ Decisions worth knowing:
   checkpointed atomically every epoch, on a stop request and at the end; a resumed attempt
   continues from there (metrics are written once per step, so repeats are harmless). A
   style whose artifact is registered is not trained again.
+* Several processes: ``processes`` > 1 runs the loop on that many workers under ``accelerate
+  launch`` (DDP through ``accelerator.prepare``; :mod:`training.distributed`). ``batch_size`` stays
+  the global batch: each rank takes a contiguous slice of every micro-batch, and its token-mean
+  loss is weighted by its share of the micro-batch's target tokens (the model's own loss is a
+  token mean over the batch), so the loss and gradient are those of one process up to float
+  rounding — and up to dropout, where a model has any: each rank draws its slice's masks from
+  its own RNG stream (checkpointed per rank, so a resumed run draws what an uninterrupted one
+  draws). Rank 0 alone evaluates, writes metrics, samples, checkpoints (holding every rank's
+  RNG state) and the artifact; all ranks stop after the same step.
 """
 
 from __future__ import annotations
@@ -53,6 +62,7 @@ from training.data import (
     steps_per_epoch,
 )
 from training.devices import effective_precision, pick_device
+from training.distributed import Dist, all_sum, gather, no_sync, setup, shard, step_sync
 from training.metrics import bleu, cider, clip_score
 
 STYLE_KIND = {"short": "human_short", "long": "human_long"}
@@ -72,6 +82,9 @@ LORA_TARGETS: dict[str, tuple[str, ...]] = {
     "llava": ("q_proj", "k_proj", "v_proj", "o_proj"),
 }
 LORA_FALLBACK = ("q_proj", "k_proj", "v_proj", "query", "key", "value", "qkv")
+# families whose decoder is fed the labels shifted right (encoder-decoders): every label position
+# is a target; the others shift inside the model, so the first label position never is
+UNSHIFTED_LABELS = frozenset({"ved", "florence2"})
 
 
 class TrainError(ValueError):
@@ -148,6 +161,25 @@ def check_style_prompts(adapter: CaptionerAdapter, prompts: dict[str, str | None
         raise TrainError(f"the style prompts {list(prompts.values())} tokenize identically for this model")
 
 
+def target_tokens(batch: dict[str, Any], family: str) -> int:
+    """How many label positions of a prepared batch the model's mean loss averages over."""
+    labels = batch["labels"]
+    if family not in UNSHIFTED_LABELS:
+        labels = labels[:, 1:]
+    return int((labels != -100).sum())
+
+
+def loss_through(adapter: CaptionerAdapter, module: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
+    """The adapter's training loss computed through ``module`` (its model's DDP wrapper), so the
+    backward pass reduces gradients across processes; the adapter keeps its plain model."""
+    plain = adapter.model
+    adapter.model = module
+    try:
+        return adapter.training_loss(batch)
+    finally:
+        adapter.model = plain
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
@@ -163,14 +195,21 @@ def _atomic_json(path: Path, data: Any) -> None:
 # --------------------------------------------------------------------------- checkpoints
 
 
-def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: Any, position: dict[str, Any]) -> None:
+def save_checkpoint(
+    path: Path,
+    model: torch.nn.Module,
+    optimizer: Any,
+    position: dict[str, Any],
+    rng_ranks: list[Any] | None = None,
+) -> None:
     """Trainable weights + optimizer + RNG + position, written atomically (a kill mid-write
-    leaves the previous checkpoint)."""
+    leaves the previous checkpoint). ``rng_ranks``: every rank's RNG state (several processes)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {
         "trainable": {n: p.detach().cpu() for n, p in model.named_parameters() if p.requires_grad},
         "optimizer": optimizer.state_dict(),
         "rng": torch.get_rng_state(),
+        **({"rng_ranks": rng_ranks} if rng_ranks else {}),
         **position,
     }
     tmp = path.with_name(path.name + ".tmp")
@@ -178,7 +217,16 @@ def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: Any, position
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: Any) -> dict[str, Any]:
+def rng_state() -> dict[str, Any]:
+    """This process's RNG state (CPU, and CUDA where there is one): dropout draws from it."""
+    cuda = torch.cuda.get_rng_state() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+    return {"cpu": torch.get_rng_state(), "cuda": cuda}
+
+
+def load_checkpoint(
+    path: Path, model: torch.nn.Module, optimizer: Any, dist: Dist | None = None
+) -> dict[str, Any]:
+    dist = dist or Dist()
     state = torch.load(path, map_location="cpu", weights_only=True)
     params = dict(model.named_parameters())
     with torch.no_grad():
@@ -186,6 +234,11 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: Any) -> dict[
             params[name].copy_(value)
     optimizer.load_state_dict(state.pop("optimizer"))
     torch.set_rng_state(state.pop("rng"))
+    ranks = state.pop("rng_ranks", None)
+    if ranks and len(ranks) == dist.world:  # each rank continues its own dropout stream
+        torch.set_rng_state(ranks[dist.rank]["cpu"])
+        if ranks[dist.rank].get("cuda") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state(ranks[dist.rank]["cuda"])
     return state
 
 
@@ -287,11 +340,13 @@ def fine_tune(
     precision: str,
     total_steps: int,
     scorer: Any | None,
+    dist: Dist | None = None,
 ) -> tuple[CaptionerAdapter, dict[str, float]] | None:
     """Train one unit to the end (or until a stop request: returns None) and return the
     adapter holding the final (LoRA-merged) model plus the last validation metrics."""
     from accelerate import Accelerator
 
+    dist = dist or Dist()
     log = ctx.logger
     seed_everything(cfg.seed)
     accelerator = Accelerator(mixed_precision=precision, cpu=device.type == "cpu")
@@ -310,20 +365,23 @@ def fine_tune(
         sum(p.numel() for p in model.parameters()), len(unit.train), len(unit.val), unit.steps,
     )  # fmt: skip
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    adapter.model = model
+    wrapped, optimizer = accelerator.prepare(model, optimizer)  # DDP on several processes
+    model = accelerator.unwrap_model(wrapped)
+    adapter.model = model  # evaluation, generation and saving use the plain model
     cache = ImageCache()
 
     checkpoint = ctx.checkpoint_dir / unit.style / "last.pt"
     position = {"epoch": 0, "batch": 0, "step": 0, "finished": False, "last_eval": -1}
     if checkpoint.exists():
-        position = load_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer)
+        position = load_checkpoint(checkpoint, model, optimizer, dist)
         log.info("resuming %s from %s", unit.style, {k: v for k, v in position.items()})
     step, metrics = int(position["step"]), {}
 
     def save(epoch: int, batch: int, finished: bool = False) -> None:
         where = {"epoch": epoch, "batch": batch, "step": step, "finished": finished, "last_eval": last_eval}
-        save_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, where)
+        rngs = gather(rng_state(), dist) if dist.active else None  # a collective: every rank calls save
+        if dist.main:
+            save_checkpoint(checkpoint, model, optimizer, where, rngs)
 
     last_eval = int(position["last_eval"])
     model.train()
@@ -336,14 +394,24 @@ def fine_tune(
             group = batches[first : first + cfg.grad_accum]
             n_examples = sum(len(b) for b in group)
             group_loss = 0.0
-            for micro in group:
+            for i, micro in enumerate(group):
+                # this rank's slice; a rank left without an example runs one at weight 0, because
+                # DDP's gradient all-reduce needs every rank's backward
+                mine, weight = micro[shard(len(micro), dist)], 1.0
+                if not mine:
+                    mine, weight = micro[:1], 0.0
                 inputs = adapter.prepare_batch(
-                    [cache.get(e.image) for e in micro], [e.text for e in micro], unit.prompts[micro[0].style]
+                    [cache.get(e.image) for e in mine], [e.text for e in mine], unit.prompts[micro[0].style]
                 )
-                with accelerator.autocast():
-                    loss = adapter.training_loss(inputs) * (len(micro) / n_examples)
-                accelerator.backward(loss)
-                group_loss += float(loss.detach())
+                with no_sync([wrapped], skip=i < len(group) - 1):  # DDP reduces once per optimizer step
+                    with accelerator.autocast():
+                        share = loss_through(adapter, wrapped, inputs) * (len(micro) / n_examples)
+                        if dist.active:  # the slice's share of the micro-batch's target tokens
+                            tokens = target_tokens(inputs, adapter.family) * weight
+                            share = share * (tokens / max(all_sum([tokens], dist)[0], 1.0))
+                    accelerator.backward(share * dist.world if dist.active else share)
+                group_loss += float(share.detach())
+            group_loss, stop = step_sync(group_loss, ctx.stop_requested, dist)
             accelerator.clip_grad_norm_(trainable, MAX_GRAD_NORM)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -355,18 +423,21 @@ def fine_tune(
                 f"{unit.style}: epoch {epoch + 1}/{cfg.epochs}, step {step}/{unit.steps}, loss {group_loss:.4f}",
             )
             if unit.val and step % cfg.eval_every == 0:
-                metrics = evaluate(
-                    ctx, adapter, unit.val, unit.prompts, unit.offset + step, cfg, cache, scorer
-                )
+                if dist.main:  # rank 0 evaluates alone; the others wait at the next all-reduce
+                    metrics = evaluate(
+                        ctx, adapter, unit.val, unit.prompts, unit.offset + step, cfg, cache, scorer
+                    )
                 last_eval = step
-            if ctx.stop_requested:
+            if stop if dist.active else ctx.stop_requested:
+                ctx.request_stop()  # a stop another rank received is this rank's too
                 save(epoch, first + cfg.grad_accum)
                 log.info("stop requested: checkpointed %s at step %d", unit.style, step)
                 return None
         save(epoch + 1, 0)
         log.info("%s: epoch %d done (step %d), checkpointed", unit.style, epoch + 1, step)
     if unit.val and last_eval != step:
-        metrics = evaluate(ctx, adapter, unit.val, unit.prompts, unit.offset + step, cfg, cache, scorer)
+        if dist.main:
+            metrics = evaluate(ctx, adapter, unit.val, unit.prompts, unit.offset + step, cfg, cache, scorer)
         last_eval = step
     save(cfg.epochs, 0, finished=True)
     if not metrics and last_eval >= 0:  # resumed after the last evaluation: its numbers are in the DB
@@ -374,8 +445,8 @@ def fine_tune(
         metrics = {m.name: m.value for m in store.run_metrics(ctx.ws, ctx.run_id) if m.step == at}
         metrics.pop("train_loss", None)
 
-    final = accelerator.unwrap_model(model)
-    if cfg.lora:
+    final = model
+    if cfg.lora and dist.main:
         final = final.merge_and_unload()  # plain weights: load_captioner needs no peft
     adapter.model = final
     return adapter, metrics
@@ -445,6 +516,8 @@ def run(ctx: JobContext) -> None:
     cfg: CaptionerTrainConfig = parse_config("captioner_train", ctx.config)
     log = ctx.logger
     device = pick_device(cfg.device, log)
+    dist = setup(device)
+    device = torch.device(dist.device)
     precision = effective_precision(cfg.mixed_precision, device, log)
     threads = set_torch_threads(cfg.torch_threads)
     base = open_reference(ctx.ws, cfg.base, expected=CAPTIONER_ARTIFACT, field="base")
@@ -461,8 +534,11 @@ def run(ctx: JobContext) -> None:
                 f"dataset {cfg.dataset!r} has no approved {STYLE_KIND[style]} captions; "
                 "annotate and approve some in the Annotate tab first"
             )
-    unreadable = ImageCache().readable(e.image for e in examples)
-    for image_id, reason in unreadable.items():
+    refs = list({e.image.image_id: e.image for e in examples}.values())
+    unreadable: dict[int, str] = {}
+    for part in gather(ImageCache().readable(refs[dist.rank :: dist.world]), dist):  # each rank a share
+        unreadable.update(part)
+    for image_id, reason in sorted(unreadable.items()):
         log.warning("leaving out image %d of the training data: %s", image_id, reason)
         ctx.metric_once(image_id, "skipped", 1.0)
     examples = [e for e in examples if e.image.image_id not in unreadable]
@@ -474,7 +550,7 @@ def run(ctx: JobContext) -> None:
         device, precision, threads,
     )  # fmt: skip
     scorer = None
-    if cfg.clip_model:
+    if cfg.clip_model and dist.main:  # only rank 0 evaluates
         from training.clip import load_clip
 
         scorer = load_clip(cfg.clip_model, cfg.clip_pretrained or "openai", device=str(device))
@@ -487,11 +563,12 @@ def run(ctx: JobContext) -> None:
         if unit.style in registered:
             log.info("%s captioner already registered by an earlier attempt; skipping", unit.style)
             continue
-        result = fine_tune(ctx, cfg, base, unit, device, precision, total_steps, scorer)
+        result = fine_tune(ctx, cfg, base, unit, device, precision, total_steps, scorer, dist)
         if result is None:
             return  # stop requested; checkpointed
         adapter, metrics = result
-        save_artifact(ctx, cfg, base, unit, adapter, metrics, precision, device)
+        if dist.main:
+            save_artifact(ctx, cfg, base, unit, adapter, metrics, precision, device)
         del adapter
     ctx.progress(
         total_steps, total_steps, f"done: {len(units)} captioner(s) in {time.perf_counter() - started:.1f} s"

@@ -23,6 +23,11 @@ RECAP step 4 (and the DALL-E 3 / Recap-DataComp blends): modelled on diffusers'
   encoded in 75-token chunks (see :mod:`training.t2i.text`).
 * **Latent cache** — optional; VAE latents computed once per image and VAE
   (:mod:`training.t2i.latents`); the caption stays live.
+* **Several processes** — ``processes`` > 1 runs this job on that many workers under
+  ``accelerate launch`` (DDP; :mod:`training.distributed`): every rank draws the whole global
+  micro-batch (captions, crops, noise) and trains on its slice, so usage counts and losses are
+  those of one process with the same ``batch_size``; rank 0 alone writes metrics, checkpoints,
+  samples and the artifact; all ranks stop after the same step.
 
 Mixed precision runs only on a GPU (torch.autocast, with a gradient scaler for fp16), under the one
 policy of :mod:`training.devices`: fp16/bf16 on the CPU is an error, ``auto`` takes it only where
@@ -49,6 +54,7 @@ from backend.jobs.context import JobContext
 from backend.references import ResolvedModel, open_reference
 from training.data import UnreadableImage, load_rgb, set_torch_threads
 from training.devices import effective_precision, pick_device
+from training.distributed import Dist, gather, no_sync, setup, shard, step_sync, wrap_ddp
 from training.t2i.latents import LatentCache
 from training.t2i.loop import (
     Trainer,
@@ -187,12 +193,29 @@ def place(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> 
 
 
 def scan_images(
-    images: list[TrainImage], cfg: T2ITrainConfig, trainer: Trainer, cache: LatentCache | None, log: Any
+    images: list[TrainImage],
+    cfg: T2ITrainConfig,
+    trainer: Trainer,
+    cache: LatentCache | None,
+    log: Any,
+    dist: Dist | None = None,
 ) -> tuple[list[TrainImage], dict[int, str]]:
     """Decode every image once (precomputing its latents when caching) and drop unreadable ones.
 
     With a warm cache nothing is decoded: an image whose cached latents are all there is readable.
+    With several processes each scans every N-th image and the unreadable ones are gathered, so
+    all ranks train on the same list (in the dataset's order).
     """
+    dist = dist or Dist()
+    _, bad = _scan(images[dist.rank :: dist.world], cfg, trainer, cache, log)
+    for other in gather(bad, dist):
+        bad.update(other)
+    return [im for im in images if im.image_id not in bad], bad
+
+
+def _scan(
+    images: list[TrainImage], cfg: T2ITrainConfig, trainer: Trainer, cache: LatentCache | None, log: Any
+) -> tuple[list[TrainImage], dict[int, str]]:
     flips = (False, True) if cfg.random_flip else (False,)
     good, bad = [], {}
     pending: list[tuple[TrainImage, Augment, torch.Tensor]] = []
@@ -251,8 +274,16 @@ def run(ctx: JobContext) -> None:
     check_config(cfg)
     mix = parse_mix(cfg.mix, empty_prob=cfg.empty_prob, fallback=cfg.fallback)
     device = pick_device(cfg.device, log)
+    dist = setup(device)
+    device = torch.device(dist.device)
     precision = effective_precision(cfg.mixed_precision, device, log)
     threads = set_torch_threads(cfg.torch_threads, reserved=cfg.num_workers if device.type == "cpu" else 0)
+    if dist.active:
+        mine = shard(cfg.batch_size, dist)
+        log.info(
+            "rank %d of %d on %s: examples %d-%d of each global micro-batch of %d",
+            dist.rank, dist.world, device, mine.start, mine.stop - 1, cfg.batch_size,
+        )  # fmt: skip
     if store.list_artifacts(ctx.ws, kind=T2I_ARTIFACT, run_id=ctx.run_id):
         log.info(
             "the pipeline of this run is already registered (an earlier attempt finished); nothing to do"
@@ -281,8 +312,10 @@ def run(ctx: JobContext) -> None:
     place(parts.text_encoder, device, torch.float32 if "text_encoder" in learn else weight_dtype)
     encoder = CaptionEncoder(parts.tokenizer, parts.text_encoder, cfg.long_captions, cfg.max_chunks)
     trainer = Trainer(
-        parts, encoder, device, "text_encoder" in learn, None if precision == "no" else weight_dtype
-    )
+        parts, encoder, device, "text_encoder" in learn, None if precision == "no" else weight_dtype, dist,
+        unet_ddp=wrap_ddp(parts.unet, dist) if "unet" in learn and dist.active else None,
+        text_ddp=wrap_ddp(parts.text_encoder, dist) if "text_encoder" in learn and dist.active else None,
+    )  # fmt: skip
 
     cache = None
     if cfg.cache_latents:
@@ -290,7 +323,7 @@ def run(ctx: JobContext) -> None:
         cache = LatentCache.for_workspace(ctx.ws, vae_id)
         log.info("latent cache %s", cache.folder)
     ctx.progress(0, cfg.steps, "reading images" + (" and caching latents" if cache else ""))
-    images, unreadable = scan_images(images, cfg, trainer, cache, log)
+    images, unreadable = scan_images(images, cfg, trainer, cache, log, dist)
     if not images:
         raise T2IError(f"none of the {len(unreadable)} images of dataset {cfg.dataset!r} can be read")
     ctx.metric_once(0, "unreadable_images", len(unreadable))
@@ -340,6 +373,8 @@ def run(ctx: JobContext) -> None:
         )
 
     def checkpoint() -> None:
+        if not dist.main:  # one writer: every rank holds the same state after a step
+            return
         save_checkpoint(
             ctx.checkpoint_dir,
             state.step,
@@ -357,7 +392,11 @@ def run(ctx: JobContext) -> None:
         )
 
     def validate(step: int) -> None:
-        if not cfg.validation_prompts or (ctx.run_dir / "samples" / f"step_{step}.json").exists():
+        if (
+            not dist.main
+            or not cfg.validation_prompts
+            or (ctx.run_dir / "samples" / f"step_{step}.json").exists()
+        ):
             return
         if ema is not None:
             ema.store(trainable)
@@ -370,7 +409,7 @@ def run(ctx: JobContext) -> None:
 
     dataset = MicroBatches(
         images, batch_size=cfg.batch_size, grad_accum=cfg.grad_accum, seed=cfg.seed, resolution=cfg.resolution,
-        random_flip=cfg.random_flip, center_crop=cfg.center_crop, cache=cache,
+        random_flip=cfg.random_flip, center_crop=cfg.center_crop, cache=cache, dist=dist,
     )  # fmt: skip
     first_item = state.step * cfg.grad_accum
     loader = torch.utils.data.DataLoader(
@@ -388,17 +427,21 @@ def run(ctx: JobContext) -> None:
     for batch in loader:
         if batch.micro == 0:
             group_loss = 0.0
-        batch_images = [images[i] for i in batch.indices]
+        batch_images = [images[i] for i in batch.indices]  # the global micro-batch, on every rank
         drawn = draw_captions(mix, batch_images, cfg.seed, batch.step, batch.micro, state.usage)
         texts = [text for _, text in drawn]
         state.truncated_draws += sum(1 for t in texts if t in lost)
         cache_reads += sum(1 for example in batch.examples if example.params is not None)
         generator = torch_generator(cfg.seed, batch.step, batch.micro, device)
-        group_loss += trainer.micro_step(
-            batch, texts, images, cfg.resolution, cache, generator, cfg.grad_accum, scaler
-        )
-        if batch.micro < cfg.grad_accum - 1:
+        last_micro = batch.micro == cfg.grad_accum - 1
+        with no_sync(trainer.ddp_modules, skip=not last_micro):  # DDP reduces once per optimizer step
+            group_loss += trainer.micro_step(
+                batch, texts[batch.shard], images, cfg.resolution, cache, generator, cfg.grad_accum, scaler
+            )
+        if not last_micro:
             continue
+        # one collective: the global loss, and a stop every rank obeys after this same step
+        group_loss, stop = step_sync(group_loss, ctx.stop_requested, dist)
         for group in optimizer.param_groups:  # from the step alone: a resumed run continues the warm-up
             group["lr"] = lrs[group["name"]] * warmup_factor(batch.step, cfg.lr_warmup_steps)
         optimizer_step(optimizer, trainable, scaler, ema)
@@ -410,7 +453,8 @@ def run(ctx: JobContext) -> None:
             checkpoint()
         if state.step % cfg.validation_every == 0 and state.step < cfg.steps:
             validate(state.step)
-        if ctx.stop_requested:
+        if stop if dist.active else ctx.stop_requested:
+            ctx.request_stop()  # a stop another rank received is this rank's too
             if state.step % cfg.checkpoint_every:
                 checkpoint()
             log.info("stop requested: checkpointed at step %d", state.step)
@@ -424,7 +468,8 @@ def run(ctx: JobContext) -> None:
     if ema is not None:
         ema.copy_to(trainable)
     validate(cfg.steps)
-    finish(ctx, cfg, base, mix, parts, learn, state, images, counts)
+    if dist.main:
+        finish(ctx, cfg, base, mix, parts, learn, state, images, counts)
 
 
 def write_samples(ctx: JobContext, cfg: T2ITrainConfig, trainer: Trainer, step: int) -> None:

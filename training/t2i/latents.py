@@ -72,9 +72,25 @@ class LatentCache:
 
 
 def sample_latents(
-    params: torch.Tensor, generator: torch.Generator | None, scaling_factor: float
+    params: torch.Tensor,
+    generator: torch.Generator | None,
+    scaling_factor: float,
+    total: int | None = None,
+    rows: slice | None = None,
 ) -> torch.Tensor:
-    """Draw latents from distribution parameters exactly as ``vae.encode(x).latent_dist.sample()``."""
-    from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+    """Draw latents from distribution parameters exactly as ``vae.encode(x).latent_dist.sample()``.
 
-    return DiagonalGaussianDistribution(params).sample(generator=generator) * scaling_factor
+    ``params`` may be rows ``rows`` of a batch of ``total`` (one process's slice of the global
+    batch): the generator then draws the whole batch's noise and this slice keeps its rows, so each
+    example gets the number it gets in a one-process run (see :mod:`training.distributed`).
+    """
+    from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+    from diffusers.utils.torch_utils import randn_tensor
+
+    dist = DiagonalGaussianDistribution(params)
+    total = params.shape[0] if total is None else total
+    rows = slice(0, total) if rows is None else rows
+    eps = randn_tensor(
+        (total, *dist.mean.shape[1:]), generator=generator, device=params.device, dtype=params.dtype
+    )[rows]
+    return (dist.mean + dist.std * eps) * scaling_factor

@@ -8,10 +8,18 @@ every random number of a micro-batch comes from a generator seeded with ``(seed,
 with that generator, and the text goes through :class:`training.t2i.text.CaptionEncoder`
 (truncate or chunk). ``bench/t2i_step.py`` times exactly :meth:`Trainer.step_loss` against a
 plain loop.
+
+With several processes (:mod:`training.distributed`) each one holds a slice of the global
+micro-batch: the generator still draws the whole micro-batch's latent samples, noise and
+timesteps and the slice keeps its rows, and the slice's loss is weighted by its share of the
+global batch, so the step is the one-process step up to float rounding. The learning modules
+then run through DDP wrappers (``unet_ddp`` / ``text_ddp``); validation images use the plain
+modules on rank 0 alone.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -23,6 +31,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F  # noqa: N812 - the usual name
 
+from training.distributed import Dist
 from training.t2i.latents import LatentCache, sample_latents
 from training.t2i.mixdata import MicroBatch, TrainImage, latent_key
 from training.t2i.pipeline import Components
@@ -41,6 +50,19 @@ class Trainer:
     device: torch.device
     train_text: bool
     autocast_dtype: torch.dtype | None = None  # mixed precision on a GPU; None = full precision
+    dist: Dist = Dist()
+    unet_ddp: torch.nn.Module | None = None  # the UNet's DDP wrapper when it learns on several processes
+    text_ddp: torch.nn.Module | None = None  # the text encoder's, likewise
+
+    @property
+    def ddp_modules(self) -> list[torch.nn.Module]:
+        return [m for m in (self.unet_ddp, self.text_ddp) if m is not None]
+
+    def _train_encoder(self) -> CaptionEncoder:
+        """The caption encoder whose text encoder is the DDP wrapper (when there is one)."""
+        if self.text_ddp is None:
+            return self.encoder
+        return dataclasses.replace(self.encoder, text_encoder=self.text_ddp)
 
     def autocast(self) -> Any:
         if self.autocast_dtype is None:
@@ -68,26 +90,37 @@ class Trainer:
             for j, i in enumerate(missing):
                 out[i] = encoded[j]
                 if cache is not None:
-                    key = latent_key(images[batch.indices[i]], resolution, batch.augments[i])
+                    at = batch.position(i)
+                    key = latent_key(images[batch.indices[at]], resolution, batch.augments[at])
                     cache.put(key, encoded[j])
         return torch.stack([p.to(self.device) for p in out])  # type: ignore[union-attr]
 
     # ------------------------------------------------------------------ the loss
 
     def step_loss(
-        self, params: torch.Tensor, captions: list[str], generator: torch.Generator
+        self,
+        params: torch.Tensor,
+        captions: list[str],
+        generator: torch.Generator,
+        total: int | None = None,
+        rows: slice | None = None,
     ) -> torch.Tensor:
-        """Diffusion loss of one micro-batch (call ``backward`` on it)."""
-        unet, scheduler = self.parts.unet, self.parts.noise_scheduler
-        latents = sample_latents(params, generator, float(self.parts.vae.config.scaling_factor))
-        noise = torch.randn(latents.shape, generator=generator, device=self.device)
+        """Diffusion loss (mean) of one micro-batch, or of rows ``rows`` of a micro-batch of
+        ``total`` examples (this process's slice): the random numbers are drawn for all
+        ``total`` rows in the one-process order and the slice keeps its own."""
+        unet = self.unet_ddp if self.unet_ddp is not None else self.parts.unet
+        scheduler = self.parts.noise_scheduler
+        total = params.shape[0] if total is None else total
+        rows = slice(0, total) if rows is None else rows
+        latents = sample_latents(params, generator, float(self.parts.vae.config.scaling_factor), total, rows)
+        noise = torch.randn((total, *latents.shape[1:]), generator=generator, device=self.device)[rows]
         timesteps = torch.randint(
             0,
             scheduler.config.num_train_timesteps,
-            (latents.shape[0],),
+            (total,),
             generator=generator,
             device=self.device,
-        )
+        )[rows]
         noisy = scheduler.add_noise(latents, noise, timesteps)
         if scheduler.config.prediction_type == "v_prediction":
             target = scheduler.get_velocity(latents, noise, timesteps)
@@ -95,7 +128,7 @@ class Trainer:
             target = noise
         with self.autocast():
             with nullcontext() if self.train_text else torch.no_grad():
-                hidden = self.encoder.encode(captions)
+                hidden = self._train_encoder().encode(captions)
             pred = unet(noisy, timesteps, hidden, return_dict=False)[0]
         return F.mse_loss(pred.float(), target.float(), reduction="mean")
 
@@ -110,11 +143,22 @@ class Trainer:
         grad_accum: int = 1,
         scaler: Any | None = None,
     ) -> float:
-        """Forward and backward of one micro-batch (gradients accumulate); returns its loss share."""
+        """Forward and backward of one micro-batch (gradients accumulate); returns its loss share.
+
+        ``texts`` are the captions of this process's examples. With several processes the
+        slice's mean loss is weighted by its share of the global micro-batch, and the backward
+        pass multiplies that by the number of processes, which DDP's gradient averaging divides
+        out again: the gradient is the mean over the global batch. The returned share summed over
+        the processes is the one-process micro-batch loss.
+        """
         params = self.batch_params(batch, images, resolution, cache)
-        loss = self.step_loss(params, texts, generator) / grad_accum
+        rows = slice(batch.position(0), batch.position(len(batch.examples)))
+        share = self.step_loss(params, texts, generator, batch.size, rows) / grad_accum
+        if len(batch.examples) != batch.size:
+            share = share * (len(batch.examples) / batch.size)
+        loss = share * self.dist.world if self.dist.active else share
         (scaler.scale(loss) if scaler is not None else loss).backward()
-        return float(loss.detach())
+        return float(share.detach())
 
 
 def optimizer_step(

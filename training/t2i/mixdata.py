@@ -31,6 +31,7 @@ from backend.models import HUMAN_KINDS, Caption, CaptionStatus, Image
 from backend.storage import image_path
 from backend.workspace import Workspace
 from training.data import UnreadableImage, load_rgb
+from training.distributed import Dist, shard
 from training.t2i.latents import LatentCache, LatentKey
 
 EXCLUDED_STATUSES = (CaptionStatus.submitted.value, CaptionStatus.rejected.value)
@@ -214,18 +215,33 @@ class Example:
 
 @dataclass
 class MicroBatch:
+    """One micro-batch: ``indices`` and ``augments`` of the whole (global) micro-batch, and the
+    loaded ``examples`` of this process's slice ``shard`` of it (all of it in one process)."""
+
     step: int
     micro: int
     indices: list[int]
     augments: list[Augment]
     examples: list[Example]
+    shard: slice = field(default_factory=lambda: slice(0, None))
+
+    @property
+    def size(self) -> int:
+        """Examples in the global micro-batch."""
+        return len(self.indices)
+
+    def position(self, i: int) -> int:
+        """Position in the global micro-batch of ``examples[i]``."""
+        return (self.shard.start or 0) + i
 
 
 class MicroBatches(torch.utils.data.Dataset):
     """Item ``k`` = micro-batch ``k % grad_accum`` of optimizer step ``k // grad_accum``.
 
     Decoding, resizing and cache reads happen here, inside DataLoader workers; the captions
-    are drawn in the main process (they are cheap and feed the run's usage counts).
+    are drawn in the main process (they are cheap and feed the run's usage counts). With
+    several processes (``dist``), every process computes the same global indices and crops and
+    loads only its own slice (:func:`training.distributed.shard`).
     """
 
     def __init__(
@@ -239,11 +255,13 @@ class MicroBatches(torch.utils.data.Dataset):
         random_flip: bool,
         center_crop: bool,
         cache: LatentCache | None,
+        dist: Dist | None = None,
     ) -> None:
         self.images = list(images)
         self.batch_size, self.grad_accum, self.seed = batch_size, grad_accum, seed
         self.resolution, self.random_flip, self.center_crop = resolution, random_flip, center_crop
         self.cache = cache
+        self.dist = dist or Dist()
 
     def __len__(self) -> int:  # the sampler decides which items are read
         return 2**62
@@ -252,8 +270,9 @@ class MicroBatches(torch.utils.data.Dataset):
         step, micro = divmod(int(k), self.grad_accum)
         indices = batch_indices(len(self.images), self.batch_size, self.grad_accum, self.seed, step, micro)
         augments = draw_augments(len(indices), self.seed, step, micro, self.random_flip, self.center_crop)
-        examples = [self.example(i, a) for i, a in zip(indices, augments, strict=True)]
-        return MicroBatch(step, micro, indices, augments, examples)
+        mine = shard(len(indices), self.dist)
+        examples = [self.example(i, a) for i, a in zip(indices[mine], augments[mine], strict=True)]
+        return MicroBatch(step, micro, indices, augments, examples, mine)
 
     def example(self, index: int, augment: Augment) -> Example:
         image = self.images[index]
