@@ -27,8 +27,8 @@ so the gradient is the 1-process gradient up to float rounding.
 What is refused: FSDP, DeepSpeed and Megatron-LM (an accelerate config or environment that asks
 for them). The jobs checkpoint, average (EMA), merge (LoRA) and render validation images from
 *whole* weights on rank 0; sharded weights would need gathered state dicts in all of these.
-DDP covers the models this studio fine-tunes at their real sizes on one GPU each (see
-``docs/scale-out.md``).
+DDP covers the models this studio fine-tunes at their real sizes: each fits whole on one GPU
+(SD-1.5's UNet is 860M parameters, BLIP-large 470M; Adam states included, well under an H100).
 """
 
 from __future__ import annotations
