@@ -222,6 +222,7 @@ def choice_updates(ws: Workspace, forms: Iterable[Form]) -> dict[gr.components.C
     A required field that starts empty gets the first choice (the newest artifact, the first
     dataset); one with a default keeps it; an optional one stays empty.
     """
+    from backend.compositional.loaders import builtin_sets
     from backend.datasets import dataset_names
     from backend.prompt_sets import builtin_prompt_sets
 
@@ -239,15 +240,17 @@ def choice_updates(ws: Workspace, forms: Iterable[Form]) -> dict[gr.components.C
             if ref in datasets:
                 choices: list[Any] = list(datasets[ref])
                 first = choices[0] if choices else None
-            elif ref == "prompt_set":
-                choices, first = list(builtin_prompt_sets()), None
+            elif ref == "prompt_set":  # plain shipped sets and structured ones (demo_world)
+                choices, first = [*builtin_prompt_sets(), *builtin_sets()], None
             else:
                 artifacts = configs.artifact_choices(ws, spec.artifact_kind or "")
                 hubs = [
                     (f"{hub_id}  (hub)", hub_id) for hub_id in HUB_EXAMPLES.get(spec.artifact_kind or "", [])
                 ]
                 choices, first = [*artifacts, *hubs], (artifacts[0][1] if artifacts else None)
-            if spec.required and spec.default in ("", []):
+            # t2i_eval's dataset is optional (eval --images scores a folder instead) yet the form
+            # evaluates datasets: it starts on the newest generated one, as a required field does
+            if (spec.required or ref == "dataset:generated") and spec.default in ("", []):
                 value = ([first] if first is not None else []) if spec.is_list else first
                 updates[box] = gr.update(choices=choices, value=value)
             else:

@@ -180,22 +180,35 @@ def queries_for(
     return out
 
 
-def detect_all(
+def detect_stream(
     detector: Any,
-    load: Callable[[int], PILImage.Image],
+    load: Callable[[int], PILImage.Image | None],
     n: int,
     queries: Sequence[Sequence[str]],
     batch_size: int,
-    progress: Callable[[int], None] | None = None,
-) -> list[list[Detection]]:
-    """Detections of images ``0..n-1`` (``load(i)`` decodes one), in batches."""
+    crop_classes: Sequence[Sequence[str]] | None = None,
+) -> tuple[list[int], list[list[Detection]], list[PILImage.Image]]:
+    """Detect in images ``0..n-1`` batch by batch (``load(i)`` decodes one, None when unreadable).
+
+    Returns the readable positions, their detections and, with ``crop_classes``, the crops of
+    those classes' boxes (O-FID). Only one batch of decoded images is held at a time, so a
+    30,000-image set costs no more memory than a small one.
+    """
+    kept: list[int] = []
     found: list[list[Detection]] = []
+    cut: list[PILImage.Image] = []
     for start in range(0, n, batch_size):
-        idx = range(start, min(n, start + batch_size))
-        found += detector.detect([load(i) for i in idx], [list(queries[i]) for i in idx])
-        if progress is not None:
-            progress(len(found))
-    return found
+        batch = [(i, load(i)) for i in range(start, min(n, start + batch_size))]
+        batch = [(i, picture) for i, picture in batch if picture is not None]
+        if not batch:
+            continue
+        result = detector.detect([picture for _, picture in batch], [list(queries[i]) for i, _ in batch])
+        for (i, picture), dets in zip(batch, result, strict=True):
+            kept.append(i)
+            found.append(dets)
+            if crop_classes is not None:
+                cut.extend(crops(picture, dets, crop_classes[i]))
+    return kept, found, cut
 
 
 @dataclass

@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -521,7 +522,11 @@ def run(ctx: JobContext) -> None:
                     f"reference_dataset {cfg.reference_dataset!r} has {ref_feats.shape[0]} readable images; "
                     "FID/KID need at least 2 (thousands for stable numbers)"
                 )
-    ref_crops: dict[str, np.ndarray | None] = {"feats": None}  # O-FID's reference crops, once per run
+    # O-FID's reference: crops of every class any prompt of the run asks for, computed once per run
+    ref_crops: dict[str, Any] = {
+        "feats": None,
+        "classes": sorted({o.cls for im in images if im.structured for o in im.structured.objects}),
+    }
 
     for (checkpoint, regime), group in groups.items():
         missing = [m for m in cfg.metrics if (checkpoint, regime, m) not in stored]
@@ -719,7 +724,7 @@ def compositional(
     clip_cache: FeatureCache | None,
     extractor: FeatureExtractor | None,
     reference: Sequence[RefImage],
-    ref_crops: dict[str, np.ndarray | None],
+    ref_crops: dict[str, Any],
     done: int,
     total: int,
 ) -> int:
@@ -748,22 +753,28 @@ def compositional(
         assert detector is not None
         prov = detector.provenance()
         ctx.progress(done, total, f"detecting objects in {checkpoint}/{regime}")
-        pictures: list[Any] = []
-        kept: list[GenImage] = []
-        for im in group:
-            picture = load_picture(im.path, log)
-            if picture is not None:
-                pictures.append(picture)
-                kept.append(im)
+        # queries: each image's own classes and those of the prompt the baseline scores it against
+        everyone = [im.structured for im in group]
+        assert all(s is not None for s in everyone)
+        all_prompts, all_index = comp.prompt_indices(everyone)  # type: ignore[arg-type]
+        queries = comp.queries_for(all_prompts, all_index, mismatched_assignment(all_index, seed))
+        # O-FID: the objects each prompt asks for (not its exclusions)
+        own_classes = [[o.cls for o in s.objects] for s in everyone] if "o_fid" in missing else None  # type: ignore[union-attr]
+        started = time.perf_counter()
+        positions, detections, own_crops = comp.detect_stream(
+            detector,
+            lambda i: load_picture(group[i].path, log),
+            len(group),
+            queries,
+            cfg.batch_size,
+            own_classes,
+        )
+        detect_seconds = time.perf_counter() - started  # reading + detecting (bench/eval_throughput.py)
+        kept = [group[i] for i in positions]
         structures = [im.structured for im in kept]
-        assert all(s is not None for s in structures)
-        prompts, index = comp.prompt_indices(structures)  # type: ignore[arg-type]
-        targets = mismatched_assignment(index, seed)
-        queries = comp.queries_for(prompts, index, targets)
-        detections = comp.detect_all(detector, pictures.__getitem__, len(pictures), queries, cfg.batch_size)
         details = {
             "detector": prov, "unreadable_images": len(group) - len(kept),
-            "detections": sum(len(d) for d in detections),
+            "detections": sum(len(d) for d in detections), "detect_seconds": detect_seconds,
         }  # fmt: skip
         box = comp.score_group(structures, detections, missing, ScoringSettings(), rounds=rounds, seed=seed)  # type: ignore[arg-type]
         weights = str(prov.get("weights_sha256") or "")
@@ -781,28 +792,17 @@ def compositional(
         if "o_fid" in missing:
             assert extractor is not None
             stored += 1
-            own = [
-                crop
-                for picture, found, p in zip(pictures, detections, index, strict=True)
-                for crop in comp.crops(picture, found, comp.classes_of(prompts[p]))
-            ]
             if ref_crops["feats"] is None:
-                wanted = sorted({c for im in kept for c in comp.classes_of(im.structured)})  # type: ignore[arg-type]
+                wanted = list(ref_crops["classes"])  # type: ignore[arg-type]
                 ctx.progress(done, total, f"objects in {len(reference)} reference images")
-                ref_pictures = [p for p in (load_picture(r.path, log) for r in reference) if p is not None]
-                ref_found = comp.detect_all(
-                    detector, ref_pictures.__getitem__, len(ref_pictures), [wanted] * len(ref_pictures),
-                    cfg.batch_size,
+                _, _, ref_list = comp.detect_stream(
+                    detector, lambda i: load_picture(reference[i].path, log), len(reference),
+                    [wanted] * len(reference), cfg.batch_size, [wanted] * len(reference),
                 )  # fmt: skip
-                ref_list = [
-                    c
-                    for pic, f in zip(ref_pictures, ref_found, strict=True)
-                    for c in comp.crops(pic, f, wanted)
-                ]
                 ref_crops["feats"] = batched_features(extractor, ref_list, cfg.batch_size)
             ref = ref_crops["feats"]
             assert ref is not None
-            feats = batched_features(extractor, own, cfg.batch_size)
+            feats = batched_features(extractor, own_crops, cfg.batch_size)
             if feats.shape[0] < 2 or ref.shape[0] < 2:
                 log.warning("%s/%s o_fid: %d generated and %d reference object crops; needs at least 2 each",
                             checkpoint, regime, feats.shape[0], ref.shape[0])  # fmt: skip
