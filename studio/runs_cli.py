@@ -198,6 +198,22 @@ def models_tiny(
         Path, typer.Option("--out", help="Folder to write (relative paths go under the workspace's models/).")
     ],
     seed: Annotated[int, typer.Option(help="Random seed of the weights.")] = 0,
+    size: Annotated[
+        str,
+        typer.Option(
+            help="tiny (toy widths, the default), or base / large: the real architecture with random "
+            "weights, for GPU benchmarks (blip: base, large; qwen2_vl: base = Qwen2-VL-2B; sd: base = SD 1.5)."
+        ),
+    ] = "tiny",
+    device: Annotated[
+        str, typer.Option(help="Where base / large weights are initialised (cuda is much faster).")
+    ] = "cpu",
+    fixed_new_tokens: Annotated[
+        int,
+        typer.Option(
+            help="base / large captioners: every caption this many tokens (min_new_tokens); 0 = off."
+        ),
+    ] = 0,
     register: Annotated[
         str | None,
         typer.Option(
@@ -227,6 +243,8 @@ def models_tiny(
         "--seed",
         str(seed),
     ]
+    if size != "tiny":
+        command += ["--size", size, "--device", device, "--fixed-new-tokens", str(fixed_new_tokens)]
     # a subprocess: the studio package never imports training or torch
     result = subprocess.run(command, env=env, capture_output=True, text=True)
     if result.returncode != 0:
@@ -246,7 +264,7 @@ def models_tiny(
                 artifact_kind,
                 register,
                 target,
-                {"tiny": True, "family": family, "seed": seed},
+                {"tiny": size == "tiny", "size": size, "family": family, "seed": seed},
             )
         except UnsafePathError as exc:
             raise fail(f"cannot register {target}: {exc}") from None
@@ -255,6 +273,7 @@ def models_tiny(
             json.dumps(
                 {
                     "family": family,
+                    "size": size,
                     "path": str(target),
                     "artifact_id": artifact.id if artifact else None,
                     "artifact_kind": artifact_kind if artifact else None,
@@ -263,7 +282,9 @@ def models_tiny(
         )
         return
     what = {"sd": "Stable Diffusion pipeline", "causal_lm": "language model"}.get(family, "captioner")
-    out.print(f"Tiny {family} {what} in {target}", markup=False, highlight=False, soft_wrap=True)
+    out.print(
+        f"{size.capitalize()} {family} {what} in {target}", markup=False, highlight=False, soft_wrap=True
+    )
     if artifact is not None:
         out.print(
             f"Registered as {artifact_kind} artifact '{artifact.name}' (id {artifact.id}).", markup=False

@@ -791,7 +791,28 @@ def main(argv: Iterable[str] | None = None) -> int:
     parser.add_argument("--family", required=True, choices=(*FAMILIES, *OTHER_FAMILIES, "all"))
     parser.add_argument("--out", required=True, type=Path, help="folder to write (created if missing)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--size",
+        default="tiny",
+        choices=("tiny", "base", "large"),
+        help="tiny (toy widths), or a real architecture size with random weights (training.sized)",
+    )
+    parser.add_argument("--device", default="cpu", help="where real-size weights are initialised")
+    parser.add_argument(
+        "--fixed-new-tokens", type=int, default=0, help="real-size captioners: min_new_tokens of generation"
+    )
     args = parser.parse_args(list(argv) if argv is not None else None)
+    if args.size != "tiny":
+        from training.sized import SizeError, build_sized
+
+        try:
+            path = build_sized(
+                args.family, args.size, args.out, args.seed, args.device, args.fixed_new_tokens
+            )
+        except SizeError as exc:
+            parser.error(str(exc))
+        print(f"{args.family} ({args.size}): {path} ({folder_size(path) / 1e6:.2f} MB)", flush=True)
+        return 0
     families = FAMILIES if args.family == "all" else (args.family,)
     for family in families:
         out = args.out / family if args.family == "all" else args.out
