@@ -26,7 +26,16 @@ from backend.datasets import DatasetNotFound, get_dataset
 from backend.db import read_session
 from backend.models import Caption, CaptionKind, Dataset, Image, User
 from backend.scores import CaptionScore, caption_scores
-from backend.storage import image_path, thumb_path
+from backend.shards import member_refs
+from backend.storage import (
+    MemberError,
+    ensure_original,
+    ensure_thumbnail,
+    image_path,
+    read_members,
+    thumb_path,
+    unavailable_thumbnail,
+)
 from backend.visibility import EVERYONE, Viewer, visible_captions
 from backend.workspace import Workspace
 
@@ -241,8 +250,32 @@ def gallery_page(
             .limit(page_size)
             .offset(page * page_size)
         ).all()
-    items = [(image_id, str(thumb_path(ws, sha)), _label(image_id, key)) for image_id, sha, key in rows]
+        missing = [int(image_id) for image_id, sha, _ in rows if not thumb_path(ws, sha).exists()]
+        refs = member_refs(s, missing) if missing else {}
+    thumbs = _shard_thumbnails(ws, refs)
+    items = [
+        (image_id, str(thumbs.get(image_id) or thumb_path(ws, sha)), _label(image_id, key))
+        for image_id, sha, key in rows
+    ]
     return GalleryPage(items=items, total=total, page=page, pages=pages, page_size=page_size)
+
+
+def _shard_thumbnails(ws: Workspace, refs: dict[int, Any]) -> dict[int, Path]:
+    """Thumbnails of a page's images registered by reference, read out of their shards (one
+    open per shard) and kept under their content address; a placeholder for those whose shard
+    cannot be read, so one moved shard never breaks a page."""
+    if not refs:
+        return {}
+    ids = list(refs)
+    thumbs: dict[int, Path] = {}
+    for image_id, data in zip(ids, read_members([refs[i] for i in ids]), strict=True):
+        try:
+            if isinstance(data, MemberError):
+                raise data
+            thumbs[image_id] = ensure_thumbnail(ws, refs[image_id].sha256, data)
+        except OSError:
+            thumbs[image_id] = unavailable_thumbnail(ws)
+    return thumbs
 
 
 def _labelled(variants: list[Variant]) -> list[Variant]:
@@ -281,6 +314,7 @@ def image_variants(ws: Workspace, image_id: int, viewer: Viewer = EVERYONE) -> I
         if row is None:
             raise ReviewError(f"image {image_id} does not exist")
         image, dataset_name = row
+        ref = member_refs(s, [image_id]).get(image_id)
         captions = s.exec(
             select(Caption, User.name)
             .join(User, User.id == Caption.annotator_id, isouter=True)
@@ -307,15 +341,23 @@ def image_variants(ws: Workspace, image_id: int, viewer: Viewer = EVERYONE) -> I
         for c, author in captions
     ]
     variants.sort(key=lambda v: (kind_sort_key(v.kind), v.caption_id))
+    path, thumb, meta = image_path(ws, image.sha256, image.ext), thumb_path(ws, image.sha256), image.meta
+    if ref is not None and not path.exists():  # registered by reference: read out of its shard now
+        try:
+            path = ensure_original(ws, ref, image.ext)
+            thumb = ensure_thumbnail(ws, image.sha256, path.read_bytes())
+        except OSError as exc:  # the captions are still worth showing
+            path = thumb = unavailable_thumbnail(ws)
+            meta = {**(meta or {}), "unavailable": str(exc)}
     return ImageDetail(
         image_id=image.id,
         dataset=dataset_name,
         original_key=image.original_key,
         width=image.width,
         height=image.height,
-        path=str(image_path(ws, image.sha256, image.ext)),
-        thumb=str(thumb_path(ws, image.sha256)),
-        meta=image.meta,
+        path=str(path),
+        thumb=str(thumb),
+        meta=meta,
         variants=_labelled(variants),
     )
 

@@ -65,7 +65,11 @@ def main(
 @app.command("import")
 def import_cmd(
     source: Annotated[
-        Path, typer.Argument(help="Folder, table (.csv/.jsonl/.parquet), .tar shard(s) or datasets folder.")
+        str,
+        typer.Argument(
+            help="Folder, table (.csv/.jsonl/.parquet), .tar shard(s) or datasets folder; with --by-reference "
+            "also a URI (s3://bucket/prefix/)."
+        ),
     ],
     dataset: Annotated[str, typer.Option("--dataset", help="Dataset to import into (created if new).")],
     fmt: Annotated[str, typer.Option("--format", help="auto|folder|table|webdataset|hf")] = "auto",
@@ -75,26 +79,59 @@ def import_cmd(
         int | None,
         typer.Option(min=1, help="Reject images with more pixels than this (decompression bombs)."),
     ] = None,
+    by_reference: Annotated[
+        bool,
+        typer.Option(
+            "--by-reference",
+            help="Register .tar / .parquet shards where they lie (key, size, SHA-256, alt-text) instead of "
+            "copying their images into the workspace: for corpora too large to import.",
+        ),
+    ] = False,
+    engine: Annotated[
+        str, typer.Option(help="With --by-reference: local|ray (one task per shard on a Ray cluster).")
+    ] = "local",
+    ray_address: Annotated[
+        str, typer.Option(help="With --engine ray: the cluster (host:port, or auto); empty starts Ray here.")
+    ] = "",
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary as the last line.")] = False,
 ) -> None:
     """Import images and their alt-text; bad items are skipped with a reason."""
     from backend.images import DEFAULT_MAX_PIXELS
     from backend.ingest import SourceError, import_source
+    from backend.ingest.by_reference import register_shards
+    from backend.ray_cluster import RayUnavailable
 
+    if not by_reference and (engine != "local" or ray_address):
+        raise fail("--engine and --ray-address apply to --by-reference imports")
+    if by_reference and fmt not in ("auto", "webdataset", "table"):
+        raise fail(f"--by-reference reads .tar and .parquet shards, not --format {fmt}")
     ws = _ws()
     try:
         with progress_bar(enabled=sys.stderr.isatty() or not as_json) as update:
-            report = import_source(
-                ws,
-                source,
-                dataset,
-                fmt=fmt,
-                image_column=image_column,
-                caption_column=caption_column,
-                max_pixels=max_pixels or DEFAULT_MAX_PIXELS,
-                progress=update,
-            )
-    except SourceError as exc:
+            if by_reference:
+                report = register_shards(
+                    ws,
+                    source,
+                    dataset,
+                    engine=engine,
+                    ray_address=ray_address,
+                    image_column=image_column,
+                    caption_column=caption_column,
+                    max_pixels=max_pixels or DEFAULT_MAX_PIXELS,
+                    progress=update,
+                )
+            else:
+                report = import_source(
+                    ws,
+                    source,
+                    dataset,
+                    fmt=fmt,
+                    image_column=image_column,
+                    caption_column=caption_column,
+                    max_pixels=max_pixels or DEFAULT_MAX_PIXELS,
+                    progress=update,
+                )
+    except (SourceError, RayUnavailable) as exc:
         raise fail(str(exc)) from None
     except OSError as exc:  # the workspace's fault (disk full, permissions), not the source's
         raise fail(str(exc), 1) from None

@@ -55,6 +55,9 @@ class Item:
     # (which text, encoding read as) for each stored text that was not UTF-8; the writer
     # lists them in the report once the image is saved (see backend.ingest.text)
     not_utf8: tuple[tuple[str, str], ...] = ()
+    # where the image's bytes start in its shard (a tar member's data offset): what an import
+    # by reference records instead of copying the bytes (backend.ingest.by_reference)
+    offset: int | None = None
 
 
 def describe_unicode_error(exc: UnicodeError) -> str:

@@ -114,6 +114,60 @@ def _dataset(help: str, ref: str = "dataset", label: str = "Dataset") -> Any:  #
     return opt("", label=label, help=help, ref=ref, required=True)
 
 
+#: where a model job runs: its own process, or Ray Data actors on a Ray cluster (docs/scale-out.md)
+ENGINES = ("local", "ray")
+
+
+def _engine() -> Any:
+    return opt(
+        "local",
+        label="Engine",
+        help="local: this job process; ray: Ray Data on a Ray cluster, one model per actor (docs/scale-out.md).",
+        choices=ENGINES,
+        group="advanced",
+    )
+
+
+def _ray_address() -> Any:
+    return opt(
+        "",
+        label="Ray cluster address (engine ray)",
+        help="With engine ray: the cluster to join (host:port that `ray start --head` printed, or auto); "
+        "empty starts a Ray instance on this machine for the run.",
+        group="advanced",
+    )
+
+
+def _num_gpus() -> Any:
+    return opt(
+        1.0,
+        label="GPUs per actor (engine ray)",
+        help="With engine ray on GPUs: GPUs per model actor (0.5 puts two on one GPU); 0, device cpu, or auto "
+        "on a cluster without GPUs runs the actors on CPUs.",
+        group="advanced",
+        minimum=0,
+        maximum=8,
+    )
+
+
+def _concurrency() -> Any:
+    return opt(
+        0,
+        label="Actors (engine ray; 0 = one per GPU)",
+        help="With engine ray: model actors, each holding one model; 0 = as many as the cluster's GPUs hold "
+        "(1 on CPUs).",
+        group="advanced",
+        minimum=0,
+        maximum=4096,
+    )
+
+
+def check_engine(engine: str, ray_address: str) -> None:
+    """A cluster address with the local engine would be silently ignored: say so instead."""
+    if engine != "ray" and ray_address.strip():
+        raise ConfigError(f"ray_address is used with engine ray only (engine is {engine}); set engine ray")
+
+
 # --------------------------------------------------------------------------- the schemas
 
 
@@ -254,10 +308,15 @@ class RecaptionConfig:
     torch_threads: int = _threads(
         "CPU threads for torch; 0 = the cores left after the loader workers (OMP_NUM_THREADS wins if set)."
     )
+    engine: str = _engine()
+    ray_address: str = _ray_address()
+    num_gpus: float = _num_gpus()
+    concurrency: int = _concurrency()
 
     def validate(self) -> None:
         require_name("dataset", self.dataset)
         require_name("captioner", self.captioner, "a captioner artifact, a hub id or a local folder")
+        check_engine(self.engine, self.ray_address)
 
 
 @dataclass
@@ -295,6 +354,10 @@ class ClipScoreConfig:
     )
     device: str = _device()
     torch_threads: int = _threads()
+    engine: str = _engine()
+    ray_address: str = _ray_address()
+    num_gpus: float = _num_gpus()
+    concurrency: int = _concurrency()
 
     def validate(self) -> None:
         require_name("dataset", self.dataset)
@@ -307,6 +370,7 @@ class ClipScoreConfig:
             raise ConfigError(f"kinds lists a kind twice: {self.kinds}")
         require_name("model", self.model, "an open_clip model name such as ViT-B-32, or a CLIPModel folder")
         require_name("pretrained", self.pretrained, "an open_clip pretrained tag or a local checkpoint")
+        check_engine(self.engine, self.ray_address)
 
 
 T2I_TRAIN_TARGETS = ("unet", "text_encoder", "both")

@@ -11,6 +11,7 @@ import backend.evaluation  # noqa: F401 - automatic metrics of generated images 
 import backend.jobs.models  # noqa: F401 - the job system's tables (migration 0002)
 import backend.models  # noqa: F401 - registers the tables on SQLModel.metadata
 import backend.scores  # noqa: F401 - caption scores (migration 0003)
+import backend.shards  # noqa: F401 - images registered by reference (migration 0009)
 from backend.db import lock_key
 
 config = context.config

@@ -26,6 +26,7 @@ from backend.jobs.configs import ClipScoreConfig, parse_config
 from backend.jobs.context import JobContext
 from backend.models import Caption, Image
 from backend.scores import CLIP_SCORE, insert_scores, scored_caption_ids
+from backend.shards import by_reference_count
 from backend.storage import image_path
 from backend.workspace import Workspace
 from training.clip import load_clip
@@ -62,7 +63,19 @@ def captions_to_score(ws: Workspace, cfg: ClipScoreConfig) -> list[Item]:
 
 def run(ctx: JobContext) -> None:
     cfg: ClipScoreConfig = parse_config("clip_score", ctx.config)
+    if cfg.engine == "ray":  # the same captions, keys and rows, scored by actors on a Ray cluster
+        from training.ray_engine import clip_score_on_ray
+
+        clip_score_on_ray(ctx, cfg)
+        return
     ws, log = ctx.ws, ctx.logger
+    with read_session(ws) as s:
+        dataset_id = int(get_dataset(s, cfg.dataset).id)  # type: ignore[arg-type]
+    if by_reference := by_reference_count(ws, dataset_id):
+        raise ValueError(
+            f"{by_reference} images of {cfg.dataset!r} are registered by reference (they stay in their "
+            "shards): score them with engine ray, which reads them out of the shards"
+        )
     device = pick_device(cfg.device, log)
     threads = set_torch_threads(cfg.torch_threads)
     scorer = load_clip(cfg.model, cfg.pretrained, device=str(device))

@@ -13,6 +13,10 @@ is written at most once on retry. A batch killed between ``generate`` and commit
 not happen and is redone. Unreadable images are logged, counted (metric ``skipped``, one row
 per image) and left without a caption; the run goes on.
 
+Engines: ``engine local`` (the default) runs the loop above in this process; ``engine ray`` plans
+the same way and hands the images to Ray Data actors on a cluster, writing what comes back with
+the same rows, provenance and idempotent insert (:mod:`training.ray_engine`).
+
 Token limits: each style has its own ``max_new_tokens`` unless the run sets one for both
 (:data:`backend.jobs.configs.DEFAULT_MAX_NEW_TOKENS`: long captions need far more than short
 ones). A caption whose generation stopped at that limit rather than at an end token is cut;
@@ -29,6 +33,7 @@ from typing import Any
 import torch
 from sqlmodel import select
 
+from backend.datasets import get_dataset
 from backend.db import read_session, write_session
 from backend.jobs import store
 from backend.jobs.configs import (
@@ -41,6 +46,7 @@ from backend.jobs.configs import (
 from backend.jobs.context import JobContext
 from backend.models import Caption
 from backend.references import ResolvedModel, open_reference
+from backend.shards import by_reference_count
 from backend.workspace import Workspace
 from training.adapters import GenerationSettings, load_captioner
 from training.data import (
@@ -194,12 +200,22 @@ class Timing:
         }
 
 
-def run(ctx: JobContext) -> None:
-    cfg: RecaptionConfig = parse_config("recaption", ctx.config)
-    ws, log = ctx.ws, ctx.logger
-    device = pick_device(cfg.device, log)
-    dtype = effective_dtype(cfg.dtype, device, log)
-    set_torch_threads(cfg.torch_threads, reserved=cfg.num_workers)
+@dataclass
+class Plan:
+    """What one attempt of a run does, whatever the engine: the images, which captioner writes
+    which kinds, the token limits, and what the run already wrote (a resume skips it)."""
+
+    images: list[ImageRef]
+    passes: list[Pass]
+    settings: dict[str, GenerationSettings]
+    written: set[tuple[int, str]]
+    kinds: list[str]
+    done: int
+    total: int
+
+
+def make_plan(ctx: JobContext, cfg: RecaptionConfig) -> Plan:
+    ws = ctx.ws
     settings = {
         kind: GenerationSettings(
             max_new_tokens=max_new_tokens_for(kind.removeprefix("recap_"), cfg.max_new_tokens),
@@ -210,11 +226,46 @@ def run(ctx: JobContext) -> None:
     images = dataset_images(ws, cfg.dataset)
     passes = plan_passes(ws, cfg)
     if warning := same_prompt_warning(passes):
-        log.warning(warning)
+        ctx.logger.warning(warning)
     kinds = [kind for p in passes for kind in p.prompts]
     written = written_pairs(ws, ctx.run_id)
     total = len(images) * len(kinds)
     done = sum(1 for ref in images for kind in kinds if (ref.image_id, kind) in written)
+    return Plan(images, passes, settings, written, kinds, done, total)
+
+
+def run(ctx: JobContext) -> None:
+    cfg: RecaptionConfig = parse_config("recaption", ctx.config)
+    plan = make_plan(ctx, cfg)
+    if cfg.engine == "ray":
+        from training.ray_engine import recaption_on_ray
+
+        ctx.logger.info(
+            "recaption %s on ray: %d images x %s, %d already written; batch %d; token limit %s",
+            cfg.dataset, len(plan.images), plan.kinds, plan.done, cfg.batch_size,
+            ", ".join(f"{k} {plan.settings[k].max_new_tokens}" for k in plan.kinds),
+        )  # fmt: skip
+        ctx.progress(plan.done, plan.total, f"{plan.done}/{plan.total} captions")
+        recaption_on_ray(ctx, cfg, plan)
+        return
+    run_local(ctx, cfg, plan)
+
+
+def run_local(ctx: JobContext, cfg: RecaptionConfig, plan: Plan) -> None:
+    """The passes in this process: a DataLoader feeds batches to one model on this machine."""
+    ws, log = ctx.ws, ctx.logger
+    with read_session(ws) as s:
+        dataset_id = int(get_dataset(s, cfg.dataset).id)  # type: ignore[arg-type]
+    if by_reference := by_reference_count(ws, dataset_id):
+        raise RecaptionError(
+            f"{by_reference} images of {cfg.dataset!r} are registered by reference (they stay in their "
+            "shards): recaption it with engine ray, which reads them out of the shards"
+        )
+    device = pick_device(cfg.device, log)
+    dtype = effective_dtype(cfg.dtype, device, log)
+    set_torch_threads(cfg.torch_threads, reserved=cfg.num_workers)
+    images, passes, settings, written, kinds = plan.images, plan.passes, plan.settings, plan.written, plan.kinds
+    done, total = plan.done, plan.total
     timing = Timing()
     log.info(
         "recaption %s: %d images x %s, %d already written; device %s, dtype %s, batch %d, workers %d, "

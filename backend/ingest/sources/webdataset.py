@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import IO
 
 from backend.images import IMAGE_SUFFIXES
 from backend.ingest.items import (
@@ -63,6 +64,7 @@ class _Shard:
 class _Group:
     key: str
     parts: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # ext -> (member, data)
+    offsets: dict[str, int] = field(default_factory=dict)  # ext -> byte offset of the member's data
     errors: list[str] = field(default_factory=list)
 
 
@@ -136,11 +138,13 @@ class WebDatasetSource:
             else:
                 yield from self._shard_items(shard)
 
-    def _shard_items(self, shard: _Shard) -> Iterator[Item]:
+    def _shard_items(self, shard: _Shard, fileobj: IO[bytes] | None = None) -> Iterator[Item]:
+        """The samples of one shard, read in one pass; from ``fileobj`` when given (a registration
+        by reference reads through a hashing reader), else from the shard's path."""
         group: _Group | None = None
         finished: set[str] = set()
         try:
-            with tarfile.open(shard.path, mode="r|*") as tar:
+            with tarfile.open(shard.path, mode="r|*", fileobj=fileobj) as tar:
                 for member in tar:
                     problem = member_problem(member)
                     if problem is not None:
@@ -175,6 +179,7 @@ class WebDatasetSource:
                         continue
                     extracted = tar.extractfile(member)
                     group.parts[ext] = (name, extracted.read() if extracted is not None else b"")
+                    group.offsets[ext] = member.offset_data
             if group is not None:
                 yield from self._group_items(shard, group)
         except _TAR_ERRORS as exc:
@@ -243,6 +248,7 @@ class WebDatasetSource:
             caption_provenance=provenance if caption else None,
             meta=meta,
             not_utf8=tuple(not_utf8),
+            offset=group.offsets.get(images[0]),
         )
 
 
