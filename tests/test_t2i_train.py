@@ -288,7 +288,12 @@ def test_kill9_and_stop_then_resume_continue_from_the_checkpoint_with_the_same_d
     killed = jobs.get_run(ws, run_id)
     assert killed.status == "running"
     os.killpg(killed.pgid or killed.pid, signal.SIGKILL)  # type: ignore[arg-type]
-    wait_for(lambda: not group_alive(killed.pgid or killed.pid), 15, what="the killed group to vanish", interval=0.02)
+    wait_for(
+        lambda: not group_alive(killed.pgid or killed.pid),
+        15,
+        what="the killed group to vanish",
+        interval=0.02,
+    )
     assert not jobs.list_artifacts(ws, kind="t2i", run_id=run_id), "the kill came after the end"
     wait_for(lambda: jobs.get_run(ws, run_id).status == "interrupted", 15, what="the run to be interrupted")
     done_before = max(metrics(ws, run_id)["train_loss"])
@@ -578,3 +583,22 @@ def test_an_ema_run_resumes_on_the_gpu(data_ws: Workspace, sd_base: str) -> None
     assert final.status == "succeeded", f"{final.message}\n{jobs.log_tail(ws, run_id, 60)}"
     assert "resuming from step-00000002" in (ws.runs_dir / str(run_id) / "log.txt").read_text()
     assert sorted(metrics(ws, run_id)["train_loss"]) == [3, 4]
+
+
+def test_a_cancel_with_loader_workers_checkpoints_and_ends_cancelled(
+    data_ws: Workspace, sd_base: str
+) -> None:
+    """The Runs tab's cancel (SIGTERM to the run's process group) with the default 2 loader
+    workers: the workers must not die of it (they did, and the run ended *failed* with "DataLoader
+    worker ... killed by signal: Terminated"); the job stops after its step, checkpoints, ends
+    cancelled."""
+    ws = data_ws
+    cfg = {**BASE_CFG, "base": sd_base, "steps": 400, "batch_size": 2, "resolution": 16, "checkpoint_every": 2,
+           "keep_checkpoints": 1, "validation_prompts": [], "num_workers": 2}  # fmt: skip
+    run_id = int(new_run(ws, "t2i_train", cfg).id)  # type: ignore[arg-type]
+    jobs.launch(ws, run_id)
+    ckpt = ws.runs_dir / str(run_id) / "checkpoints"
+    wait_for(lambda: (ckpt / "step-00000002").is_dir(), 120, what="checkpoint 2", interval=0.02)
+    cancelled = jobs.cancel_run(ws, run_id, grace_s=60)
+    assert cancelled.status == "cancelled", f"{cancelled.message}\n{jobs.log_tail(ws, run_id, 30)}"
+    assert "stop requested: checkpointed at step" in jobs.log_tail(ws, run_id, 60)

@@ -172,6 +172,19 @@ def collate_loaded(items: list[Loaded]) -> list[Loaded]:
     return items
 
 
+def own_process_group(_worker_id: int) -> None:
+    """``worker_init_fn``: put a DataLoader worker in a process group of its own.
+
+    Why: a cancel sends SIGTERM to the run's process group (and torch elastic to each worker's
+    group). A loader worker in that group dies of it at once (torch's worker handler exits on a
+    SIGTERM not sent by its parent), and the training loop then raises "DataLoader worker ...
+    is killed by signal: Terminated" instead of finishing its step, checkpointing and ending
+    *cancelled*. Out of the group, the worker keeps feeding until the loop stops; it still ends
+    with its parent (the loader shuts it down, or torch's watchdog sees the parent gone).
+    """
+    os.setpgid(0, 0)
+
+
 def make_loader(
     refs: Sequence[ImageRef],
     collate: Callable[[list[Loaded]], Any],

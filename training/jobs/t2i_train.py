@@ -52,7 +52,7 @@ from backend.jobs import store
 from backend.jobs.configs import T2I_ARTIFACT, T2ITrainConfig, parse_config
 from backend.jobs.context import JobContext
 from backend.references import ResolvedModel, open_reference
-from training.data import UnreadableImage, load_rgb, set_torch_threads
+from training.data import UnreadableImage, load_rgb, own_process_group, set_torch_threads
 from training.devices import effective_precision, pick_device
 from training.distributed import Dist, gather, no_sync, setup, shard, step_sync, wrap_ddp
 from training.t2i.latents import LatentCache
@@ -418,6 +418,7 @@ def run(ctx: JobContext) -> None:
         sampler=range(first_item, cfg.steps * cfg.grad_accum),
         num_workers=cfg.num_workers,
         collate_fn=collate_one,
+        worker_init_fn=own_process_group,  # a cancel's SIGTERM to the group must not kill them
         **({"prefetch_factor": 2, "persistent_workers": False} if cfg.num_workers else {}),
     )
     lost = counts["lost"]
