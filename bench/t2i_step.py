@@ -22,6 +22,7 @@ text encoder. Goals: ours/plain ≤ 1.05, cached speed-up ≥ 1.3. CPU only unle
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import tempfile
@@ -67,6 +68,12 @@ def main() -> int:
     parser.add_argument("--resolution", type=int, default=128)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--model", default=None, help="an SD pipeline folder (default: the bench SD built here)"
+    )
+    parser.add_argument(
+        "--autocast", default="no", choices=("no", "bf16"), help="bf16 autocast in every loop (GPU)"
+    )
     args = parser.parse_args()
 
     import numpy as np
@@ -91,7 +98,14 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     tmp = Path(tempfile.mkdtemp(prefix="t2i-bench-"))
-    source = build_bench_sd(tmp / "sd")
+    source = Path(args.model) if args.model else build_bench_sd(tmp / "sd")
+    autocast_dtype = torch.bfloat16 if args.autocast == "bf16" else None
+
+    def autocast() -> Any:
+        if autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, dtype=autocast_dtype)
+
     captions = ["a red circle on a white background", "two blue squares", "a green triangle", ""]
     rng = np.random.default_rng(0)
     n_images = 8
@@ -131,9 +145,10 @@ def main() -> int:
             0, parts.noise_scheduler.config.num_train_timesteps, (latents.shape[0],), device=device
         )
         noisy = parts.noise_scheduler.add_noise(latents, noise, t)
-        with torch.no_grad():
-            hidden = parts.text_encoder(ids, return_dict=False)[0]
-        pred = parts.unet(noisy, t, hidden, return_dict=False)[0]
+        with autocast():
+            with torch.no_grad():
+                hidden = parts.text_encoder(ids, return_dict=False)[0]
+            pred = parts.unet(noisy, t, hidden, return_dict=False)[0]
         loss = F.mse_loss(pred.float(), noise.float(), reduction="mean")
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
@@ -147,7 +162,11 @@ def main() -> int:
         torch.manual_seed(0)
         parts, trainable, optimizer = setup()
         trainer = Trainer(
-            parts, CaptionEncoder(parts.tokenizer, parts.text_encoder), device, train_text=False
+            parts,
+            CaptionEncoder(parts.tokenizer, parts.text_encoder),
+            device,
+            train_text=False,
+            autocast_dtype=autocast_dtype,
         )
         usage = MixUsage()
 
@@ -187,11 +206,14 @@ def main() -> int:
         for name in names[i % 3 :] + names[: i % 3]:  # rotate, so no loop always runs first
             started = time.perf_counter()
             loops[name](i)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
             if i >= args.warmup:
                 times[name].append(time.perf_counter() - started)
     plain_ms, ours_ms, cached_ms = (1000 * statistics.median(times[k]) for k in ("plain", "ours", "cached"))
     fastest = {k: 1000 * min(v) for k, v in times.items()}  # least disturbed by other processes
 
+    print(f"model {source}, autocast {args.autocast}")
     print(f"device {device.type}, torch threads {torch.get_num_threads()}, batch {args.batch}, "
           f"resolution {args.resolution}, median of {args.steps} steps after {args.warmup} warm-up")  # fmt: skip
     print(f"plain diffusers-style step : {plain_ms:8.1f} ms")
