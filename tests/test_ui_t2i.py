@@ -188,6 +188,22 @@ def test_fine_tune_generate_and_evaluate_from_the_studio(
     page.locator("#auto-plot img, #auto-plot svg").first.wait_for(timeout=UI_WAIT_MS)
     expect(page.locator("#auto-summary")).to_contain_text("checkpoints", use_inner_text=True)
     page.screenshot(path=str(SHOT.with_name("t2i_results.png")), full_page=True)
+
+    # ---- RECAP's table of the dataset: checkpoint row, chance row, CSV and LaTeX downloads
+    page.locator("#results-recap-tab-button").click()
+    recap = page.locator(f'#recap-tables .recap-table[data-dataset="{dataset}"]')
+    wait_for(lambda: recap.count() == 1 and artifact.name in recap.inner_text(), what="the RECAP table")
+    text = recap.inner_text()
+    assert "RP" in text and "CLIP-S" in text and artifact.meta["caption_condition"] in text
+    assert "chance (mismatched prompts)" in recap.locator("tr.recap-chance").inner_text()
+    with page.expect_download(timeout=UI_WAIT_MS) as download:
+        page.locator("#recap-latex").click()
+    latex = Path(download.value.path()).read_text(encoding="utf-8")
+    assert "\\begin{tabular}" in latex and "chance (mismatched prompts)" in latex
+    with page.expect_download(timeout=UI_WAIT_MS) as download:
+        page.locator("#recap-csv").click()
+    recap_csv = Path(download.value.path()).read_text(encoding="utf-8")
+    assert recap_csv.startswith("dataset,checkpoint,regime,") and f"{dataset},{artifact.name},raw," in recap_csv
     page.context.close()
 
     # the launch endpoints exist for every session: an annotator's calls are refused on the server
