@@ -237,36 +237,6 @@ def export(
             )
 
 
-@app.command()
-def serve(
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port.")] = 7860,
-    session_hours: Annotated[
-        float | None,
-        typer.Option(help="How long a login lasts (default $RECAP_STUDIO_SESSION_HOURS or 12)."),
-    ] = None,
-    max_upload_mb: Annotated[
-        int | None,
-        typer.Option(
-            help="Largest file a form accepts, in MB (default $RECAP_STUDIO_MAX_UPLOAD_MB or 1024)."
-        ),
-    ] = None,
-) -> None:
-    """Start the studio web app (login required)."""
-    from studio.app import max_upload_mb as upload_limit
-    from studio.app import serve as serve_app
-    from studio.sessions import session_hours as session_limit
-
-    try:  # a bad setting is one line now, not a traceback once the server starts
-        session_limit(session_hours)
-        upload_limit(max_upload_mb)
-    except ValueError as exc:
-        raise fail(str(exc)) from None
-    ws = _ws()
-    out.print(f"RECAP Studio on http://{host}:{port}  (workspace {ws.home})")
-    serve_app(ws, host=host, port=port, session_hours=session_hours, max_upload=max_upload_mb)
-
-
 @app.command("migrate")
 def migrate_cmd(
     to: Annotated[
@@ -302,6 +272,36 @@ def migrate_cmd(
     for name, n in report.rows.items():
         table.add_row(name, str(n))
     out.print(table)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 7860,
+    session_hours: Annotated[
+        float | None,
+        typer.Option(help="How long a login lasts (default $RECAP_STUDIO_SESSION_HOURS or 12)."),
+    ] = None,
+    max_upload_mb: Annotated[
+        int | None,
+        typer.Option(
+            help="Largest file a form accepts, in MB (default $RECAP_STUDIO_MAX_UPLOAD_MB or 1024)."
+        ),
+    ] = None,
+) -> None:
+    """Start the studio web app (login required)."""
+    from studio.app import max_upload_mb as upload_limit
+    from studio.app import serve as serve_app
+    from studio.sessions import session_hours as session_limit
+
+    try:  # a bad setting is one line now, not a traceback once the server starts
+        session_limit(session_hours)
+        upload_limit(max_upload_mb)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    ws = _ws()
+    out.print(f"RECAP Studio on http://{host}:{port}  (workspace {ws.home})")
+    serve_app(ws, host=host, port=port, session_hours=session_hours, max_upload=max_upload_mb)
 
 
 @app.command()

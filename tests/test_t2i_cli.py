@@ -139,7 +139,8 @@ def test_train_generate_eval_from_the_command_line(ws: Workspace, tmp_path: Path
     console.print(results_table(result["results"]))
     text = console.export_text()
     assert "checkpoint" in text and "clip_score" in text and "r_precision" in text
-    assert summary["artifact"] in text and "raw" in text and "(n=4)" in text
+    assert summary["artifact"] in text and "raw" in text and "n=4)" in text
+    assert "chance" in text  # every score is printed beside its mismatched-prompt baseline
 
 
 def test_sighup_while_t2i_train_waits_for_the_gpu_cancels_it(ws: Workspace, tmp_path: Path) -> None:
