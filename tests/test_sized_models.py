@@ -83,3 +83,12 @@ def test_a_size_a_family_does_not_have_is_a_clear_error(tmp_path: Path) -> None:
     assert result.exit_code != 0
     assert "no 'large' size of family 'sd'" in result.output
     assert not (tmp_path / "home" / "models" / "x").exists()
+
+
+def test_models_tiny_help_names_every_family_it_builds() -> None:
+    """The CLI keeps the family list as a string (so --help does not import torch); it must not
+    fall behind what ``training.tiny`` builds."""
+    from studio.runs_cli import TINY_FAMILIES
+    from training.tiny import FAMILIES, OTHER_FAMILIES
+
+    assert set(TINY_FAMILIES.split("|")) == {*FAMILIES, *OTHER_FAMILIES}
