@@ -8,6 +8,7 @@ the suite lean; each test opens its own context so cookies never leak between us
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import socket
@@ -358,3 +359,20 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
             lines = studio.log.read_text(errors="replace").splitlines()[-60:]
             report.sections.append(("studio server log (last 60 lines)", "\n".join(lines)))
     return report
+
+
+@pytest.fixture
+def keep_root_logging() -> Iterator[None]:
+    """A job run inline points the root logger at the run's log file; put pytest's handlers back.
+    Modules that run jobs in-process use it: ``pytest.mark.usefixtures("keep_root_logging")``."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+            handler.close()
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)

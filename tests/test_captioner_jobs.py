@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import sqlite3
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -24,8 +22,8 @@ from sqlmodel import col, select
 
 from backend import jobs
 from backend.clip_tokens import is_truncated
-from backend.db import migrate, read_session, write_session
-from backend.demo import DEMO_DATASET, create_demo
+from backend.db import read_session, write_session
+from backend.demo import DEMO_DATASET
 from backend.jobs.configs import new_run
 from backend.models import Caption, CaptionStatus, Image
 from backend.scores import CaptionScore, caption_scores
@@ -33,7 +31,7 @@ from backend.storage import image_path
 from backend.workspace import Workspace
 from tests.conftest import wait_for
 
-pytest_plugins = ("tests.tiny_models",)
+pytest_plugins = ("tests.tiny_models", "tests.demo_workspace")
 pytestmark = pytest.mark.timeout(300)
 
 TRAIN = {
@@ -50,31 +48,6 @@ RECAP = {"dataset": DEMO_DATASET, "batch_size": 8, "num_workers": 1, "max_new_to
 
 
 # --------------------------------------------------------------------------- fixtures and helpers
-
-
-@pytest.fixture(scope="module")
-def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo workspace, built once per module; tests work on copies."""
-    ws = Workspace(tmp_path_factory.mktemp("demo") / "home").ensure()
-    migrate(ws)
-    create_demo(ws)
-    with sqlite3.connect(ws.db_path) as con:  # fold the WAL into the file so a copy is complete
-        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    return ws.home
-
-
-@pytest.fixture
-def demo_ws(demo_home: Path, tmp_path: Path) -> Workspace:
-    home = tmp_path / "home"
-    shutil.copytree(demo_home, home)
-    return Workspace(home)
-
-
-@pytest.fixture(scope="module")
-def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
-    from training.clip import build_tiny_clip
-
-    return build_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))
 
 
 def run_job(ws: Workspace, kind: str, values: dict[str, Any], expect: str = "succeeded") -> jobs.Run:

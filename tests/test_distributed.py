@@ -14,11 +14,10 @@ kill -9 ends bit-for-bit where the uninterrupted run of the same process count e
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,25 +44,11 @@ from training.distributed import (
 )
 
 pytest_plugins = ("tests.tiny_models",)
-pytestmark = pytest.mark.timeout(420)
+pytestmark = [pytest.mark.timeout(420), pytest.mark.usefixtures("keep_root_logging")]
 
 LOSS_RTOL = 1e-4
 
 
-@pytest.fixture(autouse=True)
-def _keep_root_logging() -> Iterator[None]:
-    """The inline runner points the root logger at the run's log file; put pytest's back."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        if handler not in handlers:
-            root.removeHandler(handler)
-            handler.close()
-    for handler in handlers:
-        if handler not in root.handlers:
-            root.addHandler(handler)
-    root.setLevel(level)
 
 
 # --------------------------------------------------------------------------- helpers

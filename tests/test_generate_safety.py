@@ -10,9 +10,8 @@ and ``AutoPipelineForText2Image.from_pretrained``.
 
 from __future__ import annotations
 
-import logging
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ from backend.storage import image_path
 from backend.workspace import Workspace
 
 pytest_plugins = ("tests.tiny_models",)
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("keep_root_logging")]
 
 GEN = {
     "prompts": "",
@@ -72,20 +71,6 @@ def build_flagging_baseline(plain: Path, out: Path) -> Path:
     return out
 
 
-@pytest.fixture(autouse=True)
-def _keep_root_logging() -> Iterator[None]:
-    """The runner points the root logger at the run's log file; put pytest's handlers back."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        if handler not in handlers:
-            root.removeHandler(handler)
-            handler.close()
-    for handler in handlers:
-        if handler not in root.handlers:
-            root.addHandler(handler)
-    root.setLevel(level)
 
 
 @pytest.fixture(scope="module")

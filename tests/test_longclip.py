@@ -8,8 +8,6 @@ LongCLIP folder or hub id would be.
 
 from __future__ import annotations
 
-import shutil
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,8 +17,8 @@ from sqlmodel import select
 
 from backend import jobs
 from backend.clip_tokens import clip_token_count
-from backend.db import migrate, read_session, write_session
-from backend.demo import DEMO_DATASET, create_demo
+from backend.db import read_session, write_session
+from backend.demo import DEMO_DATASET
 from backend.jobs.configs import new_run
 from backend.models import Caption
 from backend.scores import CaptionScore
@@ -35,7 +33,7 @@ from training.clip import (
 )
 from training.detectors.weights import weights_sha256
 
-pytest_plugins = ("tests.tiny_models",)
+pytest_plugins = ("tests.tiny_models", "tests.demo_workspace")
 pytestmark = pytest.mark.timeout(300)
 
 # one CLIP token per word: lengths are exact
@@ -88,16 +86,6 @@ def test_longclip_reads_248_tokens_where_open_clip_reads_77(longclip: Path, tmp_
     assert len(scores) == 2 and all(-100 <= s <= 100 for s in scores)
 
 
-@pytest.fixture(scope="module")
-def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    ws = Workspace(tmp_path_factory.mktemp("demo") / "home").ensure()
-    migrate(ws)
-    create_demo(ws)
-    with sqlite3.connect(ws.db_path) as con:  # fold the WAL into the file so a copy is complete
-        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    return ws.home
-
-
 def run_job(ws: Workspace, kind: str, values: dict) -> jobs.Run:
     run = new_run(ws, kind, values)
     final = jobs.run_foreground(ws, int(run.id))  # type: ignore[arg-type]
@@ -105,11 +93,8 @@ def run_job(ws: Workspace, kind: str, values: dict) -> jobs.Run:
     return final
 
 
-def test_clip_score_job_with_a_248_position_clipmodel(
-    longclip: Path, demo_home: Path, tmp_path: Path
-) -> None:
-    shutil.copytree(demo_home, tmp_path / "home")
-    ws = Workspace(tmp_path / "home")
+def test_clip_score_job_with_a_248_position_clipmodel(longclip: Path, demo_ws: Workspace) -> None:
+    ws = demo_ws
     with write_session(ws) as s:
         s.add(Caption(image_id=1, kind="upsampled", text=LONG_A, source="test"))  # 272 tokens: cut at 248
         s.add(Caption(image_id=2, kind="upsampled", text=SHARED_150, source="test"))  # 152: read whole

@@ -17,7 +17,6 @@ import os
 import re
 import shutil
 import signal
-import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -30,7 +29,7 @@ from sqlmodel import col, select
 
 from backend import jobs
 from backend.db import migrate, read_session
-from backend.demo import DEMO_DATASET, create_demo
+from backend.demo import DEMO_DATASET
 from backend.ingest.by_reference import register_shards
 from backend.jobs.configs import ConfigError, new_run
 from backend.jobs.launch import group_alive
@@ -46,7 +45,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-pytest_plugins = ("tests.tiny_models", "tests.ray_cluster")
+pytest_plugins = ("tests.tiny_models", "tests.ray_cluster", "tests.demo_workspace")
 pytestmark = pytest.mark.timeout(300)
 
 KINDS = ("recap_short", "recap_long")
@@ -57,30 +56,6 @@ RAY = {"engine": "ray", "style": "both", "batch_size": 3, "max_new_tokens": 12, 
 
 def wait_for(check: Callable[[], T], timeout: float = 120.0, what: str = "") -> T:
     return shared_wait_for(check, timeout, what, interval=0.05)
-
-
-@pytest.fixture(scope="module")
-def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    ws = Workspace(tmp_path_factory.mktemp("ray-demo") / "home").ensure()
-    migrate(ws)
-    create_demo(ws)
-    with sqlite3.connect(ws.db_path) as con:  # fold the WAL into the file so a copy is complete
-        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    return ws.home
-
-
-@pytest.fixture
-def demo_ws(demo_home: Path, tmp_path: Path) -> Workspace:
-    home = tmp_path / "home"
-    shutil.copytree(demo_home, home)
-    return Workspace(home)
-
-
-@pytest.fixture(scope="module")
-def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
-    from training.clip import build_tiny_clip
-
-    return build_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))
 
 
 def written(ws: Workspace, run_id: int) -> int:

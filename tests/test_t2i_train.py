@@ -13,12 +13,11 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import logging
 import os
 import signal
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +39,7 @@ from backend.workspace import Workspace
 from tests.conftest import wait_for
 
 pytest_plugins = ("tests.tiny_models",)
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("keep_root_logging")]
 
 DATASET = "shapes"
 N_IMAGES = 8  # readable ones; one more is corrupted on disk
@@ -129,20 +128,6 @@ def sd_base(tiny_model_dir: Callable[[str], Path]) -> str:
     return str(tiny_model_dir("sd"))
 
 
-@pytest.fixture(autouse=True)
-def _keep_root_logging() -> Iterator[None]:
-    """The runner points the root logger at the run's log file; put pytest's handlers back."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        if handler not in handlers:
-            root.removeHandler(handler)
-            handler.close()
-    for handler in handlers:
-        if handler not in root.handlers:
-            root.addHandler(handler)
-    root.setLevel(level)
 
 
 def run_inline(ws: Workspace, values: dict[str, Any], expect: str = "succeeded") -> jobs.Run:

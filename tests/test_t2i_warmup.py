@@ -12,10 +12,10 @@ import pytest
 
 from backend.jobs.configs import ConfigError, make_config
 from backend.workspace import Workspace
-from tests.test_t2i_train import BASE_CFG, _keep_root_logging, data_ws, metrics, run_inline, sd_base  # noqa: F401
+from tests.test_t2i_train import BASE_CFG, data_ws, metrics, run_inline, sd_base  # noqa: F401
 
 pytest_plugins = ("tests.tiny_models",)
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("keep_root_logging")]
 
 
 def test_the_learning_rates_warm_up_over_the_first_steps(data_ws: Workspace, sd_base: str) -> None:  # noqa: F811

@@ -117,6 +117,22 @@ def _finish(ws: Workspace, run_id: int, pid: int, status: str, message: str, log
     logger.error("gave up recording the end of run %s; reconcile will mark it interrupted", run_id)
 
 
+def run_until_stopped(ctx: JobContext, job: Callable[[JobContext], object]) -> bool:
+    """Run ``job``; True when it ended because a stop was asked for (cancel, SIGTERM, Ctrl-C).
+
+    A Ctrl-C that nobody asked the run to honour (no stop requested) is not a stop: it propagates,
+    so the caller fails the run instead of calling it cancelled."""
+    try:
+        job(ctx)
+    except JobStopped:
+        return True
+    except KeyboardInterrupt:
+        if not ctx.stop_requested:
+            raise
+        return True
+    return ctx.stop_requested
+
+
 def execute(ws: Workspace, run_id: int, *, pgid: int | None = None, advance_queue: bool = True) -> int:
     """Run one job in this process; returns the runner's exit code.
 
@@ -141,7 +157,8 @@ def execute(ws: Workspace, run_id: int, *, pgid: int | None = None, advance_queu
     ctx.start_heartbeat()
     try:
         with stop_on_signals(ctx):
-            try:
+
+            def body(ctx: JobContext) -> None:
                 if run.kind not in NO_MODEL_KINDS:
                     check_model_libraries()
                 processes = processes_of(run.config)
@@ -149,14 +166,8 @@ def execute(ws: Workspace, run_id: int, *, pgid: int | None = None, advance_queu
                     supervise(ctx, processes)
                 else:
                     get_job(run.kind)(ctx)
-                stopped = ctx.stop_requested
-            except JobStopped:
-                stopped = True
-            except KeyboardInterrupt:
-                if not ctx.stop_requested:
-                    raise
-                stopped = True
-            if stopped:
+
+            if run_until_stopped(ctx, body):
                 status, code = RunStatus.cancelled.value, EXIT_CANCELLED
                 message = f"cancelled at {ctx.done or _row_done(ws, run_id)}"
             else:
@@ -235,15 +246,7 @@ def execute_worker(ws: Workspace, run_id: int) -> int:
     status, message, code = RunStatus.failed.value, "", EXIT_FAILED
     try:
         with stop_on_signals(ctx):
-            try:
-                get_job(run.kind)(ctx)
-                stopped = ctx.stop_requested
-            except JobStopped:
-                stopped = True
-            except KeyboardInterrupt:
-                if not ctx.stop_requested:
-                    raise
-                stopped = True
+            stopped = run_until_stopped(ctx, get_job(run.kind))
         status = RunStatus.cancelled.value if stopped else RunStatus.succeeded.value
         code = EXIT_SUCCEEDED
     except BaseException as exc:  # noqa: BLE001 - reported to the supervisor, which ends the row
