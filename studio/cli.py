@@ -372,28 +372,26 @@ def user_passwd(
     out.print(f"Password of '{name}' changed; their open sessions end.", markup=False, highlight=False)
 
 
-@user_app.command("disable")
-def user_disable(name: Annotated[str, typer.Argument(help="Login name.")]) -> None:
-    """Disable a login (open sessions end within seconds); captions and votes stay."""
+def _set_active(name: str, active: bool) -> None:
     from backend.users import UserError, set_active
 
     try:
-        set_active(_ws(), name, False)
+        set_active(_ws(), name, active)
     except UserError as exc:
         raise fail(str(exc)) from None
-    out.print(f"User '{name}' disabled.", markup=False, highlight=False)
+    out.print(f"User '{name}' {'enabled' if active else 'disabled'}.", markup=False, highlight=False)
+
+
+@user_app.command("disable")
+def user_disable(name: Annotated[str, typer.Argument(help="Login name.")]) -> None:
+    """Disable a login (open sessions end within seconds); captions and votes stay."""
+    _set_active(name, False)
 
 
 @user_app.command("enable")
 def user_enable(name: Annotated[str, typer.Argument(help="Login name.")]) -> None:
     """Enable a disabled login again (and lift any login lock)."""
-    from backend.users import UserError, set_active
-
-    try:
-        set_active(_ws(), name, True)
-    except UserError as exc:
-        raise fail(str(exc)) from None
-    out.print(f"User '{name}' enabled.", markup=False, highlight=False)
+    _set_active(name, True)
 
 
 @user_app.command("unlock")
