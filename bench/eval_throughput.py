@@ -13,14 +13,19 @@ the detector already loaded.
     .venv/bin/python bench/eval_throughput.py                        # oracle, 222 images, CPU
     .venv/bin/python bench/eval_throughput.py --detector tiny:detr   # a tiny random DETR built here
     .venv/bin/python bench/eval_throughput.py --detector PATH --device cuda   # a real detector
+    .venv/bin/python bench/eval_throughput.py --engine ray --images 64        # + the job on Ray
 
 Prints images/s of both paths and their ratio, the load average (this machine is shared), then
-a JSON line with everything.
+a JSON line with everything. ``--engine ray`` adds a third path in the same rounds: the same job
+with ``engine ray`` (its detection in a Ray Data actor pool, issue 13) against ``--ray-address``
+or, without one, a private ``ray start --head`` started for the benchmark (as bench/ray_recaption.py
+does), timed end to end: connecting, starting the actors and loading a detector in each included.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -72,11 +77,17 @@ def detector_spec(spec: str, scratch: Path) -> str:
     return spec
 
 
-def job(ws: Workspace, images: Path, prompts: Path, spec: str, args: argparse.Namespace) -> dict[str, Any]:
+def job(
+    ws: Workspace, images: Path, prompts: Path, spec: str, args: argparse.Namespace, ray_address: str = ""
+) -> dict[str, Any]:
+    """The real job through the runner's code; with ``ray_address``, on that Ray cluster."""
+    on_ray = {
+        "engine": "ray", "ray_address": ray_address, "concurrency": args.concurrency, "num_gpus": args.num_gpus,
+    } if ray_address else {}  # fmt: skip
     run = new_run(ws, "t2i_eval", {
         "images": str(images), "prompts": str(prompts), "metrics": METRICS, "detector": spec,
         "device": args.device, "torch_threads": args.threads, "batch_size": args.batch_size,
-        "bootstrap_rounds": args.rounds, **({"clip_model": args.clip} if args.clip else {}),
+        "bootstrap_rounds": args.rounds, **({"clip_model": args.clip} if args.clip else {}), **on_ray,
     })  # fmt: skip
     run_id = int(run.id)  # type: ignore[arg-type]
     started = time.perf_counter()
@@ -86,7 +97,7 @@ def job(ws: Workspace, images: Path, prompts: Path, spec: str, args: argparse.Na
     if code != 0 or final.status != "succeeded":
         raise RuntimeError(f"t2i_eval run {run_id} ended {final.status}: {final.message}")
     soa = next(r for r in result_details(ws, run_id) if r.metric == "soa_i")
-    return {"wall_s": wall, "detect_s": float((soa.details or {})["detect_seconds"])}
+    return {"wall_s": wall, "detect_s": float((soa.details or {})["detect_seconds"]), "value": soa.value}
 
 
 def bare(
@@ -136,6 +147,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--repeats", type=int, default=3, help="runs of each path, interleaved; the fastest counts"
     )
+    parser.add_argument(
+        "--engine", default="local", choices=("local", "ray"), help="ray: time the job on Ray too"
+    )
+    parser.add_argument("--ray-address", default="", help="join this cluster (default: start a private head)")
+    parser.add_argument("--cpus", type=int, default=2, help="CPUs of the private head")
+    parser.add_argument("--concurrency", type=int, default=1, help="detector actors (run config concurrency)")
+    parser.add_argument("--num-gpus", type=float, default=1.0, help="GPUs per actor (run config num_gpus)")
     args = parser.parse_args(argv)
     set_torch_threads(args.threads)
     scratch = Path(tempfile.mkdtemp(prefix="eval-bench-"))
@@ -155,11 +173,21 @@ def main(argv: list[str] | None = None) -> int:
         import training.jobs.t2i_eval  # noqa: F401
 
         bare(folder, prompts, spec, args)  # warm-up: file cache, first-call costs
-        ours_runs, loop_runs, same_runs = [], [], []
-        for _ in range(args.repeats):  # interleaved: this machine is shared, its load drifts
-            ours_runs.append(job(ws, folder, prompts, spec, args))
-            loop_runs.append(bare(folder, prompts, spec, args))
-            same_runs.append(bare(folder, prompts, spec, args, job_queries=True))
+        ours_runs, loop_runs, same_runs, ray_runs = [], [], [], []
+        with contextlib.ExitStack() as stack:
+            address = ""
+            if args.engine == "ray":
+                from bench.ray_recaption import RAY_ENV, private_cluster
+
+                os.environ.update({k: v for k, v in RAY_ENV.items() if k not in os.environ})
+                gpus = 0 if args.device == "cpu" else None
+                address = args.ray_address or stack.enter_context(private_cluster(args.cpus, gpus))
+            for _ in range(args.repeats):  # interleaved: this machine is shared, its load drifts
+                ours_runs.append(job(ws, folder, prompts, spec, args))
+                loop_runs.append(bare(folder, prompts, spec, args))
+                same_runs.append(bare(folder, prompts, spec, args, job_queries=True))
+                if address:
+                    ray_runs.append(job(ws, folder, prompts, spec, args, address))
         ours = min(ours_runs, key=lambda r: r["wall_s"])
         loop = min(loop_runs, key=lambda r: r["wall_s"])
         same = min(same_runs, key=lambda r: r["wall_s"])
@@ -179,6 +207,20 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"inside the job, reading + detecting took {share:.1%} of its wall time (the rest is the job's own cost)"
     )
+    on_ray: dict[str, Any] = {}
+    if ray_runs:
+        best = min(ray_runs, key=lambda r: r["wall_s"])
+        ray_rate = n / best["wall_s"]
+        print(f"job on Ray (engine ray, {args.concurrency} actor(s), end to end):   {ray_rate:8.1f} images/s")
+        print(f"ratio Ray job / local job: {ray_rate / ours_rate:.1%}; Ray job / bare: {ray_rate / loop_rate:.1%}; "
+              f"inside it, the Ray detection took {best['detect_s'] / best['wall_s']:.1%} of its wall time "
+              "(connect, actor start and model load included)")  # fmt: skip
+        assert best["value"] == ours["value"], (best["value"], ours["value"])  # same numbers, either engine
+        on_ray = {
+            "ray_job_images_per_s": ray_rate, "ray_job_wall_s": best["wall_s"], "ray_detect_s": best["detect_s"],
+            "ratio_ray_local": ray_rate / ours_rate, "ray_runs_s": [r["wall_s"] for r in ray_runs],
+            "ray_actors": args.concurrency,
+        }  # fmt: skip
     print(f"load average: {os.getloadavg()[0]:.2f}")
     print(json.dumps({
         "images": n, "detector": args.detector, "device": args.device, "batch_size": args.batch_size,
@@ -189,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         "bare_job_queries_images_per_s": same_rate, "ratio_same_queries": ours_rate / same_rate,
         "detections_own": loop["detections"], "detections_job_queries": same["detections"],
         "job_runs_s": [r["wall_s"] for r in ours_runs], "bare_runs_s": [r["wall_s"] for r in loop_runs],
+        **on_ray,
     }))  # fmt: skip
     return 0
 

@@ -1,4 +1,4 @@
-"""Recaption and CLIP scoring on Ray Data: the ``engine ray`` of those jobs.
+"""Recaption, CLIP scoring and t2i_eval's detection on Ray Data: the ``engine ray`` of those jobs.
 
 The run stays an ordinary run: its runner process (``python -m training.runner``) is the Ray
 *driver*. It plans exactly as the local job does (which captions this run still lacks, from the
@@ -18,6 +18,9 @@ runner itself was killed never writes a caption twice and never loses one. Progr
 the log go through the run's :class:`~backend.jobs.context.JobContext` as in the local job, so the
 Runs tab shows a Ray run like any other.
 
+``t2i_eval`` sends only its detection through such a pipeline (:class:`DetectActor`, driven by
+:class:`RayDetection`): the rows come back to the runner, which scores them with the local code.
+
 Where images come from: a workspace file (the nodes must see the workspace at the same path: a
 shared filesystem; a node that does not see it fails the run with that message instead of
 skipping every image) or a member of a shard registered by reference (:mod:`backend.shards`),
@@ -32,7 +35,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -660,3 +663,192 @@ def clip_score_on_ray(ctx: JobContext, cfg: Any) -> None:
     summary = f"{total} captions scored by {scorer.encoder} on ray; {skipped} skipped"
     ctx.progress(done, total, summary)
     logger.info("clip_score finished: %s", summary)
+
+
+# --------------------------------------------------------------------------- detection (t2i_eval)
+
+
+def _detections_json(found: Sequence[Any]) -> str:
+    """A row's detections as text: JSON keeps every float64 exactly, so the driver scores the very
+    numbers the actor found (the local and Ray engines agree to the last bit)."""
+    return json.dumps([[d.cls, float(d.score), [float(v) for v in d.box], d.color] for d in found])
+
+
+def _detections_from_json(text: str) -> list[Any]:
+    from backend.compositional.metrics import Detection
+
+    return [Detection(cls, score, tuple(box), color) for cls, score, box, color in json.loads(text)]
+
+
+def _png(picture: PILImage.Image) -> bytes:
+    """A crop, losslessly, for the trip to the driver (where O-FID's extractor runs)."""
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _unpng(data: bytes) -> PILImage.Image:
+    with PILImage.open(io.BytesIO(data)) as im:
+        im.load()
+        return im.convert("RGB")
+
+
+class DetectActor:
+    """One detector in one Ray actor (with its CLIP colour classifier when it has one): each row's
+    detections for the classes the row asks for, and the crops O-FID needs; writes nothing."""
+
+    def __init__(self, spec: str, clip_model: str, clip_pretrained: str, device: str, threads: int) -> None:
+        from training.detectors import load_detector
+
+        started = time.perf_counter()
+        self.device, self.torch = _actor_setup(device, threads)
+        self.detector = load_detector(
+            spec, device=str(self.device), clip_model=clip_model or None, clip_pretrained=clip_pretrained
+        )
+        self.provenance = json.dumps(self.detector.provenance())
+        print(
+            f"detector actor pid {os.getpid()} on {os.uname().nodename}: {self.detector.name} on {self.device}, "
+            f"colours by CLIP: {bool(clip_model)}, loaded in {time.perf_counter() - started:.1f} s",
+            flush=True,
+        )
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[Any]]:
+        from training.compositional_eval import crops
+
+        errors = [str(e) for e in batch["error"]]
+        good = [i for i, error in enumerate(errors) if not error]
+        pictures = {i: _pil(batch["image"][i]) for i in good}
+        started = time.perf_counter()
+        found = (
+            self.detector.detect(
+                [pictures[i] for i in good], [json.loads(str(batch["queries"][i])) for i in good]
+            )
+            if good
+            else []
+        )
+        busy = (time.perf_counter() - started) / max(1, len(good))
+        by_row = dict(zip(good, found, strict=True))
+        cut: list[list[bytes]] = []
+        for i in range(len(errors)):
+            wanted = json.loads(str(batch["crop_classes"][i]))
+            keep = i in by_row and wanted is not None
+            cut.append([_png(c) for c in crops(pictures[i], by_row[i], wanted)] if keep else [])
+        n = len(errors)
+        return {
+            "position": [int(p) for p in batch["position"]],
+            "detections": [_detections_json(by_row[i]) if i in by_row else "[]" for i in range(n)],
+            "crops": cut,
+            "error": errors,
+            "provenance": [self.provenance] * n,
+            "busy_s": [busy if i in by_row else 0.0 for i in range(n)],
+        }
+
+
+def unloadable_detector(exc: BaseException, spec: str) -> EngineError | None:
+    """The local job's one line for a detector the actors could not load, instead of Ray's
+    traceback of its actor start-up (None when ``exc`` is something else)."""
+    from training.detectors import DetectorError
+
+    # an actor that fails in __init__ reaches the driver as ActorDiedError, whose message holds the
+    # actor's traceback as text (the exception object itself stays in the actor)
+    marker = f"{DetectorError.__module__}.{DetectorError.__qualname__}: "
+    seen: list[BaseException] = []
+    cause: BaseException | None = exc
+    while cause is not None and cause not in seen:
+        seen.append(cause)
+        lines = [line for line in str(cause).splitlines() if marker in line]
+        if isinstance(cause, DetectorError) or lines:
+            text = lines[-1].split(marker, 1)[1] if lines else str(cause)
+            return EngineError(f"detector {spec!r} could not be loaded by the Ray actors: {text}")
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+def file_locations(paths: Sequence[str]) -> list[Located]:
+    """Images given by path (a generated dataset's files, an ``eval --images`` folder)."""
+    return [Located(-(i + 1), os.path.abspath(path), FILE) for i, path in enumerate(paths)]
+
+
+class RayDetection:
+    """A ``t2i_eval`` run's detector on Ray: :meth:`stream` answers what
+    :func:`training.compositional_eval.detect_stream` answers (readable positions, detections,
+    O-FID crops, in image order) from an actor pool, one detector per actor.
+
+    Why only detection: it is the evaluation's real work (decode + model). Scoring, the bootstrap
+    and the baseline are cheap and stay in the runner, the same code for both engines, so an
+    engine can never change a number. One pool per call (per group, and once for O-FID's
+    reference images): Ray Data's actor pools live as long as their dataset.
+    """
+
+    def __init__(self, ray: Any, cfg: Any, colours: bool, log: logging.Logger | Any) -> None:
+        self.ray, self.cfg, self.log = ray, cfg, log
+        self.clip_model = cfg.clip_model if colours else ""
+        self._provenance: dict[str, Any] | None = None
+        self.describe = ""  # the last pool's placement, for the stored details
+
+    def provenance(self) -> dict[str, Any]:
+        """What the actors said they loaded (known after the first :meth:`stream`)."""
+        return dict(self._provenance or {"detector": self.cfg.detector})
+
+    def stream(
+        self,
+        located: Sequence[Located],
+        queries: Sequence[Sequence[str]],
+        crop_classes: Sequence[Sequence[str]] | None,
+        images_root: str,
+    ) -> tuple[list[int], list[list[Any]], list[PILImage.Image]]:
+        cfg = self.cfg
+        batch = cfg.batch_size
+        placement = place_actors(
+            self.ray,
+            cfg.device,
+            cfg.num_gpus,
+            cfg.concurrency,
+            cfg.torch_threads,
+            math.ceil(len(located) / batch),
+        )
+        self.describe = placement.describe()
+        self.log.info(
+            "ray: detecting in %d images with %s; %s, batch %d",
+            len(located),
+            cfg.detector,
+            self.describe,
+            batch,
+        )
+        extra = {
+            "position": list(range(len(located))),
+            "queries": [json.dumps(list(q)) for q in queries],
+            "crop_classes": [
+                json.dumps(list(crop_classes[i]) if crop_classes is not None else None)
+                for i in range(len(located))
+            ],
+        }
+        args = {
+            "spec": cfg.detector,
+            "clip_model": self.clip_model,
+            "clip_pretrained": cfg.clip_pretrained,
+            "device": placement.device,
+            "threads": placement.threads,
+        }
+        rows: dict[int, dict[str, Any]] = {}  # by position: a batch Ray delivers twice counts once
+        blocks = location_blocks(list(located), extra, blocks_for(len(located), batch, placement.actors))
+        try:
+            for out in pipeline(blocks, DetectActor, args, placement, batch, images_root):
+                for r in out:
+                    rows.setdefault(int(r["position"]), r)
+        except Exception as exc:
+            clear = unloadable_detector(exc, cfg.detector)
+            if clear is None:
+                raise
+            raise clear from None
+        kept, found, cut = [], [], []
+        for position in sorted(rows):
+            r = rows[position]
+            self._provenance = self._provenance or json.loads(r["provenance"])
+            if r["error"]:
+                self.log.warning("skipping %s: %s", located[position].uri, r["error"])
+                continue
+            kept.append(position)
+            found.append(_detections_from_json(r["detections"]))
+            cut.extend(_unpng(c) for c in r["crops"] or [])
+        return kept, found, cut

@@ -764,6 +764,9 @@ class T2IEvalConfig:
     Instead of ``dataset``, ``images`` scores a folder of images made elsewhere against
     ``prompts`` (file names from a ``file`` field, else line order). Every metric is stored
     with its 95% bootstrap interval over prompts and its mismatched-prompt baseline.
+
+    Issue 13: ``engine ray`` sends the detection (decoding + ``detector.detect``, CLIP colours,
+    O-FID's crops) to a Ray actor pool; scoring, the CLIP metrics and FID/KID stay in the job.
     """
 
     dataset: str = opt(
@@ -850,6 +853,11 @@ class T2IEvalConfig:
     )
     device: str = _device()
     torch_threads: int = _threads()
+    # issue 13: the detector metrics' detection on a Ray cluster (training.ray_engine.RayDetection)
+    engine: str = _engine()
+    ray_address: str = _ray_address()
+    num_gpus: float = _num_gpus()
+    concurrency: int = _concurrency()
 
     def validate(self) -> None:
         if self.images.strip() and self.dataset.strip():
@@ -878,6 +886,13 @@ class T2IEvalConfig:
             )
         require_name("clip_model", self.clip_model)
         require_name("clip_pretrained", self.clip_pretrained)
+        check_engine(self.engine, self.ray_address)
+        if self.engine == "ray" and not needs_detector:
+            # only the detection goes to the cluster: a run without it would start Ray for nothing
+            raise ConfigError(
+                f"engine ray runs the detector metrics ({', '.join(DETECTOR_METRICS)}) on a Ray cluster; "
+                f"{', '.join(self.metrics)} run in the job's own process: use engine local"
+            )
 
 
 @dataclass

@@ -44,6 +44,12 @@ and O-FID compare distributions, not prompts: no interval, no baseline (``null``
 ``images`` (instead of ``dataset``) scores a folder of images made elsewhere against ``prompts``
 (one checkpoint named after the folder, regime ``raw``, dataset ``images:<folder>``).
 
+``engine ray`` (issue 13): the detection of the detector metrics (reading and decoding the
+images, ``detector.detect``, CLIP colours, O-FID's crops) runs in a Ray Data actor pool, one
+detector per actor (:class:`training.ray_engine.RayDetection`); this process, the Ray driver,
+collects the detections in image order and everything after is the code above, so both engines
+store the same numbers. CLIP metrics, FID/KID and O-FID's crop features stay in this process.
+
 A stop request is honoured between groups (a group's results are stored together).
 Idempotent and resumable: a (checkpoint, regime, metric) this run already stored is skipped
 (the table is unique on run, checkpoint, regime, metric, and rows are inserted with
@@ -54,8 +60,10 @@ nothing extra.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -92,6 +100,7 @@ from training.fid import (
     load_inception,
 )
 from training.metrics import RPrecision, clip_r_precision
+from training.ray_engine import RayDetection, dataset_locations, file_locations
 
 CLIP_METRICS = ("clip_score", "r_precision", "r_precision_all")
 BOX_METRICS = comp.BOX_METRICS  # scored from the detector's boxes
@@ -413,12 +422,46 @@ def logit_scale_of(scorer: ClipScorer) -> float:
 # --------------------------------------------------------------------------- the job
 
 
+def driver_device(cfg: T2IEvalConfig) -> str:
+    """The device of this process. With engine ray, ``device`` says where the detector actors run;
+    what stays here (CLIP metrics, FID/KID and O-FID features) takes this machine's GPU when it has
+    one, and a driver without a GPU is no error."""
+    if cfg.engine == "ray" and cfg.device != "cpu":
+        return "auto"
+    return cfg.device
+
+
 def run(ctx: JobContext) -> None:
+    """One attempt of the run; a Ray session (engine ray) lasts as long as it."""
     cfg: T2IEvalConfig = parse_config("t2i_eval", ctx.config)
+    with contextlib.ExitStack() as stack:
+        evaluate(ctx, cfg, stack)
+
+
+def open_ray_detection(
+    ctx: JobContext, cfg: T2IEvalConfig, colours: bool, stack: contextlib.ExitStack
+) -> RayDetection:
+    """Join the cluster for the rest of the run (a wrong address fails here, before any model
+    loads) and say in the log what runs where."""
+    from backend.ray_cluster import cluster_resources, ray_session
+
+    ray = stack.enter_context(ray_session(cfg.ray_address))
+    here = [m for m in cfg.metrics if m not in DETECTOR_METRICS]
+    here += ["o_fid's crop features"] if "o_fid" in cfg.metrics else []
+    ctx.logger.info(
+        "ray: connected to %s; cluster has %s. Reading, decoding and detecting (%s%s) run in Ray actors; "
+        "scoring, baselines and intervals%s run in this process",
+        cfg.ray_address or "a local instance", cluster_resources(ray), cfg.detector,
+        " + CLIP colours" if colours else "", "".join(f", {m}" for m in here),
+    )  # fmt: skip
+    return RayDetection(ray, cfg, colours, ctx.logger)
+
+
+def evaluate(ctx: JobContext, cfg: T2IEvalConfig, stack: contextlib.ExitStack) -> None:
     ws, log = ctx.ws, ctx.logger
     if cfg.extractor not in EXTRACTORS and set(cfg.metrics) & {"fid", "kid", "o_fid"}:
         raise EvalError(f"extractor must be one of {', '.join(EXTRACTORS)} (got {cfg.extractor!r})")
-    device = pick_device(cfg.device, log)
+    device = pick_device(driver_device(cfg), log)
     threads = set_torch_threads(cfg.torch_threads)
     dataset = dataset_label(cfg)
     if cfg.images:
@@ -473,10 +516,12 @@ def run(ctx: JobContext) -> None:
         and not cfg.detector.startswith("oracle")
         and any(o.color for im in images if im.structured for o in im.structured.objects)
     )
+    on_ray = cfg.engine == "ray" and bool(todo_metrics & set(DETECTOR_METRICS))
+    detector: Any = open_ray_detection(ctx, cfg, colours, stack) if on_ray else None
     needs_clip = (
         bool(todo_metrics & set(CLIP_EVAL_METRICS))
         or ((distribution or object_fid) and cfg.extractor == "clip")
-        or colours
+        or (colours and not on_ray)  # on Ray the actors load the colour classifier's CLIP themselves
     )
     scorer, extractor = None, None
     if (distribution or object_fid) and cfg.extractor == "inception":
@@ -485,8 +530,7 @@ def run(ctx: JobContext) -> None:
         scorer = load_clip(cfg.clip_model, cfg.clip_pretrained, device=str(device))
     if (distribution or object_fid) and extractor is None:
         extractor = make_extractor(cfg, scorer, device)
-    detector = None
-    if todo_metrics & set(DETECTOR_METRICS):
+    if todo_metrics & set(DETECTOR_METRICS) and not on_ray:
         from training.detectors import DetectorError, load_detector
 
         try:
@@ -751,7 +795,6 @@ def compositional(
 
     if set(missing) & set(DETECTOR_METRICS):
         assert detector is not None
-        prov = detector.provenance()
         ctx.progress(done, total, f"detecting objects in {checkpoint}/{regime}")
         # queries: each image's own classes and those of the prompt the baseline scores it against
         everyone = [im.structured for im in group]
@@ -761,20 +804,18 @@ def compositional(
         # O-FID: the objects each prompt asks for (not its exclusions)
         own_classes = [[o.cls for o in s.objects] for s in everyone] if "o_fid" in missing else None  # type: ignore[union-attr]
         started = time.perf_counter()
-        positions, detections, own_crops = comp.detect_stream(
-            detector,
-            lambda i: load_picture(group[i].path, log),
-            len(group),
-            queries,
-            cfg.batch_size,
-            own_classes,
+        root = os.path.abspath(cfg.images) if cfg.images else str(ws.images_dir)
+        positions, detections, own_crops = detect_images(
+            detector, group, queries, cfg.batch_size, own_classes, root, log
         )
         detect_seconds = time.perf_counter() - started  # reading + detecting (bench/eval_throughput.py)
+        prov = detector.provenance()  # on Ray: what the actors loaded
         kept = [group[i] for i in positions]
         structures = [im.structured for im in kept]
         details = {
             "detector": prov, "unreadable_images": len(group) - len(kept),
             "detections": sum(len(d) for d in detections), "detect_seconds": detect_seconds,
+            **engine_details(detector),
         }  # fmt: skip
         box = comp.score_group(structures, detections, missing, ScoringSettings(), rounds=rounds, seed=seed)  # type: ignore[arg-type]
         weights = str(prov.get("weights_sha256") or "")
@@ -795,9 +836,9 @@ def compositional(
             if ref_crops["feats"] is None:
                 wanted = list(ref_crops["classes"])  # type: ignore[arg-type]
                 ctx.progress(done, total, f"objects in {len(reference)} reference images")
-                _, _, ref_list = comp.detect_stream(
-                    detector, lambda i: load_picture(reference[i].path, log), len(reference),
-                    [wanted] * len(reference), cfg.batch_size, [wanted] * len(reference),
+                _, _, ref_list = detect_images(
+                    detector, reference, [wanted] * len(reference), cfg.batch_size, [wanted] * len(reference),
+                    str(ws.images_dir), log, dataset=cfg.reference_dataset, ws=ws,
                 )  # fmt: skip
                 ref_crops["feats"] = batched_features(extractor, ref_list, cfg.batch_size)
             ref = ref_crops["feats"]
@@ -812,7 +853,7 @@ def compositional(
                     **base, "metric": "o_fid", "value": fid.value, "stderr": None, "n": fid.n1,
                     "model": extractor.model, "weights": extractor.weights, "reference": cfg.reference_dataset,
                     "details": {
-                        **comp_common, **extractor.describe(), "detector": prov,
+                        **comp_common, **extractor.describe(), "detector": prov, **engine_details(detector),
                         "definition": "FID between object crops: boxes of the classes each generated image's "
                         "prompt names, against the boxes the same detector finds in the reference images",
                         "generated_crops": int(feats.shape[0]), "reference_crops": int(ref.shape[0]),
@@ -844,6 +885,44 @@ def compositional(
             "unreadable_images": len(group) - len(readable), "why_none": "no prompt has a spatial word",
         })  # fmt: skip
     return stored
+
+
+def detect_images(
+    detector: Any,
+    items: Sequence[GenImage | RefImage],
+    queries: Sequence[Sequence[str]],
+    batch_size: int,
+    crop_classes: Sequence[Sequence[str]] | None,
+    images_root: str,
+    log: Any,
+    *,
+    dataset: str = "",
+    ws: Workspace | None = None,
+) -> tuple[list[int], list[list[Any]], list[Any]]:
+    """Detections of ``items`` in their order, whichever engine: the detector loaded here, or the
+    run's Ray actor pool (``dataset`` names a dataset whose images Ray may read out of shards)."""
+    if not isinstance(detector, RayDetection):
+        return comp.detect_stream(
+            detector,
+            lambda i: load_picture(items[i].path, log),
+            len(items),
+            queries,
+            batch_size,
+            crop_classes,
+        )
+    if dataset and ws is not None:
+        where = dataset_locations(ws, dataset)
+        located = [where[im.image_id] for im in items]
+    else:
+        located = file_locations([im.path for im in items])
+    return detector.stream(located, queries, crop_classes, images_root)
+
+
+def engine_details(detector: Any) -> dict[str, Any]:
+    """Which engine detected, for the stored details (as recaption's provenance says ``engine``)."""
+    if isinstance(detector, RayDetection):
+        return {"engine": "ray", "ray_actors": detector.describe}
+    return {"engine": "local"}
 
 
 def batched_features(extractor: FeatureExtractor, pictures: Sequence[Any], batch_size: int) -> np.ndarray:
