@@ -2,8 +2,9 @@
 
 Demo scenes are drawn by the studio's own renderer (``backend.demo.make_scene`` + ``render_scene``);
 the truth of each object is the pixel box of that object rendered alone. Miniature scenes (issue
-12's reduced world: 32 px, white, 3 shapes x 4 colours on a grid) are drawn here the way that world
-draws them: 4x supersampled and box-downsampled, so edges are anti-aliased.
+12's reduced world: 32 px, white, 3 shapes x 4 colours on a grid) are drawn with that world's own
+renderer (``backend.miniature.world``): 4x supersampled and box-downsampled, so edges are
+anti-aliased; here on other grids and object sizes too.
 
 Printed numbers (run with ``-s``) are the validation figures quoted in the issue's report.
 """
@@ -21,6 +22,7 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from backend import demo
+from backend.miniature.world import Drawn, draw_shapes
 from training.detectors import Detector, DetectorError, load_detector
 from training.detectors.oracle import (
     MINIATURE_COLORS,
@@ -182,21 +184,15 @@ def test_detect_names_by_query_and_all_without(oracle: OracleDetector) -> None:
 def render_miniature(
     scene: list[tuple[tuple[int, int], str, str, int, int]], grid: int, side: int
 ) -> Image.Image:
-    """Issue 12's miniature renderer: shapes at cell centres (+ jitter), 4x supersampled, box-downsampled."""
-    size, s = 32, 4
-    img = Image.new("RGB", (size * s, size * s), (250, 250, 250))
-    draw = ImageDraw.Draw(img)
-    step = size / grid
-    for (r, c), color, shape, dx, dy in scene:
-        cx, cy, h = ((c + 0.5) * step + dx) * s, ((r + 0.5) * step + dy) * s, side / 2 * s
-        fill = MINIATURE_COLORS[color]
-        if shape == "circle":
-            draw.ellipse((cx - h, cy - h, cx + h, cy + h), fill=fill)
-        elif shape == "square":
-            draw.rectangle((cx - h, cy - h, cx + h - 1, cy + h - 1), fill=fill)
-        else:
-            draw.polygon([(cx, cy - h), (cx + h, cy + h), (cx - h, cy + h)], fill=fill)
-    return img.resize((size, size), Image.Resampling.BOX)
+    """Shapes at the centres of a ``grid`` x ``grid`` layout (+ jitter), drawn by the miniature
+    world's renderer (4x supersampled, box-downsampled)."""
+    step = 32 / grid
+    return draw_shapes(
+        [
+            Drawn(shape, color, (c + 0.5) * step + dx, (r + 0.5) * step + dy, side)
+            for (r, c), color, shape, dx, dy in scene
+        ]
+    )
 
 
 @pytest.mark.parametrize(("grid", "side", "jitter"), [(2, 12, 0), (2, 12, 1), (3, 8, 0)])

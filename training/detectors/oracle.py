@@ -1,9 +1,10 @@
 """The ``oracle`` detector: exact object detection for the synthetic shape worlds, from pixels only.
 
-Why an oracle: on the demo world (and its reduced "miniature" version) the content of an image is
-known by construction, so SOA, CA and PA can be computed without a learned detector's errors —
-if, and only if, the detector really reads the generated pixels. It never looks at stored scene
-metadata: a generated image has none, and a rendered one must score the same way.
+Why an oracle: on the demo world (and its reduced "miniature" version, ``backend.miniature.world``)
+the content of an image is known by construction, so SOA, CA and PA can be computed without a
+learned detector's errors — if, and only if, the detector really reads the generated pixels. It
+never looks at stored scene metadata: a generated image has none, and a rendered one must score
+the same way.
 
 How it reads an image (a :class:`World` says which colours, backgrounds and shapes exist):
 
@@ -42,6 +43,8 @@ from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
 from backend.compositional.metrics import Detection
+from backend.miniature.world import MINIATURE_BACKGROUND, MINIATURE_COLORS, MINIATURE_SHAPES
+from backend.miniature.world import SIZE as MINIATURE_SIZE
 from training.detectors import labels
 
 RGB = tuple[int, int, int]
@@ -111,20 +114,12 @@ def _demo_world() -> World:
     )
 
 
-#: the reduced world of issue 12 (32 x 32, white, 3 shapes x 4 colours, ~12 px objects on a grid)
-MINIATURE_COLORS: Mapping[str, RGB] = {
-    "red": (220, 40, 40),
-    "green": (40, 160, 70),
-    "blue": (40, 90, 220),
-    "yellow": (240, 200, 30),
-}
-MINIATURE_BACKGROUND: Mapping[str, RGB] = {"white": (250, 250, 250)}
-MINIATURE_SHAPES = ("circle", "square", "triangle")
+def miniature_world(side: int = 12, size: int = MINIATURE_SIZE) -> World:
+    """The miniature world (``backend.miniature.world``) read with thresholds for objects of up to
+    ``side`` pixels: specks under a quarter of a ``side`` px triangle (side²/2) are dropped.
 
-
-def miniature_world(side: int = 12, size: int = 32) -> World:
-    """The miniature world with objects of ``side`` pixels; specks under a quarter of the smallest
-    object (a triangle, side²/2) are dropped."""
+    The default (12 px: min_blob 18, max_side 16) also reads that world's 8 px objects exactly
+    (its smallest, a triangle, covers 28 px), and keeps speckle from noisy generations out."""
     return World(
         "miniature",
         size,
