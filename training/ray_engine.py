@@ -588,20 +588,15 @@ class _Ref:
 def clip_score_on_ray(ctx: JobContext, cfg: Any) -> None:
     """The CLIP-score job on Ray: the same captions, keys and rows as the local job."""
     from backend.db import write_session
-    from backend.scores import CLIP_SCORE, insert_scores, scored_caption_ids
+    from backend.scores import CLIP_SCORE, insert_scores
     from training.clip import load_clip
-    from training.jobs.clip_score import captions_to_score
+    from training.jobs.clip_score import plan
 
     ws, logger = ctx.ws, ctx.logger
     # the stored keys (model, pretrained) and the truncation rule, from the same loader the actors use
     scorer = load_clip(cfg.model, cfg.pretrained, device="cpu")
     model, pretrained = scorer.model_name, scorer.pretrained
-    items = captions_to_score(ws, cfg)
-    with read_session(ws) as s:
-        done_ids = scored_caption_ids(
-            s, (i.caption_id for i in items), metric=CLIP_SCORE, model=model, pretrained=pretrained
-        )
-    todo = [i for i in items if i.caption_id not in done_ids]
+    items, todo = plan(ws, cfg, model, pretrained)
     done, total = len(items) - len(todo), len(items)
     ctx.progress(done, total, f"{done}/{total} captions scored")
     by_image: dict[int, list[tuple[int, str]]] = {}

@@ -61,6 +61,17 @@ def captions_to_score(ws: Workspace, cfg: ClipScoreConfig) -> list[Item]:
     ]
 
 
+def plan(ws: Workspace, cfg: ClipScoreConfig, model: str, pretrained: str) -> tuple[list[Item], list[Item]]:
+    """(every caption to score, those without a score under this model and weights yet): what a
+    run, or its resume, still has to do — one rule for both engines."""
+    items = captions_to_score(ws, cfg)
+    with read_session(ws) as s:
+        done_ids = scored_caption_ids(
+            s, (i.caption_id for i in items), metric=CLIP_SCORE, model=model, pretrained=pretrained
+        )
+    return items, [i for i in items if i.caption_id not in done_ids]
+
+
 def run(ctx: JobContext) -> None:
     cfg: ClipScoreConfig = parse_config("clip_score", ctx.config)
     if cfg.engine == "ray":  # the same captions, keys and rows, scored by actors on a Ray cluster
@@ -80,12 +91,7 @@ def run(ctx: JobContext) -> None:
     threads = set_torch_threads(cfg.torch_threads)
     scorer = load_clip(cfg.model, cfg.pretrained, device=str(device))
     model, pretrained = scorer.model_name, scorer.pretrained  # what the stored scores are keyed by
-    items = captions_to_score(ws, cfg)
-    with read_session(ws) as s:
-        done_ids = scored_caption_ids(
-            s, (i.caption_id for i in items), metric=CLIP_SCORE, model=model, pretrained=pretrained
-        )
-    todo = [i for i in items if i.caption_id not in done_ids]
+    items, todo = plan(ws, cfg, model, pretrained)
     done, total = len(items) - len(todo), len(items)
     cut = sum(scorer.truncated(i.text) for i in items)
     ctx.metric_once(0, "truncated", float(cut))
