@@ -13,7 +13,7 @@ Feature extractor: torchvision Inception v3 through ``training.fid.load_inceptio
 weights), so the numbers are FIDs in an untrained network's feature space: compare them
 with each other, not with published FIDs.
 
-    .venv/bin/python bench/fid_preprocessing.py [--n 100] [--weights FILE]
+    .venv/bin/python bench/fid_preprocessing.py [--n 100] [--weights FILE]   # prints both protocols
 """
 
 from __future__ import annotations
@@ -88,12 +88,16 @@ def main() -> None:
     f_ref, f_gen = extractor.features(references), extractor.features(generated)
     # the references centre-cropped by hand before the extractor sees them: the target of the fix
     f_ref_cropped = extractor.features([centre_square(im, GEN) for im in references])
+    # the protocol before the fix, in the same run: every reference squashed to 299x299 whole
+    # (aspect ratio lost); the extractor's centre crop is then a no-op on the square
+    f_ref_squashed = extractor.features([im.resize((299, 299), Image.Resampling.BICUBIC) for im in references])
     seconds = time.perf_counter() - t0
     result = {
         "n": args.n,
         "preprocessing": extractor.preprocessing,
         "fid_references_vs_perfect_generator": fid_from_features(f_gen, f_ref).value,
         "fid_hand_cropped_references_vs_perfect_generator": fid_from_features(f_gen, f_ref_cropped).value,
+        "fid_squashed_references_vs_perfect_generator": fid_from_features(f_gen, f_ref_squashed).value,
         "fid_references_vs_themselves": fid_from_features(f_ref, f_ref).value,
         "feature_seconds": seconds,
     }
@@ -105,6 +109,10 @@ def main() -> None:
     print(
         "FID(perfect square generator, references centre-cropped by hand first)        "
         f"{result['fid_hand_cropped_references_vs_perfect_generator']:.5f}"
+    )
+    print(
+        "FID(perfect square generator, references squashed to 299x299: the old protocol) "
+        f"{result['fid_squashed_references_vs_perfect_generator']:.5f}"
     )
     print(f"(feature scale: FID units of a seeded random network; {seconds:.0f} s for the features)")
     print(json.dumps(result))
