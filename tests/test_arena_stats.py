@@ -7,6 +7,7 @@ simulation is compared with the truth, to show what the check could tolerate by 
 from __future__ import annotations
 
 import math
+import warnings
 
 import krippendorff
 import numpy as np
@@ -357,6 +358,27 @@ def test_cohen_matches_sklearn_and_perfect_agreement_is_one():
     # one label throughout: chance agreement is 1, kappa is 0/0 → NaN, not an error
     flat = judged({"p": ["X"] * 4, "q": ["X"] * 4})
     assert math.isnan(cohen_kappa_pairs(flat)["kappa"].iloc[0])
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_cohen_kappa_equals_sklearn_on_random_labels(seed: int) -> None:
+    """The per-pair κ is computed from label codes (speed); it must be sklearn's coefficient."""
+    from backend.stats.agreement import cohen_kappa
+
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(1, 5))
+    n = int(rng.integers(1, 40))
+    y1 = rng.integers(0, k, n)
+    y2 = np.where(rng.random(n) < 0.5, y1, rng.integers(0, k, n))  # some agreement beyond chance
+    kappa, agreement = cohen_kappa(y1, y2, k)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # sklearn warns on 0/0 and returns NaN
+        reference = cohen_kappa_score(y1, y2)
+    assert agreement == pytest.approx(np.mean(y1 == y2)), f"seed {seed}"
+    if math.isnan(reference):
+        assert math.isnan(kappa), f"seed {seed}"
+    else:
+        assert kappa == pytest.approx(reference, abs=1e-12), f"seed {seed}"
 
 
 def test_fleiss_matches_statsmodels_on_complete_items_and_reports_exclusions():
