@@ -682,12 +682,6 @@ def _png(picture: PILImage.Image) -> bytes:
     return buffer.getvalue()
 
 
-def _unpng(data: bytes) -> PILImage.Image:
-    with PILImage.open(io.BytesIO(data)) as im:
-        im.load()
-        return im.convert("RGB")
-
-
 class DetectActor:
     """One detector in one Ray actor (with its CLIP colour classifier when it has one): each row's
     detections for the classes the row asks for, and the crops O-FID needs; writes nothing."""
@@ -845,5 +839,5 @@ class RayDetection:
                 continue
             kept.append(position)
             found.append(_detections_from_json(r["detections"]))
-            cut.extend(_unpng(c) for c in r["crops"] or [])
+            cut.extend(_pil(_decode(c)) for c in r["crops"] or [])
         return kept, found, cut
