@@ -345,3 +345,46 @@ def test_ctrl_c_on_a_foreground_run_cancels_it_cleanly(ws: Workspace) -> None:
     assert out.strip() == "cancelled"
     assert jobs.get_run(ws, run.id).status == "cancelled"
     assert not group_alive(runner_pgid)
+
+
+def test_a_heartbeat_flush_racing_the_last_progress_never_leaves_an_older_count(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The heartbeat thread flushes pending progress too. If its write of an older count lands
+    after the job's final write, the finished run shows done 4 of 8 (seen once in CI on a
+    clip_score run). The real store write is only held back for the older count, to force that
+    interleaving; the row must still end at 8."""
+    import logging
+    import threading
+
+    from backend.jobs import context, store
+
+    run = selftest(ws, 8)
+    row = store.adopt(ws, int(run.id), os.getpid(), None)  # type: ignore[arg-type]
+    assert row is not None
+    ctx = context.JobContext(
+        ws, int(run.id), dict(row.config), store.run_dir(ws, row), logging.getLogger("test.race"),  # type: ignore[arg-type]
+        progress_interval_s=3600,
+    )  # fmt: skip
+    real_write = store.update_progress
+    writing_old, let_old_finish = threading.Event(), threading.Event()
+
+    def held_back(*args: object, **kwargs: object) -> bool:
+        if kwargs["done"] == 4:
+            writing_old.set()
+            let_old_finish.wait(5)
+        return real_write(*args, **kwargs)  # type: ignore[arg-type]
+
+    ctx.progress(3, 8)  # the first report is written at once; the next waits for the interval
+    monkeypatch.setattr(store, "update_progress", held_back)
+    ctx.progress(4, 8)  # pending: the interval has not passed
+    heartbeat = threading.Thread(target=ctx.flush_progress)
+    heartbeat.start()
+    assert writing_old.wait(10)
+    last = threading.Thread(target=ctx.progress, args=(8, 8))  # finished: flushes at once
+    last.start()
+    last.join(0.5)  # before the fix its write of 8 landed here, ahead of the held-back 4
+    let_old_finish.set()
+    heartbeat.join(10)
+    last.join(10)
+    assert jobs.get_run(ws, int(run.id)).done == 8  # type: ignore[arg-type]

@@ -54,6 +54,9 @@ class JobContext:
         self._stop = threading.Event()
         self._closing = threading.Event()
         self._lock = threading.Lock()
+        # held from a flush's snapshot until its row is written: the job's thread and the heartbeat
+        # thread both flush, and two unordered writes could leave an older count as the last word
+        self._write_lock = threading.Lock()
         self._meter = RateMeter()
         self._done = 0
         self._total: int | None = None
@@ -97,25 +100,29 @@ class JobContext:
             self.flush_progress()
 
     def flush_progress(self) -> None:
-        """Write pending progress now (the runner calls this before ending the run)."""
-        with self._lock:
-            if not self._dirty:
-                return
-            done, total, message = self._done, self._total, self._message
-            rate = self._meter.rate()
-            self._dirty = False
-            self._last_write = time.monotonic()
-        if not store.update_progress(
-            self.ws,
-            self.run_id,
-            self.pid,
-            done=done,
-            total=total,
-            rate=rate,
-            eta_s=eta_seconds(done, total, rate),
-            message=message,
-        ):
-            self._lose_ownership()
+        """Write pending progress now (the runner calls this before ending the run).
+
+        Writes happen in the order of their snapshots (``_write_lock``), so the row always ends
+        with the newest progress even when the heartbeat thread flushes at the same moment."""
+        with self._write_lock:
+            with self._lock:
+                if not self._dirty:
+                    return
+                done, total, message = self._done, self._total, self._message
+                rate = self._meter.rate()
+                self._dirty = False
+                self._last_write = time.monotonic()
+            if not store.update_progress(
+                self.ws,
+                self.run_id,
+                self.pid,
+                done=done,
+                total=total,
+                rate=rate,
+                eta_s=eta_seconds(done, total, rate),
+                message=message,
+            ):
+                self._lose_ownership()
 
     def metric(self, step: int, name: str, value: float) -> None:
         store.add_metric(self.ws, self.run_id, step, name, value)
