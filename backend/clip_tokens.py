@@ -18,16 +18,21 @@ import html
 import importlib.util
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import ftfy
-import regex
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+if TYPE_CHECKING:
+    import regex
+    from tokenizers import Tokenizer
+
+# ftfy, regex and tokenizers are imported where a count is made, not here: the studio imports
+# this module for CONTEXT_LENGTH and word_count on start-up, before anyone counts a token.
 
 CONTEXT_LENGTH = 77  # CLIP's text context, start and end tokens included
 _MERGES_FILE = "bpe_simple_vocab_16e6.txt.gz"
 _N_MERGES = 49152 - 256 - 2
-_CLIP_PATTERN = r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
-_WS = regex.compile(r"\s+")
+_CLIP_PATTERN = (
+    r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
+)
 
 
 class ClipVocabularyMissing(RuntimeError):
@@ -52,13 +57,19 @@ def _byte_alphabet() -> list[str]:
 
     Printable bytes stand for themselves; the others map to code points from 256 up.
     """
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
     n_other = 256 - len(printable)
     return [chr(b) for b in printable] + [chr(256 + i) for i in range(n_other)]
 
 
 @lru_cache(maxsize=1)
 def clip_tokenizer() -> Tokenizer:
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+
     with gzip.open(_merges_path(), "rt", encoding="utf-8") as fh:
         lines = fh.read().split("\n")[1 : _N_MERGES + 1]
     merges = [tuple(line.split()) for line in lines]
@@ -66,7 +77,9 @@ def clip_tokenizer() -> Tokenizer:
     tokens = alphabet + [c + "</w>" for c in alphabet] + ["".join(m) for m in merges]
     tokens += ["<|startoftext|>", "<|endoftext|>"]
     vocab = {tok: i for i, tok in enumerate(tokens)}
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, end_of_word_suffix="</w>", continuing_subword_prefix=""))
+    tok = Tokenizer(
+        models.BPE(vocab=vocab, merges=merges, end_of_word_suffix="</w>", continuing_subword_prefix="")
+    )
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [
             pre_tokenizers.Split(Regex(_CLIP_PATTERN), behavior="removed", invert=True),
@@ -78,8 +91,17 @@ def clip_tokenizer() -> Tokenizer:
 
 
 def normalise(text: str) -> str:
+    import ftfy
+
     text = html.unescape(html.unescape(ftfy.fix_text(text)))
-    return _WS.sub(" ", text).strip().lower()
+    return _whitespace().sub(" ", text).strip().lower()
+
+
+@lru_cache(maxsize=1)
+def _whitespace() -> regex.Pattern[str]:
+    import regex
+
+    return regex.compile(r"\s+")
 
 
 def clip_token_ids(text: str) -> list[int]:

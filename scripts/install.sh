@@ -33,3 +33,8 @@ if [ "$extra" = "test" ]; then
 else
     .venv/bin/pip install -q "${lock[@]}" -e .
 fi
+
+# An editable install leaves our own modules uncompiled (pip compiles only what it copies), and
+# where PYTHONDONTWRITEBYTECODE is set (containers, CI images) Python then compiles all of them
+# again on every start: about 0.2 s of each `recap-studio serve` on a 2-core machine.
+.venv/bin/python -m compileall -q backend studio training >/dev/null

@@ -18,7 +18,7 @@ from backend.db import migrate
 from backend.jobs import scheduler
 from backend.users import PermissionDenied
 from backend.workspace import Workspace
-from studio import tab_annotate, tab_arena, tab_datasets, tab_results, tab_review, tab_runs
+from studio import startup, tab_annotate, tab_arena, tab_datasets, tab_results, tab_review, tab_runs
 from studio.access import FileAccess
 from studio.auth_guard import RequireLogin
 from studio.session import current_user
@@ -74,8 +74,8 @@ def build_app(ws: Workspace) -> gr.Blocks:
                 tab_annotate.build(ws, blocks)
             with gr.Tab("Review", id="review", elem_id="tab-review"):
                 tab_review.build(ws, blocks)
-            with gr.Tab("Runs", id="runs", elem_id="tab-runs"):
-                tab_runs.build(ws, blocks)
+            with gr.Tab("Runs", id="runs", elem_id="tab-runs") as runs_tab:
+                tab_runs.build(ws, blocks, runs_tab)
             with gr.Tab("Arena", id="arena", elem_id="tab-arena"):
                 tab_arena.build(ws, blocks)
             with gr.Tab("Results", id="results", elem_id="tab-results"):
@@ -132,4 +132,7 @@ def serve(
         max_file_size=upload_mb * 1024 * 1024,
         app_kwargs={"middleware": [Middleware(RequireLogin, file_access=FileAccess(ws), sessions=sessions)]},
         css=_css(),
+        prevent_thread_lock=True,  # to resume the garbage collector once the server answers
     )
+    startup.resume_collector()  # the recap-studio script paused it for the start-up (studio/startup.py)
+    blocks.block_thread()

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from backend.db import migrate
 from backend.workspace import DB_URL_ENV, Workspace, open_workspace
+from studio import startup
 from studio.console import fail, out, progress_bar
 
 app = typer.Typer(help="RECAP Studio: recaptioning workflow for text-to-image models.", no_args_is_help=True)
@@ -37,6 +38,7 @@ def _ws() -> Workspace:
 
 @app.callback()
 def main(
+    ctx: typer.Context,
     home: Annotated[
         str | None,
         typer.Option("--home", help="Workspace folder (default: $RECAP_STUDIO_HOME or ~/recap-studio)."),
@@ -50,6 +52,8 @@ def main(
         ),
     ] = None,
 ) -> None:
+    if ctx.invoked_subcommand != "serve":  # the console script paused it; serve resumes it
+        startup.resume_collector()  # once the server answers (studio/startup.py)
     State.home = home
     if db:
         from backend.db import normalise_url

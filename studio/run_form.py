@@ -11,8 +11,13 @@ name (Gradio's ``inputs_kwargs``), so a value can only land in the field it belo
 
 Element ids follow the names: form ``form-<kind>``, field ``<kind>-<field>``, button
 ``launch-<kind>`` (underscores as dashes). Dropdowns that name workspace things (a field's
-``ref``: datasets, artifacts, prompt sets) are filled by :func:`choice_updates` when the page
-loads and on refresh.
+``ref``: datasets, artifacts, prompt sets) are filled from :class:`ChoiceLists` when the forms
+are drawn and again by :func:`choice_updates` on refresh.
+
+The Runs tab draws the forms lazily (in a ``gr.render``, on the tab's first opening by an
+admin): they are half of the studio's blocks, and Gradio pays for every block at start-up
+several times over. So :func:`wire_forms` (the buttons, drawn with the forms) is separate from
+:func:`wire_api` (the API endpoints, which exist from the start without any form component).
 
 The API endpoints the forms always had (``launch_recaption``, …) keep their positional
 parameters for scripts written against them (:data:`LEGACY_API`); ``launch_run`` takes any kind
@@ -102,33 +107,40 @@ class Form:
 # --------------------------------------------------------------------------- rendering
 
 
-def render(kind: JobKind) -> Form:
-    """The kind's form in an accordion: basic fields, then advanced ones, then the button."""
+def render(kind: JobKind, lists: ChoiceLists | None = None) -> Form:
+    """The kind's form in an accordion: basic fields, then advanced ones, then the button.
+
+    With ``lists``, the dropdowns naming workspace things start filled (else empty until
+    :func:`choice_updates`)."""
     components: dict[str, gr.components.Component] = {}
     specs = [spec for spec in kind.fields if spec.ui]
     with gr.Accordion(kind.title, open=False, elem_id=f"form-{slug(kind.name)}"):
         if kind.intro:
             gr.Markdown(kind.intro)
-        _render_fields(kind, [s for s in specs if s.group == "basic"], components)
+        _render_fields(kind, [s for s in specs if s.group == "basic"], components, lists)
         advanced = [s for s in specs if s.group == "advanced"]
         if advanced:
             with gr.Accordion("Advanced settings", open=False, elem_id=f"{slug(kind.name)}-advanced"):
-                _render_fields(kind, advanced, components, info=True)
+                _render_fields(kind, advanced, components, lists, info=True)
         button = gr.Button(kind.button, variant="primary", elem_id=f"launch-{slug(kind.name)}")
     return Form(kind, components, button)
 
 
 def _render_fields(
-    kind: JobKind, specs: list[FieldSpec], into: dict[str, gr.components.Component], info: bool = False
+    kind: JobKind,
+    specs: list[FieldSpec],
+    into: dict[str, gr.components.Component],
+    lists: ChoiceLists | None,
+    info: bool = False,
 ) -> None:
     """Rows of up to :data:`PER_ROW` fields; a multi-line text box takes a row of its own."""
     for row in _rows(specs):
         if len(row) == 1 and row[0].lines > 1:
-            into[row[0].name] = component(kind, row[0], info)
+            into[row[0].name] = component(kind, row[0], info, lists)
             continue
         with gr.Row():
             for spec in row:
-                into[spec.name] = component(kind, spec, info)
+                into[spec.name] = component(kind, spec, info, lists)
 
 
 def _rows(specs: Iterable[FieldSpec]) -> Iterator[list[FieldSpec]]:
@@ -154,20 +166,29 @@ def _listed(spec: FieldSpec) -> bool:
     return ref.startswith(("dataset", "artifact:")) or ref == "prompt_set"
 
 
-def component(kind: JobKind, spec: FieldSpec, info: bool = False) -> gr.components.Component:
+def component(
+    kind: JobKind, spec: FieldSpec, info: bool = False, lists: ChoiceLists | None = None
+) -> gr.components.Component:
     """The component of one field, chosen by its type, choices and ``ref``."""
     common: dict[str, Any] = {
         "label": spec.label,
         "elem_id": f"{slug(kind.name)}-{slug(spec.name)}",
         "info": spec.help if info else None,
+        # said outright: Gradio infers it from the events' inputs, which inside a gr.render
+        # does not see the launch button's inputs by name, and drew the fields disabled
+        "interactive": True,
     }
     default = spec.default
     if spec.base is bool:
         return gr.Checkbox(value=default, **common)
     if _listed(spec):
         value = default if default not in ("", []) else ([] if spec.is_list else None)
+        choices: list[Any] = []
+        if lists is not None:
+            choices, picked = lists.pick(spec)
+            value = value if picked is _KEEP else picked
         return gr.Dropdown(
-            choices=[], value=value, multiselect=spec.is_list, allow_custom_value=True, **common
+            choices=choices, value=value, multiselect=spec.is_list, allow_custom_value=True, **common
         )
     if spec.choice_labels is not None:
         choices = list(spec.choice_labels)
@@ -216,45 +237,66 @@ def form_values(kind: JobKind, raw: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- choices from the workspace
 
 
+_KEEP = object()  # a dropdown keeps the value it has
+
+
+@dataclass
+class ChoiceLists:
+    """What the dropdowns naming workspace things offer, read from the workspace once (per
+    drawing of the forms, per refresh) and handed out per field by :meth:`pick`."""
+
+    ws: Workspace
+    datasets: dict[str, list[str]]
+
+    @classmethod
+    def read(cls, ws: Workspace) -> ChoiceLists:
+        from backend.datasets import dataset_names
+
+        names = dataset_names(ws)
+        generated = run_forms.generated_datasets(ws)
+        datasets = {
+            "dataset": names,
+            "dataset:real": [n for n in names if n not in generated],
+            "dataset:generated": generated,
+        }
+        return cls(ws, datasets)
+
+    def pick(self, spec: FieldSpec) -> tuple[list[Any], Any]:
+        """The field's choices, and the value it should take (:data:`_KEEP`: the one it has).
+
+        A required field that starts empty gets the first choice (the newest artifact, the
+        first dataset); one with a default keeps it; an optional one stays empty.
+        """
+        from backend.compositional.loaders import builtin_sets
+        from backend.prompt_sets import builtin_prompt_sets
+
+        ref = spec.ref or ""
+        if ref in self.datasets:
+            choices: list[Any] = list(self.datasets[ref])
+            first = choices[0] if choices else None
+        elif ref == "prompt_set":  # plain shipped sets and structured ones (demo_world)
+            choices, first = [*builtin_prompt_sets(), *builtin_sets()], None
+        else:
+            artifacts = configs.artifact_choices(self.ws, spec.artifact_kind or "")
+            hubs = [(f"{hub_id}  (hub)", hub_id) for hub_id in HUB_EXAMPLES.get(spec.artifact_kind or "", [])]
+            choices, first = [*artifacts, *hubs], (artifacts[0][1] if artifacts else None)
+        # t2i_eval's dataset is optional (eval --images scores a folder instead) yet the form
+        # evaluates datasets: it starts on the newest generated one, as a required field does
+        if (spec.required or ref == "dataset:generated") and spec.default in ("", []):
+            return choices, ([first] if first is not None else []) if spec.is_list else first
+        return choices, _KEEP
+
+
 def choice_updates(ws: Workspace, forms: Iterable[Form]) -> dict[gr.components.Component, Any]:
-    """Fresh choices for every dropdown that lists workspace things, by component.
-
-    A required field that starts empty gets the first choice (the newest artifact, the first
-    dataset); one with a default keeps it; an optional one stays empty.
-    """
-    from backend.compositional.loaders import builtin_sets
-    from backend.datasets import dataset_names
-    from backend.prompt_sets import builtin_prompt_sets
-
-    names = dataset_names(ws)
-    generated = run_forms.generated_datasets(ws)
-    datasets = {
-        "dataset": names,
-        "dataset:real": [n for n in names if n not in generated],
-        "dataset:generated": generated,
-    }
+    """Fresh choices for every dropdown that lists workspace things, by component."""
+    lists = ChoiceLists.read(ws)
     updates: dict[gr.components.Component, Any] = {}
     for form in forms:
         for spec, box in form.choice_fields():
-            ref = spec.ref or ""
-            if ref in datasets:
-                choices: list[Any] = list(datasets[ref])
-                first = choices[0] if choices else None
-            elif ref == "prompt_set":  # plain shipped sets and structured ones (demo_world)
-                choices, first = [*builtin_prompt_sets(), *builtin_sets()], None
-            else:
-                artifacts = configs.artifact_choices(ws, spec.artifact_kind or "")
-                hubs = [
-                    (f"{hub_id}  (hub)", hub_id) for hub_id in HUB_EXAMPLES.get(spec.artifact_kind or "", [])
-                ]
-                choices, first = [*artifacts, *hubs], (artifacts[0][1] if artifacts else None)
-            # t2i_eval's dataset is optional (eval --images scores a folder instead) yet the form
-            # evaluates datasets: it starts on the newest generated one, as a required field does
-            if (spec.required or ref == "dataset:generated") and spec.default in ("", []):
-                value = ([first] if first is not None else []) if spec.is_list else first
-                updates[box] = gr.update(choices=choices, value=value)
-            else:
-                updates[box] = gr.update(choices=choices)
+            choices, value = lists.pick(spec)
+            updates[box] = (
+                gr.update(choices=choices) if value is _KEEP else gr.update(choices=choices, value=value)
+            )
     return updates
 
 
@@ -273,9 +315,8 @@ def launch(ws: Workspace, kind: JobKind, values: dict[str, Any], request: gr.Req
 Started = Callable[[int], tuple[Any, ...]]
 
 
-def wire(ws: Workspace, forms: Iterable[Form], outputs: list[Any], started: Started) -> None:
-    """Each form's button launches its kind with its components' values by name; each kind keeps
-    its API endpoint (:data:`LEGACY_API`), and ``launch_run`` takes any kind by name."""
+def wire_forms(ws: Workspace, forms: Iterable[Form], outputs: list[Any], started: Started) -> None:
+    """Each form's button launches its kind with its components' values by name."""
     for form in forms:
         form.button.click(
             _form_handler(ws, form.kind, started),
@@ -283,14 +324,20 @@ def wire(ws: Workspace, forms: Iterable[Form], outputs: list[Any], started: Star
             outputs=outputs,
             api_visibility="private",
         )
-        params = LEGACY_API[form.kind.name]
+
+
+def wire_api(ws: Workspace, kinds: Iterable[JobKind], outputs: list[Any], started: Started) -> None:
+    """Each kind keeps its API endpoint (:data:`LEGACY_API`), and ``launch_run`` takes any kind
+    by name; none needs a form on the page."""
+    for kind in kinds:
+        params = LEGACY_API[kind.name]
         gr.on(
             triggers=[],
-            fn=_legacy_handler(ws, form.kind, params, started),
-            inputs=[_api_input(form.kind, name) for name in params],
+            fn=_legacy_handler(ws, kind, params, started),
+            inputs=[_api_input(kind, name) for name in params],
             outputs=outputs,
-            api_name=form.kind.api_name,
-            api_description=form.kind.help + " (admins only)",
+            api_name=kind.api_name,
+            api_description=kind.help + " (admins only)",
         )
 
     def launch_run(kind: str, settings: dict, request: gr.Request) -> dict:

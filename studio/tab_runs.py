@@ -28,6 +28,7 @@ import gradio as gr
 
 from backend import jobs
 from backend.jobs import configs
+from backend.jobs.kinds import JobKind
 from backend.models import Role
 from backend.users import PermissionDenied
 from backend.workspace import Workspace
@@ -35,7 +36,7 @@ from studio import access, run_detail, run_form, run_forms
 from studio.session import current_user, require_admin_ui
 from studio.ui_common import int_or_none, status_badge
 
-__all__ = ["build", "table_page"]
+__all__ = ["build", "draw_forms", "launch_kinds", "table_page"]
 
 log = logging.getLogger(__name__)
 
@@ -87,18 +88,58 @@ def table_page(ws: Workspace, page: int, status: str | None) -> tuple[list[list[
     return rows, label, page
 
 
-def build(ws: Workspace, blocks: gr.Blocks) -> None:
+def _is_admin(ws: Workspace, request: gr.Request) -> bool:
+    try:
+        return current_user(ws, request).role == Role.admin.value
+    except PermissionDenied:
+        return False
+
+
+def launch_kinds() -> list[JobKind]:
+    """The kinds with a launch form (the self-test only in developer mode)."""
+    return [kind for kind in configs.KINDS.values() if dev_mode() or not kind.dev_only]
+
+
+def draw_forms(
+    ws: Workspace, kinds: list[JobKind], outputs: list[Any], started: run_form.Started
+) -> list[run_form.Form]:
+    """The launch forms with their workspace lists filled, the button that refreshes those
+    lists, and the forms' launch events (which show their result in ``outputs``)."""
+    lists = run_form.ChoiceLists.read(ws)
+    forms = [run_form.render(kind, lists) for kind in kinds]
+    refresh_lists = gr.Button("↻ Refresh datasets and captioners", size="sm", elem_id="runs-refresh-lists")
+    listed = [box for form in forms for _, box in form.choice_fields()]
+
+    def do_refresh_lists(request: gr.Request) -> dict[Any, Any]:
+        require_admin_ui(ws, request)
+        return run_form.choice_updates(ws, forms)
+
+    refresh_lists.click(do_refresh_lists, None, listed, api_visibility="private", queue=False)
+    run_form.wire_forms(ws, forms, outputs, started)
+    return forms
+
+
+def build(ws: Workspace, blocks: gr.Blocks, tab: gr.Tab) -> None:
+    """The tab's contents; ``tab`` is the Runs tab itself, whose first opening draws the forms."""
     # ------------------------------------------------------------------ launch forms (admins)
+    kinds = launch_kinds()
+    opened = gr.State(False)  # this page has opened the tab: its forms are drawn (once)
     with gr.Column(visible=False, elem_id="runs-launch") as launch_box:
         gr.Markdown(
             "### Launch a run\nRuns execute as background jobs (one GPU job at a time; the rest queue)."
         )
-        kinds = [kind for kind in configs.KINDS.values() if dev_mode() or not kind.dev_only]
-        forms = [run_form.render(kind) for kind in kinds]
-        with gr.Row():
-            launch_result = gr.Markdown(elem_id="launch-result")
-            refresh_lists = gr.Button("↻ Refresh datasets and captioners", size="sm", scale=0)
-    listed = [box for form in forms for _, box in form.choice_fields()]
+
+        # Drawn on the tab's first opening, for admins only: the forms are half of the
+        # studio's blocks, and each block costs start-up time before the first page answers
+        # (bench/cold_start.py). The API endpoints below exist from the start all the same.
+        @gr.render(inputs=[opened], triggers=[opened.change], show_progress="hidden")
+        def launch_forms(is_open: bool, request: gr.Request) -> None:
+            if is_open and _is_admin(ws, request):
+                draw_forms(ws, kinds, launch_outputs, started)
+
+        launch_result = gr.Markdown(elem_id="launch-result")
+    # queued: an unqueued event's State output fires no change, so nothing would be drawn
+    tab.select(lambda: True, None, opened, api_visibility="private", show_progress="hidden")
 
     # ------------------------------------------------------------------ runs table
     gr.Markdown("### Runs")
@@ -134,27 +175,18 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
 
     # ------------------------------------------------------------------ load / refresh
     def on_load(request: gr.Request) -> dict[Any, Any]:
-        try:
-            admin = current_user(ws, request).role == Role.admin.value
-        except PermissionDenied:
-            admin = False
+        admin = _is_admin(ws, request)
         rows, label, shown = table_view(0, "all", request)
-        updates: dict[Any, Any] = {
+        return {
             launch_box: gr.update(visible=admin),
             detail.actions: gr.update(visible=admin),
+            table: rows,
+            page_label: label,
+            page: shown,
         }
-        if admin:
-            updates.update(run_form.choice_updates(ws, forms))
-        return {**updates, table: rows, page_label: label, page: shown}
 
-    load_outputs = [launch_box, detail.actions, *listed, *table_outputs]
+    load_outputs = [launch_box, detail.actions, *table_outputs]
     blocks.load(on_load, None, load_outputs, api_visibility="private")
-
-    def do_refresh_lists(request: gr.Request) -> dict[Any, Any]:
-        require_admin_ui(ws, request)
-        return run_form.choice_updates(ws, forms)
-
-    refresh_lists.click(do_refresh_lists, None, listed, api_visibility="private", queue=False)
 
     def on_timer(
         page_no: Any,
@@ -226,7 +258,8 @@ def build(ws: Workspace, blocks: gr.Blocks) -> None:
         rows, label, shown = table_page(ws, 0, "all")
         return (message, rows, label, shown, *detail.show(run.id))
 
-    run_form.wire(ws, forms, [launch_result, *table_outputs, *detail.outputs], started)
+    launch_outputs = [launch_result, *table_outputs, *detail.outputs]
+    run_form.wire_api(ws, kinds, launch_outputs, started)
 
     # ------------------------------------------------------------------ cancel / resume (admins)
     def run_action(

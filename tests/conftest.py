@@ -189,8 +189,9 @@ def start_studio(home: Path, *, demo: bool = True, timeout: float = 120) -> Stud
             add_user(ws, name, role, password)
     port = free_port()
     log = home / "server.log"
+    script = Path(sys.executable).parent / "recap-studio"  # the console script users run
     process = subprocess.Popen(
-        [sys.executable, "-m", "studio.cli", "--home", str(home), "serve", "--port", str(port)],
+        [str(script), "--home", str(home), "serve", "--port", str(port)],
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
         start_new_session=True,

@@ -65,15 +65,37 @@ def test_every_field_is_declared_and_its_default_passes_its_own_checks(name: str
 
 @pytest.fixture(scope="module")
 def app_config(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The real studio's Gradio config, in developer mode (the self-test form too)."""
+    """The Gradio config of the real studio with its launch forms drawn, in developer mode (the
+    self-test form too).
+
+    The studio draws the forms in a ``gr.render`` when an admin first opens the Runs tab (they
+    are half its blocks; start-up pays for every block). This config is the app's own, with the
+    forms drawn into it by the same function that render calls, as a page gets them.
+    """
+    import gradio as gr
+
     from backend.db import migrate
+    from studio import tab_runs
     from studio.app import build_app
 
     ws = Workspace(tmp_path_factory.mktemp("kinds") / "home").ensure()
     migrate(ws)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RECAP_STUDIO_DEV", "1")
-        return build_app(ws).get_config_file()
+        app = build_app(ws)
+        config = app.get_config_file()
+        with gr.Blocks() as page:
+            shown = gr.Markdown()
+            tab_runs.draw_forms(ws, tab_runs.launch_kinds(), [shown], lambda run_id: (str(run_id),))
+        drawn = page.get_config_file()
+    assert not [c for c in config["components"] if str(c["props"].get("elem_id", "")).startswith("form-")], (
+        "the launch forms are drawn when the Runs tab opens, not at start-up"
+    )
+    assert any(d.get("render_id") is not None for d in config["dependencies"]), "no render draws the forms"
+    return {
+        "components": config["components"] + drawn["components"],
+        "dependencies": config["dependencies"] + drawn["dependencies"],
+    }
 
 
 @pytest.mark.parametrize("name", KIND_NAMES)
