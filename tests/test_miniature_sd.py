@@ -1,0 +1,59 @@
+"""The miniature-world SD builders make a pipeline folder that plain diffusers loads and runs.
+
+Why: the T2I arms of issue 12 must hand ``t2i_train`` a ``base`` that
+``StableDiffusionPipeline.from_pretrained`` loads, and the VAE must map 32 px images to 8 x 8 x 4
+latents. Tiny sizes keep this test fast; the probe (``bench/miniature_t2i_probe.py``) trains them.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import torch
+
+from backend.miniature.world import sample_scene
+from training import miniature_sd as msd
+
+VAE = msd.VAEConfig(block_out_channels=(8, 8, 16), norm_num_groups=4)
+TEXT = msd.TextConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+UNET = msd.UNetConfig(block_out_channels=(16, 32), attention_heads=2, norm_num_groups=8, cross_attention_dim=16)
+
+
+def test_vae_maps_32px_images_to_8x8x4_latents_and_back() -> None:
+    scenes = [sample_scene(random.Random(i)) for i in range(2)]
+    pixels = msd.images_tensor(scenes)
+    assert pixels.shape == (2, 3, 32, 32) and pixels.min() >= -1 and pixels.max() <= 1
+    torch.manual_seed(0)
+    vae = msd.build_vae(VAE).eval()
+    latents = msd.encode_latents(vae, pixels)
+    assert latents.shape == (2, 4, msd.LATENT_SIZE, msd.LATENT_SIZE)
+    assert msd.decode_latents(vae, latents).shape == (2, 3, 32, 32)
+
+
+def test_world_tokenizer_reads_world_words_as_single_tokens() -> None:
+    scenes = [sample_scene(random.Random(i)) for i in range(20)]
+    tokenizer = msd.build_world_tokenizer(msd.caption_words(msd.world_caption_texts(scenes)))
+    ids = tokenizer("A red circle is to the left of two blue squares.").input_ids
+    assert len(ids) == 2 + 12  # BOS, 11 words and the full stop, EOS
+    assert len(tokenizer) < 2000  # not CLIP's 49408
+
+
+def test_builders_save_a_pipeline_that_from_pretrained_loads_and_runs(tmp_path: Path) -> None:
+    from diffusers import StableDiffusionPipeline
+
+    scenes = [sample_scene(random.Random(i)) for i in range(20)]
+    tokenizer = msd.build_world_tokenizer(msd.caption_words(msd.world_caption_texts(scenes)))
+    torch.manual_seed(0)
+    vae = msd.build_vae(VAE)
+    msd.set_scaling_factor(vae, msd.encode_latents(vae.eval(), msd.images_tensor(scenes)))
+    folder = msd.save_pipeline(
+        tmp_path / "pipe", vae, msd.build_text_encoder(tokenizer, TEXT), tokenizer, msd.build_unet(UNET)
+    )
+    pipe = StableDiffusionPipeline.from_pretrained(folder)
+    assert pipe.scheduler.config.prediction_type == "v_prediction"
+    pipe.set_progress_bar_config(disable=True)
+    image = pipe(
+        "A red circle.", num_inference_steps=2, guidance_scale=2.0, generator=torch.Generator().manual_seed(0)
+    ).images[0]
+    assert image.size == (32, 32)
