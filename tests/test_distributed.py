@@ -183,6 +183,17 @@ def test_a_kill_is_the_cause_even_when_the_survivors_error_looks_earlier() -> No
         verdict(Launched(0, {0: (70, 1, 100.0), 1: (71, -6, 100.0)}, own), 2)
 
 
+def test_a_survivor_stopped_by_the_agent_is_not_the_cause() -> None:
+    """The agent SIGTERMs the surviving ranks once one died, stamped in the same whole second: in a
+    CI run rank 1 was SIGKILLed and rank 0's SIGTERM was named as the cause (it sorted first). The
+    kill is the cause; a SIGTERM alone is still reported."""
+    both_running = {0: {"status": "running"}, 1: {"status": "running"}}
+    with pytest.raises(WorkerLost, match=r"rank 1 \(pid 71\) was killed by SIGKILL"):
+        verdict(Launched(0, {0: (70, -15, 101.0), 1: (71, -9, 101.0)}, both_running), 2)
+    with pytest.raises(WorkerLost, match=r"rank 0 \(pid 70\) was killed by SIGTERM"):
+        verdict(Launched(0, {0: (70, -15, 101.0)}, both_running), 2)
+
+
 def test_a_batch_split_by_target_tokens_has_the_batch_loss(tiny_model_dir: Callable[[str], Path]) -> None:
     """The captioner's rule (each slice's token-mean loss weighted by its share of the target
     tokens, :func:`target_tokens`) rebuilds the whole batch's loss, shifted labels or not."""

@@ -372,8 +372,11 @@ PEER_LOST = re.compile(
     r"|NCCL communicator was aborted|ProcessGroupNCCL|ProcessGroupGloo|TCPStore",
 )
 #: a rank's death by these signals is a consequence too: NCCL's watchdog aborts (SIGABRT) a rank
-#: whose peer died or whose collective timed out
-CONSEQUENT_SIGNALS = frozenset({int(signal.SIGABRT)})
+#: whose peer died or whose collective timed out, and torch elastic's agent stops the surviving
+#: ranks with SIGTERM once one died (stamped in the same whole second as the death that caused
+#: it, a SIGTERMed rank 0 sorted before a SIGKILLed rank 1 and was named as the cause in a CI
+#: run). A SIGTERM with no other death is still reported: consequences are the fallback.
+CONSEQUENT_SIGNALS = frozenset({int(signal.SIGABRT), int(signal.SIGTERM)})
 #: a rank's own error reported this much before another rank's death was detected came first; the
 #: agent stamps a death in whole seconds (torch elastic's ``ProcessFailure.timestamp``), so only a
 #: gap beyond that truncation and its monitor interval orders them
