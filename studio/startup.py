@@ -33,7 +33,6 @@ def resume_collector() -> None:
     gc.enable()
 
 
-
 def main() -> None:
     """The ``recap-studio`` console script: the CLI, with the collector paused for its imports."""
     pause_collector()

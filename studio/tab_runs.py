@@ -29,11 +29,9 @@ import gradio as gr
 from backend import jobs
 from backend.jobs import configs
 from backend.jobs.kinds import JobKind
-from backend.models import Role
-from backend.users import PermissionDenied
 from backend.workspace import Workspace
 from studio import access, run_detail, run_form, run_forms
-from studio.session import current_user, require_admin_ui
+from studio.session import is_admin, require_admin_ui
 from studio.ui_common import int_or_none, status_badge
 
 __all__ = ["build", "draw_forms", "launch_kinds", "table_page"]
@@ -88,13 +86,6 @@ def table_page(ws: Workspace, page: int, status: str | None) -> tuple[list[list[
     return rows, label, page
 
 
-def _is_admin(ws: Workspace, request: gr.Request) -> bool:
-    try:
-        return current_user(ws, request).role == Role.admin.value
-    except PermissionDenied:
-        return False
-
-
 def launch_kinds() -> list[JobKind]:
     """The kinds with a launch form (the self-test only in developer mode)."""
     return [kind for kind in configs.KINDS.values() if dev_mode() or not kind.dev_only]
@@ -134,7 +125,7 @@ def build(ws: Workspace, blocks: gr.Blocks, tab: gr.Tab) -> None:
         # (bench/cold_start.py). The API endpoints below exist from the start all the same.
         @gr.render(inputs=[opened], triggers=[opened.change], show_progress="hidden")
         def launch_forms(is_open: bool, request: gr.Request) -> None:
-            if is_open and _is_admin(ws, request):
+            if is_open and is_admin(ws, request):
                 draw_forms(ws, kinds, launch_outputs, started)
 
         launch_result = gr.Markdown(elem_id="launch-result")
@@ -175,7 +166,7 @@ def build(ws: Workspace, blocks: gr.Blocks, tab: gr.Tab) -> None:
 
     # ------------------------------------------------------------------ load / refresh
     def on_load(request: gr.Request) -> dict[Any, Any]:
-        admin = _is_admin(ws, request)
+        admin = is_admin(ws, request)
         rows, label, shown = table_view(0, "all", request)
         return {
             launch_box: gr.update(visible=admin),
