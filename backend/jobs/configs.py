@@ -173,7 +173,8 @@ def check_engine(engine: str, ray_address: str) -> None:
 
 @dataclass
 class CaptionerTrainConfig:
-    """``captioner_train``: fine-tune ``base`` on the approved human captions of ``dataset``.
+    """``captioner_train``: fine-tune ``base`` on the approved human captions of ``dataset``
+    (``captions="alttext"``: on its alt-text, any review status, short style only).
 
     ``style="both"`` trains two models (``both_mode="separate"``, as RECAP did) or one
     model with a style prompt (``"prompt"``, like Florence-2 / PaliGemma task prefixes).
@@ -196,6 +197,14 @@ class CaptionerTrainConfig:
         label="With 'both': two models or one style-prompted model",
         help="With style both: separate models, or one model prompted with the style.",
         choices=BOTH_MODES,
+        widget="radio",
+    )
+    captions: str = opt(
+        "human",
+        label="Train on: approved human captions, or alt-text (pretraining)",
+        help="Captions to train on: the approved human_short/human_long captions, or the current "
+        "alttext captions of any review status (the stand-in for web pretraining; style short only).",
+        choices=("human", "alttext"),
         widget="radio",
     )
     lora: bool = opt(
@@ -257,6 +266,11 @@ class CaptionerTrainConfig:
         if self.lr >= 1:
             raise ConfigError(f"lr must be below 1 (got {self.lr}); typical values are 1e-5 to 1e-3")
         exclusive_unit("val_fraction", self.val_fraction)
+        if self.captions == "alttext" and self.style != "short":
+            raise ConfigError(
+                f"captions alttext trains a short captioner only (alt-text is one short caption per image), "
+                f"got style {self.style!r}; use style short, or captions human for long or both"
+            )
 
 
 @dataclass

@@ -10,7 +10,10 @@ and PaliGemma use task prefixes).
 Decisions worth knowing:
 
 * Data = approved, current ``human_short`` / ``human_long`` captions; the train/validation
-  split is by image and seeded, so a resumed run trains on exactly the same set.
+  split is by image and seeded, so a resumed run trains on exactly the same set. With
+  ``captions="alttext"`` the data are the current ``alttext`` captions of any review status
+  instead (the stand-in for RECAP's web pretraining; a short captioner), recorded in the
+  artifact's meta as ``captions: "alttext"``.
 * Mixed precision goes through ``accelerate`` on a GPU, under the one device and precision
   policy of :mod:`training.devices`: fp16/bf16 on the CPU is an error said before anything
   loads, ``auto`` takes mixed precision only where there is a GPU (a GPU config stays usable
@@ -46,15 +49,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from sqlmodel import col, select
 
+from backend.datasets import get_dataset
+from backend.db import read_session
 from backend.jobs import store
 from backend.jobs.configs import CAPTIONER_ARTIFACT, CaptionerTrainConfig, max_new_tokens_for, parse_config
 from backend.jobs.context import JobContext
+from backend.models import Caption, CaptionKind, Image
 from backend.references import ResolvedModel, open_reference
+from backend.storage import image_path
 from training.adapters import CaptionerAdapter, adapter_for, load_captioner
 from training.data import (
     Example,
     ImageCache,
+    ImageRef,
     approved_examples,
     epoch_batches,
     set_torch_threads,
@@ -178,6 +187,38 @@ def loss_through(adapter: CaptionerAdapter, module: torch.nn.Module, batch: dict
         return adapter.training_loss(batch)
     finally:
         adapter.model = plain
+
+
+def alttext_examples(ws: Any, dataset: str) -> list[Example]:
+    """The current ``alttext`` captions of ``dataset``, any review status, as short-style
+    examples, by image then id (alt-text is nobody's work to approve: it came with the image)."""
+    with read_session(ws) as s:
+        ds = get_dataset(s, dataset)
+        rows = s.exec(
+            select(Caption, Image)
+            .join(Image, col(Image.id) == col(Caption.image_id))
+            .where(
+                Image.dataset_id == ds.id,
+                Caption.kind == CaptionKind.alttext.value,
+                Caption.is_current == True,  # noqa: E712 - SQL expression
+            )
+            .order_by(col(Caption.image_id), col(Caption.id))
+        ).all()
+        refs: dict[int, ImageRef] = {}
+        out = []
+        for caption, image in rows:
+            if not caption.text.strip():
+                continue
+            ref = refs.get(int(image.id))  # type: ignore[arg-type]
+            if ref is None:
+                ref = refs[int(image.id)] = _image_ref(ws, image)  # type: ignore[arg-type]
+            out.append(Example(ref, int(caption.id), caption.text, "short"))  # type: ignore[arg-type]
+        return out
+
+
+def _image_ref(ws: Any, image: Image) -> ImageRef:
+    path = image_path(ws, image.sha256, image.ext)
+    return ImageRef(int(image.id), path, path.relative_to(ws.home).as_posix())  # type: ignore[arg-type]
 
 
 def seed_everything(seed: int) -> None:
@@ -482,6 +523,7 @@ def save_artifact(
         "base_artifact_id": base.artifact.id if base.artifact is not None else None,
         "family": adapter.family,
         "style": unit.style,
+        "captions": cfg.captions,
         "both_mode": cfg.both_mode if cfg.style == "both" else None,
         "prompts": unit.prompts,
         "training_set": described(unit.train),
@@ -490,7 +532,8 @@ def save_artifact(
         "steps": unit.steps,
         "config": {**dataclasses.asdict(cfg), "mixed_precision_used": precision, "device_used": device.type},
     }
-    name = f"{cfg.dataset}-{adapter.family}-{unit.style}-run{ctx.run_id}"
+    trained_on = "alttext" if cfg.captions == "alttext" else unit.style
+    name = f"{cfg.dataset}-{adapter.family}-{trained_on}-run{ctx.run_id}"
     artifact = ctx.artifact(CAPTIONER_ARTIFACT, name, final, meta)
     ctx.logger.info("registered captioner artifact %s (id %s) at %s", name, artifact.id, artifact.path)
 
@@ -527,9 +570,14 @@ def run(ctx: JobContext) -> None:
             "caption styles; use both_mode separate (one fine-tune per style)"
         )
     styles = ["short", "long"] if cfg.style == "both" else [cfg.style]
-    examples = approved_examples(ctx.ws, cfg.dataset, {STYLE_KIND[s]: s for s in styles})
+    if cfg.captions == "alttext":  # validate() allows style short only
+        examples = alttext_examples(ctx.ws, cfg.dataset)
+        if not examples:
+            raise TrainError(f"dataset {cfg.dataset!r} has no alttext captions to pretrain on")
+    else:
+        examples = approved_examples(ctx.ws, cfg.dataset, {STYLE_KIND[s]: s for s in styles})
     for style in styles:
-        if not any(e.style == style for e in examples):
+        if cfg.captions == "human" and not any(e.style == style for e in examples):
             raise TrainError(
                 f"dataset {cfg.dataset!r} has no approved {STYLE_KIND[style]} captions; "
                 "annotate and approve some in the Annotate tab first"
@@ -545,8 +593,9 @@ def run(ctx: JobContext) -> None:
     units = plan_units(cfg, examples)
     total_steps = sum(u.steps for u in units)
     log.info(
-        "captioner_train on %s: base %s, styles %s (%s), %d examples, device %s, precision %s, threads %d",
-        cfg.dataset, cfg.base, styles, cfg.both_mode if cfg.style == "both" else "single", len(examples),
+        "captioner_train on %s (%s captions): base %s, styles %s (%s), %d examples, device %s, precision %s, "
+        "threads %d",
+        cfg.dataset, cfg.captions, cfg.base, styles, cfg.both_mode if cfg.style == "both" else "single", len(examples),
         device, precision, threads,
     )  # fmt: skip
     scorer = None
