@@ -440,15 +440,23 @@ def user_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON."
 # runs and models (studio/runs_cli.py), text-to-image reports (studio/t2i_cli.py); every job command
 # (captioner train, recaption, score clip, t2i train, generate, eval, runs selftest) is generated
 # from its job kind's schema by studio/job_cli.py
-from studio import job_cli, runs_cli, t2i_cli  # noqa: E402 - registered on the app defined above
+from studio import job_cli, miniature_cli, runs_cli, t2i_cli  # noqa: E402 - registered on the app defined above
 
 app.add_typer(runs_cli.captioner_app, name="captioner")
 app.add_typer(runs_cli.score_app, name="score")
 app.add_typer(runs_cli.runs_app, name="runs")
 app.add_typer(runs_cli.models_app, name="models")
 app.add_typer(t2i_cli.t2i_app, name="t2i")
+app.add_typer(miniature_cli.miniature_app, name="miniature")
+app.add_typer(miniature_cli.experiment_app, name="experiment")
 job_groups = {"captioner": runs_cli.captioner_app, "score": runs_cli.score_app, "runs": runs_cli.runs_app}
-job_cli.register(app, {**job_groups, "t2i": t2i_cli.t2i_app})
+job_cli.register(
+    app,
+    {
+        **job_groups, "t2i": t2i_cli.t2i_app, "miniature": miniature_cli.miniature_app,
+        "experiment": miniature_cli.experiment_app,
+    },
+)  # fmt: skip
 
 # arena: blind pairwise campaigns and their results (studio/arena_cli.py)
 from studio import arena_cli  # noqa: E402

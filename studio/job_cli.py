@@ -189,9 +189,10 @@ DEFAULT_REPORT = Report(run_forms.final_summary, _counts_line)
 
 def report_for(kind: str) -> Report:
     """The report of a kind's command: the text-to-image kinds say what a script needs next."""
+    from studio.miniature_cli import REPORTS as MINIATURE
     from studio.t2i_cli import REPORTS
 
-    return REPORTS.get(kind, DEFAULT_REPORT)
+    return {**REPORTS, **MINIATURE}.get(kind, DEFAULT_REPORT)
 
 
 def submitted_line(run: jobs.Run) -> str:

@@ -56,6 +56,10 @@ HUB_EXAMPLES: dict[str, list[str]] = {
 #: weights box, used when ``mix`` is "custom") and ``fail_halfway`` (fail after half the items).
 #: New settings are reachable by name through ``launch_run``.
 LEGACY_API: dict[str, tuple[str, ...]] = {
+    # the miniature kinds (issue 12) are new: their positional endpoints are simply their fields
+    "miniature_world": ("dataset", "images", "human_images", "prompts", "seed"),
+    "miniature_base": ("dataset", "size", "vae_steps", "vae_batch_size", "seed", "torch_threads"),
+    "miniature": ("preset", "dataset", "seed"),
     "captioner_train": (
         "dataset", "base", "style", "both_mode", "lora", "lora_rank", "freeze_vision", "lr", "epochs",
         "batch_size", "grad_accum", "mixed_precision", "seed", "val_fraction", "eval_every",

@@ -28,7 +28,7 @@ from backend.references import ArtifactKind
 from backend.workspace import UnsafePathError, Workspace, safe_join
 from studio import run_forms
 from studio.console import fail, out
-from studio.job_cli import EXIT_FAILED, DetachOpt, JsonOpt, execute
+from studio.job_cli import EXIT_FAILED, DetachOpt, JsonOpt, execute, report_for
 from studio.job_cli import workspace as _ws
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -181,6 +181,7 @@ def runs_resume(
         resume=True,
         detach=detach,
         as_json=as_json,
+        report=report_for(run.kind),  # a resumed run reports as its own command does
         announce=lambda r: f"Run {r.id} is {r.status}.",
     )
 

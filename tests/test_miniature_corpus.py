@@ -15,6 +15,7 @@ from backend.miniature.accuracy import caption_accuracy
 from backend.miniature.corpus import (
     ANNOTATOR,
     REVIEWER,
+    TRUTH_KIND,
     CorpusError,
     build_corpus,
     corpus_scenes,
@@ -76,8 +77,13 @@ def test_build_corpus_writes_everything_once(ws: Workspace) -> None:
 
     # the Review tab shows them like any other captions
     detail = image_variants(ws, images[0].id)  # type: ignore[arg-type]
-    assert {v.kind for v in detail.variants} == {"alttext", "human_short", "human_long"}
-    assert {v.author for v in detail.variants if v.kind != "alttext"} == {ANNOTATOR}
+    assert {v.kind for v in detail.variants} == {"alttext", "human_short", "human_long", TRUTH_KIND}
+    assert {v.author for v in detail.variants if v.kind.startswith("human")} == {ANNOTATOR}
+
+    # every image has its ground-truth caption: the scene's structured prompt (the upper-bound arm's)
+    truth = {c.image_id: c.text for c in captions if c.kind == TRUTH_KIND}
+    assert truth == {i.id: Scene.from_meta(i.meta).structured().prompt for i in images}  # type: ignore[arg-type]
+    assert report.truth_added == 40
 
     # the long human caption describes the stored truth (the default 3% mistake rate: nearly always exact)
     longs = [c for c in human if c.kind == "human_long"]

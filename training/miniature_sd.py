@@ -269,12 +269,16 @@ class VAETrainConfig:
 def train_vae(
     vae: Any, pixels: torch.Tensor, cfg: VAETrainConfig, log: Callable[[str], None] = print, every: int = 100,
     check: Callable[[int], bool] | None = None,
+    resume: dict[str, Any] | None = None,
+    save: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, float]:
     """Train ``vae`` on ``pixels`` (N x 3 x 32 x 32 in [-1, 1]); returns steps done, seconds, last loss.
 
     ``check(step)`` runs at every log step in eval mode (e.g. the oracle fidelity of
     reconstructions); when it returns True training stops there (faithful enough: on 2 shared
     cores every VAE step is time the T2I arms do not get).
+    ``save(state)`` gets the whole training state at every log step (weights, optimizer,
+    schedule, sampler, step); given back as ``resume``, training continues exactly where it was.
     """
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, weight_decay=0.0)
@@ -284,9 +288,17 @@ def train_vae(
         return (i + 1) / warm if i < warm else 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * (i - warm) / max(cfg.steps - warm, 1)))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    first, loss_avg = 1, math.nan
+    if resume is not None:
+        vae.load_state_dict(resume["vae"])
+        opt.load_state_dict(resume["optimizer"])
+        sched.load_state_dict(resume["schedule"])
+        gen.set_state(resume["generator"])
+        first, loss_avg = int(resume["step"]) + 1, float(resume["loss"])
     vae.train()
-    t0, loss_avg = time.perf_counter(), math.nan
-    for step in range(1, cfg.steps + 1):
+    t0 = time.perf_counter()
+    step = first - 1
+    for step in range(first, cfg.steps + 1):
         idx = torch.randint(0, pixels.shape[0], (cfg.batch_size,), generator=gen)
         x = pixels[idx]
         posterior = vae.encode(x).latent_dist
@@ -302,7 +314,12 @@ def train_vae(
         loss_avg = loss.item() if math.isnan(loss_avg) else 0.95 * loss_avg + 0.05 * loss.item()
         if step % every == 0 or step == cfg.steps:
             dt = time.perf_counter() - t0
-            log(f"vae step {step}/{cfg.steps} loss {loss_avg:.5f} {step / dt:.2f} steps/s")
+            log(f"vae step {step}/{cfg.steps} loss {loss_avg:.5f} {(step - first + 1) / dt:.2f} steps/s")
+            if save is not None:
+                save({
+                    "vae": vae.state_dict(), "optimizer": opt.state_dict(), "schedule": sched.state_dict(),
+                    "generator": gen.get_state(), "step": step, "loss": loss_avg,
+                })  # fmt: skip
             if check is not None:
                 vae.eval()
                 stop = check(step)

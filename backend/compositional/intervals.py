@@ -196,3 +196,56 @@ def cluster_mean(
         num[row, 0] += v
         den[row, 0] += 1
     return ratio_bootstrap(num, den, pooled, n_images=len(rows), rounds=rounds, seed=seed, level=level)
+
+
+def difference_bootstrap(
+    treatment: tuple[np.ndarray, np.ndarray],
+    control: tuple[np.ndarray, np.ndarray],
+    reducer: Reducer = pooled,
+    *,
+    n_images: int,
+    rounds: int = DEFAULT_ROUNDS,
+    seed: int = 0,
+    level: float = DEFAULT_LEVEL,
+) -> MetricValue:
+    """``reducer(treatment) - reducer(control)`` with a percentile interval from resampling prompts
+    *jointly* (a paired bootstrap).
+
+    ``treatment`` and ``control`` are ``(num, den)`` pairs, prompts × columns, with the same prompt
+    on the same row (both arms generated every prompt). Why paired: the arms share the prompts'
+    difficulty, so drawing the same prompts for both removes that shared variance from the
+    difference; two independent intervals would overstate its uncertainty. Rows without a positive
+    denominator in either arm are dropped (the metric says nothing about them).
+    """
+    num_t, den_t = (np.atleast_2d(np.asarray(a, dtype=float)) for a in treatment)
+    num_c, den_c = (np.atleast_2d(np.asarray(a, dtype=float)) for a in control)
+    if not num_t.shape == den_t.shape == num_c.shape == den_c.shape:
+        raise ValueError(f"treatment {num_t.shape} and control {num_c.shape} must have the same prompts × columns")
+    keep = (den_t.sum(axis=1) > 0) & (den_c.sum(axis=1) > 0)
+    num_t, den_t, num_c, den_c = num_t[keep], den_t[keep], num_c[keep], den_c[keep]
+    n_prompts = int(num_t.shape[0])
+    if n_prompts == 0:
+        return MetricValue(math.nan, math.nan, math.nan, 0, n_prompts=0)
+
+    def diff(weights: np.ndarray) -> np.ndarray:
+        return reducer(weights @ num_t, weights @ den_t) - reducer(weights @ num_c, weights @ den_c)
+
+    value = float(diff(np.ones((1, n_prompts)))[0])
+    if n_prompts == 1:
+        return MetricValue(value, value, value, n_images, n_prompts=1)
+
+    def statistic(idx: np.ndarray, axis: int = -1) -> np.ndarray:
+        picked = np.moveaxis(idx, axis, -1).astype(np.int64)
+        flat = picked.reshape(-1, n_prompts)
+        offsets = flat + n_prompts * np.arange(flat.shape[0])[:, None]
+        weights = np.bincount(offsets.ravel(), minlength=flat.size).reshape(flat.shape).astype(float)
+        return diff(weights).reshape(picked.shape[:-1])
+
+    from scipy import stats
+
+    result = stats.bootstrap(
+        (np.arange(n_prompts),), statistic, n_resamples=rounds, batch=_CHUNK, vectorized=True,
+        confidence_level=level, method="percentile", rng=np.random.default_rng(seed),
+    )  # fmt: skip
+    ci = result.confidence_interval
+    return MetricValue(value, float(ci.low), float(ci.high), n_images, n_prompts=n_prompts)

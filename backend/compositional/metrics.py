@@ -47,6 +47,7 @@ from backend.compositional.intervals import (
     DEFAULT_ROUNDS,
     MetricValue,
     column_mean,
+    difference_bootstrap,
     mismatched_prompts,
     pooled,
     ratio_bootstrap,
@@ -278,6 +279,53 @@ def _check_metrics(metrics: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(metrics))
 
 
+_REDUCERS = {"soa_c": column_mean, "soa_i": pooled, "ca": pooled, "pa_det": pooled, "geneval": column_mean}
+
+
+def metric_sums(
+    scores: Sequence[ImageScore],
+    rows: Sequence[int],
+    n_rows: int,
+    metric: str,
+    columns: Sequence[str] | None = None,
+) -> tuple[np.ndarray, np.ndarray, int, list[str]]:
+    """Per-prompt sums of one metric: ``(num, den, images that entered, columns)``.
+
+    ``rows[i]`` is image ``i``'s prompt row. Columns are the classes (SOA), the GenEval tags, or one
+    column (CA, PA); give ``columns`` to line two arms up on the same ones (a class one arm never
+    saw is an all-zero column). The metric is ``_REDUCERS[metric](num.sum(0), den.sum(0))``.
+    """
+    per_image = {"ca": lambda s: s.count_rmse, "pa_det": lambda s: s.pa}
+    if metric in ("soa_c", "soa_i"):
+        cols = list(columns) if columns is not None else sorted({c for s in scores for c in s.soa})
+    elif metric == "geneval":
+        cols = list(columns) if columns is not None else list(dict.fromkeys(s.tag for s in scores))
+    elif metric in per_image:
+        cols = [metric]
+    else:
+        raise ValueError(f"no per-prompt sums for metric {metric!r}")
+    col = {c: j for j, c in enumerate(cols)}
+    num, den = np.zeros((n_rows, len(cols))), np.zeros((n_rows, len(cols)))
+    n_img = 0
+    for s, r in zip(scores, rows, strict=True):
+        if metric in ("soa_c", "soa_i"):
+            n_img += bool(s.soa)
+            for c, hit in s.soa.items():
+                num[r, col[c]] += hit
+                den[r, col[c]] += 1
+        elif metric == "geneval":
+            n_img += 1
+            num[r, col[s.tag]] += s.geneval
+            den[r, col[s.tag]] += 1
+        else:
+            v = per_image[metric](s)
+            if v is not None:
+                num[r, 0] += v
+                den[r, 0] += 1
+                n_img += 1
+    return num, den, n_img, cols
+
+
 def aggregate(
     scores: Sequence[ImageScore],
     clusters: Sequence[int],
@@ -300,48 +348,51 @@ def aggregate(
     n_rows = len(row_of)
     kw = {"rounds": rounds, "seed": seed, "level": level}
     out: dict[str, MetricValue] = {}
-
-    if "soa_c" in metrics or "soa_i" in metrics:
-        classes = sorted({c for s in scores for c in s.soa})
-        col = {c: j for j, c in enumerate(classes)}
-        num, den = np.zeros((n_rows, len(classes))), np.zeros((n_rows, len(classes)))
-        n_img = 0
-        for s, r in zip(scores, rows, strict=True):
-            n_img += bool(s.soa)
-            for c, hit in s.soa.items():
-                num[r, col[c]] += hit
-                den[r, col[c]] += 1
-        if "soa_c" in metrics:
-            out["soa_c"] = ratio_bootstrap(num, den, column_mean, n_images=n_img, **kw)
-        if "soa_i" in metrics:
-            out["soa_i"] = ratio_bootstrap(num, den, pooled, n_images=n_img, **kw)
-
-    for name, per_image in (("ca", lambda s: s.count_rmse), ("pa_det", lambda s: s.pa)):
+    for name in ("soa_c", "soa_i", "ca", "pa_det", "geneval"):
         if name not in metrics:
             continue
-        num, den = np.zeros((n_rows, 1)), np.zeros((n_rows, 1))
-        n_img = 0
-        for s, r in zip(scores, rows, strict=True):
-            v = per_image(s)
-            if v is not None:
-                num[r, 0] += v
-                den[r, 0] += 1
-                n_img += 1
-        out[name] = ratio_bootstrap(num, den, pooled, n_images=n_img, **kw)
-
-    if "geneval" in metrics:
-        tags = list(dict.fromkeys(s.tag for s in scores))
-        col = {t: j for j, t in enumerate(tags)}
-        num, den = np.zeros((n_rows, len(tags))), np.zeros((n_rows, len(tags)))
-        for s, r in zip(scores, rows, strict=True):
-            num[r, col[s.tag]] += s.geneval
-            den[r, col[s.tag]] += 1
-        out["geneval"] = ratio_bootstrap(num, den, column_mean, n_images=len(scores), **kw)
-        for t, j in col.items():
-            out[f"geneval:{t}"] = ratio_bootstrap(
-                num[:, j : j + 1], den[:, j : j + 1], pooled, n_images=int(den[:, j].sum()), **kw
-            )
+        num, den, n_img, cols = metric_sums(scores, rows, n_rows, name)
+        out[name] = ratio_bootstrap(num, den, _REDUCERS[name], n_images=n_img, **kw)
+        if name == "geneval":
+            for j, t in enumerate(cols):
+                out[f"geneval:{t}"] = ratio_bootstrap(
+                    num[:, j : j + 1], den[:, j : j + 1], pooled, n_images=int(den[:, j].sum()), **kw
+                )
     return out
+
+
+def paired_difference(
+    treatment: Sequence[ImageScore],
+    treatment_clusters: Sequence[int],
+    control: Sequence[ImageScore],
+    control_clusters: Sequence[int],
+    metric: str,
+    *,
+    rounds: int = DEFAULT_ROUNDS,
+    seed: int = 0,
+    level: float = DEFAULT_LEVEL,
+) -> MetricValue:
+    """``metric(treatment) - metric(control)`` with a 95% interval from resampling the prompts both
+    arms were asked (:func:`~backend.compositional.intervals.difference_bootstrap`).
+
+    Clusters name prompts in one numbering shared by both arms (the same held-out prompt has the
+    same id in each). For CA (lower is better) a negative difference favours the treatment.
+    """
+    row_of: dict[int, int] = {}
+    for c in list(treatment_clusters) + list(control_clusters):
+        row_of.setdefault(int(c), len(row_of))
+    rows_t = [row_of[int(c)] for c in treatment_clusters]
+    rows_c = [row_of[int(c)] for c in control_clusters]
+    columns = None
+    if metric in ("soa_c", "soa_i"):
+        columns = sorted({c for s in [*treatment, *control] for c in s.soa})
+    elif metric == "geneval":
+        columns = list(dict.fromkeys(s.tag for s in [*treatment, *control]))
+    num_t, den_t, n_t, _ = metric_sums(treatment, rows_t, len(row_of), metric, columns)
+    num_c, den_c, n_c, _ = metric_sums(control, rows_c, len(row_of), metric, columns)
+    return difference_bootstrap(
+        (num_t, den_t), (num_c, den_c), _REDUCERS[metric], n_images=n_t + n_c, rounds=rounds, seed=seed, level=level
+    )
 
 
 def mismatched_assignment(prompt_index: Sequence[int], seed: int = 0) -> list[int] | None:

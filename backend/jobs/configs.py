@@ -928,6 +928,89 @@ class SelftestConfig:
         """Nothing beyond the declared bounds."""
 
 
+MINIATURE_PRESETS = ("smoke", "cpu", "gpu")  # backend.miniature.presets.PRESET_NAMES, without its import
+
+
+def _miniature_dataset() -> Any:
+    return opt(
+        "miniature",
+        label="Dataset (created if missing)",
+        help="Dataset of the miniature world (created if missing).",
+    )
+
+
+@dataclass
+class MiniatureWorldConfig:
+    """``miniature_world``: the miniature world's corpus (issue 12) as ordinary studio data.
+
+    Images with their exact ground truth, alt-text in recorded failure modes, a ground-truth
+    caption (``truth``), an approved human set by a simulated annotator, and held-out structured
+    prompts (``<home>/prompts/<dataset>-heldout.jsonl``). Idempotent: a rerun adds nothing.
+    """
+
+    dataset: str = _miniature_dataset()
+    images: int = opt(5000, label="Images", help="Corpus images.", minimum=1, maximum=1_000_000)
+    human_images: int = opt(
+        200, label="Human set (images)", help="Images captioned by the simulated annotator (at most 200).",
+        minimum=0, maximum=200,
+    )  # fmt: skip
+    prompts: int = opt(100, label="Held-out prompts", help="Held-out structured prompts.", minimum=2, maximum=100_000)
+    seed: int = opt(12, label="Seed", help="World seed.", minimum=0)
+
+    def validate(self) -> None:
+        require_name("dataset", self.dataset)
+        if self.human_images > self.images:
+            raise ConfigError(f"human_images ({self.human_images}) cannot exceed images ({self.images})")
+
+
+@dataclass
+class MiniatureBaseConfig:
+    """``miniature_base``: the world's base models, registered as artifacts.
+
+    A Stable Diffusion pipeline whose VAE is first trained on the dataset's images (so latents mean
+    something) and whose text encoder and UNet are untrained (the arms train them), plus an
+    untrained BLIP captioner with the world's vocabulary (pre-trained on alt-text by
+    ``captioner_train --captions alttext``).
+    """
+
+    dataset: str = _dataset("Dataset of the miniature world (its images train the VAE).")
+    size: str = opt(
+        "cpu", label="Model sizes", help="Model sizes: smoke (seconds), cpu, gpu.", choices=MINIATURE_PRESETS,
+        widget="radio",
+    )  # fmt: skip
+    vae_steps: int = opt(800, label="VAE steps", help="VAE training steps.", minimum=1, maximum=1_000_000)
+    vae_batch_size: int = opt(64, label="VAE batch size", help="VAE batch size.", minimum=1, maximum=4096)
+    seed: int = opt(12, label="Seed", help="Random seed.", minimum=0)
+    torch_threads: int = _threads()
+
+    def validate(self) -> None:
+        require_name("dataset", self.dataset)
+
+
+@dataclass
+class MiniatureExperimentConfig:
+    """``miniature``: issue 12's whole experiment, every stage an ordinary run of its own.
+
+    World → base models → captioner pre-training on alt-text → fine-tune on the human set →
+    recaption → T2I arms → generate → evaluate → the RECAP-style table. Resumable: a stage whose
+    run succeeded is not run again; an interrupted one is resumed.
+    """
+
+    preset: str = opt(
+        "cpu",
+        label="Preset",
+        help="smoke: every stage with tiny step counts (plumbing only); cpu: the 90-minute 2-core "
+        "experiment (Alttext, RECAP Mix, upper bound); gpu: a larger world with every arm.",
+        choices=MINIATURE_PRESETS,
+        widget="radio",
+    )
+    dataset: str = _miniature_dataset()
+    seed: int = opt(12, label="Seed", help="Seed of the world and of every stage.", minimum=0)
+
+    def validate(self) -> None:
+        require_name("dataset", self.dataset)
+
+
 # --------------------------------------------------------------------------- the kinds
 
 
@@ -1020,6 +1103,49 @@ KINDS: dict[str, JobKind] = {
             cli_command=("eval",),
             api_name="launch_t2i_eval",
             button="Start evaluation",
+        ),
+        JobKind(
+            name="miniature_world",
+            config=MiniatureWorldConfig,
+            module="training.jobs.miniature_world",
+            title="Miniature world: corpus",
+            help="Build the miniature world's corpus: images with ground truth, alt-text, a human set, prompts.",
+            intro="Issue 12's world: 32 px scenes with exact ground truth, alt-text in recorded failure modes, "
+            "an approved human set by a simulated annotator and held-out structured prompts.",
+            summary=lambda c: f"{c['dataset']}: {c['images']} images, {c['human_images']} human (seed {c['seed']})",
+            cli_command=("miniature", "world"),
+            api_name="launch_miniature_world",
+            button="Build the corpus",
+            needs_gpu=False,
+        ),
+        JobKind(
+            name="miniature_base",
+            config=MiniatureBaseConfig,
+            module="training.jobs.miniature_base",
+            title="Miniature world: base models",
+            help="Train the miniature world's VAE and register its base SD pipeline and base captioner.",
+            intro="Trains the VAE on the dataset's images, then registers a Stable Diffusion pipeline (untrained "
+            "text encoder and UNet) and an untrained BLIP captioner with the world's vocabulary.",
+            summary=lambda c: f"{c['dataset']} ({c['size']}, VAE {c['vae_steps']} steps)",
+            cli_command=("miniature", "base"),
+            api_name="launch_miniature_base",
+            button="Build the base models",
+        ),
+        JobKind(
+            name="miniature",
+            config=MiniatureExperimentConfig,
+            module="training.jobs.miniature",
+            title="RECAP in miniature (the whole experiment)",
+            help="Run issue 12's experiment end to end, every stage a run of its own, and print the RECAP table.",
+            intro="One click runs **every stage** as an ordinary run (world, base models, captioner pre-training "
+            "and fine-tune, recaption, T2I arms, generation, evaluation) and ends with the RECAP-style table "
+            "(**Results → Miniature**). *smoke* checks the plumbing in minutes; *cpu* takes about 90 minutes "
+            "on 2 cores.",
+            summary=lambda c: f"{c['preset']} preset on {c['dataset']} (seed {c['seed']})",
+            cli_command=("experiment", "miniature"),
+            api_name="launch_miniature",
+            button="Run the experiment",
+            needs_gpu=False,
         ),
         JobKind(
             name="selftest",

@@ -43,6 +43,10 @@ HELD_OUT_FRACTION = 0.1  # share of layouts kept for the held-out prompts
 ANNOTATOR = "miniature-annotator"
 REVIEWER = "miniature-reviewer"
 SOURCE = "miniature"
+#: the ground-truth caption of every corpus image: its scene's structured prompt, written in the
+#: held-out prompts' own style. It trains the experiment's upper-bound arm (the captions a perfect
+#: captioner would write) and is never shown as a human caption.
+TRUTH_KIND = "truth"
 _MAX_DRAWS = 200  # draws per wanted scene before giving up (the held-out part is small)
 
 
@@ -59,6 +63,7 @@ class CorpusReport:
     images_added: int
     alttext_added: int
     human_added: int  # human captions (short and long) added
+    truth_added: int  # ground-truth captions (TRUTH_KIND) added
     prompts_path: Path
     prompts: int
     prompts_written: bool
@@ -67,7 +72,9 @@ class CorpusReport:
 
     @property
     def created(self) -> bool:
-        return bool(self.images_added or self.alttext_added or self.human_added or self.prompts_written)
+        return bool(
+            self.images_added or self.alttext_added or self.truth_added or self.human_added or self.prompts_written
+        )
 
 
 def corpus_scenes(n: int, seed: int, fraction: float = HELD_OUT_FRACTION) -> list[Scene]:
@@ -167,7 +174,7 @@ def build_corpus(
     annotator = SimulatedAnnotator() if mistake_rate is None else SimulatedAnnotator(mistake_rate)
     _account(ws, ANNOTATOR, Role.annotator.value)
     _account(ws, REVIEWER, Role.admin.value)
-    images_added = alttext_added = human_added = mistakes = 0
+    images_added = alttext_added = human_added = truth_added = mistakes = 0
     with write_session(ws) as s:
         ds = get_or_create_dataset(s, dataset)
         if not ds.description:
@@ -199,6 +206,12 @@ def build_corpus(
                     provenance=alt.provenance(),
                 )
                 alttext_added += 1
+            if TRUTH_KIND not in kinds:
+                add_caption(
+                    s, image.id, TRUTH_KIND, scene.structured().prompt, source=SOURCE,
+                    provenance={"source": "ground truth", "what": "the scene's structured prompt"},
+                )  # fmt: skip
+                truth_added += 1
             if i >= human_images:
                 continue
             rng = random.Random(f"human:{seed}:{i}")
@@ -226,6 +239,7 @@ def build_corpus(
         images_added=images_added,
         alttext_added=alttext_added,
         human_added=human_added,
+        truth_added=truth_added,
         prompts_path=path,
         prompts=n_prompts,
         prompts_written=written,

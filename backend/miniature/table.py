@@ -1,0 +1,190 @@
+"""The RECAP-style table of ``experiment miniature``: arms, chance, the difference, caption accuracy.
+
+Plain functions over stored data (no torch, no detector): the experiment job detects objects in
+the generated images and hands the detections here. Every number carries a 95% bootstrap interval
+over prompts; every arm's metric sits beside its mismatched-prompt baseline (the same images
+scored against other prompts); the difference RECAP Mix − Alttext comes from a *paired* bootstrap
+over the held-out prompts both arms were asked (:func:`backend.compositional.metrics.paired_difference`).
+
+Caption accuracy compares each caption kind with the ground truth of the images it describes
+(:mod:`backend.miniature.accuracy`): machine kinds and alt-text on the images *outside* the human
+set (the captioners were fine-tuned on the human set, so scoring them there would flatter them),
+the human kinds on the human set.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image as PILImage
+from sqlmodel import col, select
+
+from backend.compositional.intervals import DEFAULT_ROUNDS, MetricValue
+from backend.compositional.metrics import (
+    Detection,
+    ScoringSettings,
+    paired_difference,
+    score_detections,
+    score_image,
+)
+from backend.compositional.prompts import StructuredPrompt
+from backend.datasets import get_dataset
+from backend.db import read_session
+from backend.miniature.accuracy import ASPECTS, caption_accuracy, summarise
+from backend.miniature.presets import CONTROL, TABLE_METRICS, TREATMENT
+from backend.miniature.world import Scene
+from backend.models import HUMAN_KINDS, Caption, Image
+
+#: caption kinds whose accuracy the table reports, in its order
+ACCURACY_KINDS = ("alttext", "recap_short", "recap_long", "human_short", "human_long", "truth")
+METRIC_LABELS = {"soa_c": "SOA-C", "soa_i": "SOA-I", "ca": "CA ↓", "pa_det": "PA", "geneval": "GenEval"}
+LOWER_IS_BETTER = {"ca"}
+
+
+@dataclass
+class ArmImages:
+    """One arm's generated images: the prompt (index into the shared prompt list) and detections of each."""
+
+    arm: str
+    mix: str
+    artifact: str
+    prompt_index: list[int] = field(default_factory=list)
+    detections: list[list[Detection]] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)
+
+
+def arm_rows(
+    prompts: Sequence[StructuredPrompt], arms: Sequence[ArmImages], *, rounds: int = DEFAULT_ROUNDS, seed: int = 0
+) -> dict[str, Any]:
+    """``arms`` (each metric with interval and chance), ``chance`` (per metric, per arm) and
+    ``differences`` (treatment − control per metric, paired over prompts)."""
+    settings = ScoringSettings()
+    out_arms, chance = [], {m: {} for m in TABLE_METRICS}
+    scores: dict[str, list[Any]] = {}
+    for arm in arms:
+        values = score_detections(
+            prompts, arm.detections, arm.prompt_index, TABLE_METRICS, settings=settings, rounds=rounds, seed=seed
+        )
+        scores[arm.arm] = [score_image(prompts[p], d, settings) for p, d in zip(arm.prompt_index, arm.detections, strict=True)]
+        out_arms.append({
+            "arm": arm.arm, "caption_condition": arm.mix, "artifact": arm.artifact, "images": len(arm.detections),
+            "metrics": {m: values[m].as_json() for m in TABLE_METRICS},
+        })  # fmt: skip
+        for m in TABLE_METRICS:
+            mv = values[m]
+            chance[m][arm.arm] = MetricValue(mv.chance, mv.chance_lower, mv.chance_upper, mv.n).as_json()
+    by_name = {a.arm: a for a in arms}
+    differences: dict[str, Any] = {}
+    if TREATMENT in by_name and CONTROL in by_name:
+        t, c = by_name[TREATMENT], by_name[CONTROL]
+        for m in TABLE_METRICS:
+            d = paired_difference(scores[t.arm], t.prompt_index, scores[c.arm], c.prompt_index, m, rounds=rounds, seed=seed)
+            excludes = math.isfinite(d.lower) and (d.lower > 0 or d.upper < 0)
+            better = (d.value < 0) if m in LOWER_IS_BETTER else (d.value > 0)
+            differences[m] = {
+                **d.as_json(), "treatment": TREATMENT, "control": CONTROL, "interval_excludes_zero": excludes,
+                "favours": (TREATMENT if better else CONTROL) if excludes else None,
+            }  # fmt: skip
+    return {"arms": out_arms, "chance": chance, "differences": differences}
+
+
+def caption_accuracy_by_kind(
+    ws: Any, dataset: str, kinds: Sequence[str] = ACCURACY_KINDS, *, rounds: int = DEFAULT_ROUNDS, seed: int = 0
+) -> dict[str, Any]:
+    """Precision and recall per aspect for each kind's current captions against the ground truth."""
+    with read_session(ws) as s:
+        ds = get_dataset(s, dataset)
+        rows = s.exec(
+            select(Caption.kind, Caption.text, Image.id, Image.meta)
+            .join(Image, col(Image.id) == col(Caption.image_id))
+            .where(Image.dataset_id == ds.id, col(Caption.kind).in_(list(kinds)), Caption.is_current == True)  # noqa: E712
+            .order_by(col(Caption.id))
+        ).all()
+    human_set = {int(image_id) for kind, _, image_id, _ in rows if kind in HUMAN_KINDS}
+    texts: dict[str, dict[int, tuple[str, Scene]]] = {k: {} for k in kinds}
+    for kind, text, image_id, meta in rows:
+        if not (meta or {}).get("objects"):
+            continue
+        on_human_set = int(image_id) in human_set
+        if (kind in HUMAN_KINDS) != on_human_set:
+            continue
+        texts[kind][int(image_id)] = (text, Scene.from_meta(meta))  # the newest current caption wins
+    out: dict[str, Any] = {}
+    for kind in kinds:
+        items = sorted(texts[kind].items())
+        if not items:
+            continue
+        scores = [caption_accuracy(text, scene) for _, (text, scene) in items]
+        summary = summarise(scores, [i for i, _ in items], rounds=rounds, seed=seed)
+        out[kind] = {
+            **summary.as_json(),
+            "images": "human set" if kind in HUMAN_KINDS else "outside the human set",
+        }
+    return out
+
+
+def _cell(v: Mapping[str, Any] | None) -> str:
+    if not v or v.get("value") is None:
+        return "n/a"
+    return f"{v['value']:.2f} [{v['lower']:.2f}, {v['upper']:.2f}]"
+
+
+def _signed(v: Mapping[str, Any]) -> str:
+    if v.get("value") is None:
+        return "n/a"
+    return f"{v['value']:+.2f} [{v['lower']:+.2f}, {v['upper']:+.2f}]"
+
+
+def to_markdown(table: Mapping[str, Any]) -> str:
+    """The table as Markdown: arms, their chance levels, the difference, then caption accuracy."""
+    header = "| arm | caption condition | " + " | ".join(METRIC_LABELS[m] for m in TABLE_METRICS) + " |"
+    lines = [header, "|" + "---|" * (len(TABLE_METRICS) + 2)]
+    for arm in table["arms"]:
+        cells = " | ".join(_cell(arm["metrics"][m]) for m in TABLE_METRICS)
+        lines.append(f"| {arm['arm']} | `{arm['caption_condition']}` | {cells} |")
+    for arm in table["arms"]:
+        cells = " | ".join(_cell(table["chance"][m].get(arm["arm"])) for m in TABLE_METRICS)
+        lines.append(f"| mismatched prompts ({arm['arm']}'s images) | chance | {cells} |")
+    if table.get("differences"):
+        cells = " | ".join(_signed(table["differences"][m]) for m in TABLE_METRICS)
+        lines.append(f"| **{TREATMENT} − {CONTROL}** (paired) | difference | {cells} |")
+    lines.append("")
+    lines.append("95% bootstrap intervals over held-out prompts; CA is a count error (lower is better, so a "
+                 "negative difference favours RECAP Mix).")  # fmt: skip
+    acc = table.get("caption_accuracy") or {}
+    if acc:
+        lines += ["", "| caption kind | images | " + " | ".join(f"{a} P / R" for a in ASPECTS) + " |",
+                  "|" + "---|" * (len(ASPECTS) + 2)]  # fmt: skip
+        for kind, a in acc.items():
+            cells = " | ".join(f"{_short(a[x]['precision'])} / {_short(a[x]['recall'])}" for x in ASPECTS)
+            lines.append(f"| {kind} | {a['n_captions']} ({a['images']}) | {cells} |")
+    if table.get("stage_seconds"):
+        lines += ["", "| stage | minutes |", "|---|---|"]
+        lines += [f"| {k} | {v / 60:.1f} |" for k, v in table["stage_seconds"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def _short(v: Mapping[str, Any]) -> str:
+    return "n/a" if v.get("value") is None else f"{v['value']:.2f}"
+
+
+def sample_grid(paths: Sequence[str], columns: int, out: Path, scale: int = 2) -> Path:
+    """The images side by side (``columns`` per row, each upscaled ``scale``×) in one PNG."""
+    if not paths:
+        raise ValueError("no images for the grid")
+    tiles = [PILImage.open(p).convert("RGB") for p in paths]
+    w, h = tiles[0].size
+    w, h = w * scale, h * scale
+    rows = math.ceil(len(tiles) / columns)
+    grid = PILImage.new("RGB", (columns * (w + 2), rows * (h + 2)), (255, 255, 255))
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, columns)
+        grid.paste(tile.resize((w, h), PILImage.Resampling.NEAREST), (c * (w + 2), r * (h + 2)))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    grid.save(out)
+    return out
