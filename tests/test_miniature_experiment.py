@@ -28,7 +28,7 @@ from backend.jobs.launch import pid_alive
 from backend.miniature.presets import ARM_MIXES, PRESETS, TABLE_METRICS
 from backend.miniature.table import ACCURACY_KINDS
 from backend.workspace import open_workspace
-from tests.conftest import run_cli, wait_for
+from tests.conftest import ADMIN, login, open_runs, open_tab, run_cli, start_studio, stop_studio, wait_for
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -48,7 +48,11 @@ def _kill(run: jobs.Run) -> None:
         os.killpg(run.pgid or run.pid, signal.SIGKILL)
 
 
-def test_smoke_experiment_killed_then_resumed_ends_with_every_stage_once_and_the_table(tmp_path: Path) -> None:
+@pytest.mark.browser
+def test_smoke_experiment_killed_then_resumed_ends_with_every_stage_once_and_the_table(
+    tmp_path: Path,
+    browser,  # noqa: ANN001 - playwright browser
+) -> None:
     home = tmp_path / "home"
     cli = subprocess.Popen(
         [sys.executable, "-m", "studio.cli", "--home", str(home), "experiment", "miniature", "--preset", "smoke"],
@@ -116,6 +120,27 @@ def test_smoke_experiment_killed_then_resumed_ends_with_every_stage_once_and_the
     # the human-readable table
     table_md = (home / "runs" / "1" / "table.md").read_text()
     assert "**RECAP Mix − Alttext** (paired)" in table_md and "mismatched prompts" in table_md
+
+    # the studio shows it: every stage in the Runs tab, the table and the grids in Results
+    studio = start_studio(home, demo=False)
+    try:
+        page = login(browser, studio, ADMIN)
+        open_runs(page)
+        rows = " ".join(page.locator("#runs-table [role=row]").all_inner_texts())
+        for kind in ("miniature", "miniature_world", "miniature_base", "captioner_train", "recaption", "t2i_train"):
+            assert kind in rows, f"no {kind} run in the Runs tab"
+        open_tab(page, "Results", "#results-miniature-tab-button")
+        page.locator("#results-miniature-tab-button").click()
+        table = page.locator("#miniature-table")
+        wait_for(lambda: "RECAP Mix − Alttext" in table.inner_text(), what="the experiment's table in Results")
+        text = table.inner_text()
+        assert "preset smoke" in text and "mismatched prompts" in text and "objects P / R" in text
+        grids = page.locator("#miniature-grids img")
+        wait_for(lambda: grids.count() >= len(arms), what="a sample grid per arm")
+        page.screenshot(path="/tmp/miniature_results.png", full_page=True)
+        page.context.close()
+    finally:
+        stop_studio(studio)
 
 
 def _scores(hits: list[bool]) -> list[ImageScore]:

@@ -31,6 +31,26 @@ def test_vae_maps_32px_images_to_8x8x4_latents_and_back() -> None:
     assert msd.decode_latents(vae, latents).shape == (2, 3, 32, 32)
 
 
+def test_a_pinned_posterior_makes_t2i_train_sample_the_latent_means() -> None:
+    """``t2i_train`` samples mean + std * eps; the miniature VAE never trains its variance head, so
+    the base stage pins it (the first cpu run trained on latents that were mostly this noise)."""
+    from training.t2i.latents import sample_latents
+
+    pixels = msd.images_tensor([sample_scene(random.Random(i)) for i in range(3)])
+    torch.manual_seed(0)
+    vae = msd.build_vae(VAE).eval()
+    with torch.no_grad():
+        assert float(vae.encode(pixels).latent_dist.std.mean()) > 0.5  # untrained head: std ~ 1
+    msd.pin_posterior(vae)
+    with torch.no_grad():
+        dist = vae.encode(pixels).latent_dist
+        params = dist.parameters
+    assert float(dist.std.max()) < 1e-6
+    sampled = sample_latents(params, torch.Generator().manual_seed(0), 2.0, 3, slice(0, 3))
+    assert torch.allclose(sampled, dist.mean * 2.0, atol=1e-5)
+    assert torch.allclose(msd.encode_latents(vae, pixels), dist.mean)  # the means themselves are unchanged
+
+
 def test_world_tokenizer_reads_world_words_as_single_tokens() -> None:
     scenes = [sample_scene(random.Random(i)) for i in range(20)]
     tokenizer = msd.build_world_tokenizer(msd.caption_words(msd.world_caption_texts(scenes)))

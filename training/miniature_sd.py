@@ -341,6 +341,31 @@ def decode_latents(vae: Any, latents: torch.Tensor, batch: int = 256) -> torch.T
     return torch.cat([vae.decode(latents[i : i + batch]).sample for i in range(0, len(latents), batch)])
 
 
+# diffusers clamps the log-variance to [-30, 20]; -30 is a posterior std of about 3e-7
+PINNED_LOGVAR = -30.0
+
+
+@torch.no_grad()
+def pin_posterior(vae: Any) -> None:
+    """Make the VAE's posterior a point mass at its mean.
+
+    Why: the VAE is trained as a plain autoencoder (it decodes the posterior *mean*, with a KL
+    weight of 1e-6), so its log-variance head is never trained and stays near 0, a posterior std of
+    about 1 against a latent signal of std ~0.5. ``t2i_train`` (like diffusers' scripts) samples
+    ``mean + std * eps`` from the posterior, so without this the UNet would learn to denoise latents
+    that are two-thirds noise and generate blobs: the first cpu run of the experiment did exactly
+    that (every arm at the mismatched-prompt baseline, loss flat at 2.0 from step 160). Zeroing the
+    log-variance half of ``quant_conv`` and pinning its bias makes every loader of the pipeline see
+    the deterministic autoencoder it is.
+    """
+    conv = vae.quant_conv
+    if conv is None:
+        raise ValueError("this VAE has no quant_conv: its posterior cannot be pinned")
+    half = conv.out_channels // 2
+    conv.weight[half:].zero_()
+    conv.bias[half:].fill_(PINNED_LOGVAR)
+
+
 def set_scaling_factor(vae: Any, latents: torch.Tensor) -> float:
     """Set ``vae.config.scaling_factor`` to 1 / std of the latents (SD's convention: unit variance)."""
     factor = float(1.0 / latents.std())

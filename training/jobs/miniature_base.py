@@ -150,6 +150,7 @@ def run(ctx: JobContext) -> None:
         if stopped:
             log.info("stop requested: the VAE is checkpointed at step %d", stats["steps"])
             return
+        msd.pin_posterior(vae)
         scale = msd.set_scaling_factor(vae, msd.encode_latents(vae, pixels))
         ctx.progress(cfg.vae_steps, cfg.vae_steps, "building the pipeline")
         tokenizer = msd.build_world_tokenizer(
