@@ -156,3 +156,13 @@ def test_counts_and_positions_by_hand() -> None:
     assert vague.aspects["counts"].claims == 1  # "a green square" states one; "some circles" no count
     assert vague.aspects["colors"].precision == 0.5 and vague.aspects["positions"].precision == 0.0
     assert ALTTEXT_MODES == {"junk": 0.3, "partial": 0.3, "wrong": 0.2, "faithful": 0.2}
+
+
+@pytest.mark.parametrize("blank", ["", "   ", "\n"])
+def test_a_blank_caption_claims_nothing(blank: str) -> None:
+    # a small captioner can emit its end token first; the table must score that image, not fail
+    scene = Scene((WorldObject("circle", "red", (0, 0)), WorldObject("square", "blue", (2, 0))))
+    read = caption_accuracy(blank, scene)
+    assert {k: (a.claims, a.precision, a.recall) for k, a in read.aspects.items()} == {
+        "objects": (0, None, 0.0), "colors": (0, None, 0.0), "counts": (0, None, 0.0), "positions": (0, None, 0.0),
+    }  # fmt: skip

@@ -352,10 +352,14 @@ def test_cached_latents_give_the_same_losses_and_are_reused(data_ws: Workspace, 
     assert "latent cache: 8 reads, 16 writes" in (ws.runs_dir / str(first.id) / "log.txt").read_text()
 
     name = artifact_of(ws, int(first.id)).name  # type: ignore[arg-type]
-    second = run_inline(ws, {**cfg, "cache_latents": True, "base": name})
+    # a loader worker and automatic threads: with every latent cached, its core goes back to torch
+    second = run_inline(ws, {**cfg, "cache_latents": True, "base": name, "num_workers": 1, "torch_threads": 0})
     assert [p.name for p in (ws.home / "cache" / "latents").iterdir()] == [folder.name]  # same VAE identity
     assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == files  # reused, not rewritten
-    assert "latent cache: 8 reads, 0 writes" in (ws.runs_dir / str(second.id) / "log.txt").read_text()
+    second_log = (ws.runs_dir / str(second.id) / "log.txt").read_text()
+    assert "latent cache: 8 reads, 0 writes" in second_log
+    assert "latents cached: the loader workers decode nothing" in second_log
+    assert "the loader workers decode nothing" not in (ws.runs_dir / str(first.id) / "log.txt").read_text()
     meta = artifact_of(ws, int(second.id)).meta  # type: ignore[arg-type]
     assert meta["base"] == name and meta["base_artifact_id"] == artifact_of(ws, int(first.id)).id  # type: ignore[arg-type]
 

@@ -143,8 +143,14 @@ _EXTRACTOR: Extractor | None = None
 
 
 def caption_accuracy(caption: str, scene: Scene, extractor: Extractor | None = None) -> CaptionAccuracy:
-    """Read ``caption`` with the miniature world's vocabulary and score it against ``scene``."""
+    """Read ``caption`` with the miniature world's vocabulary and score it against ``scene``.
+
+    A blank caption (a small captioner can emit an end token first) claims nothing: it scores no
+    precision and zero recall, rather than failing the whole table on one image.
+    """
     global _EXTRACTOR
+    if not caption.strip():
+        return score_read(StructuredPrompt(prompt="(blank caption)", objects=()), scene)
     if extractor is None:
         _EXTRACTOR = _EXTRACTOR or Extractor(VOCABULARY)
         extractor = _EXTRACTOR
