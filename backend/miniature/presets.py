@@ -131,7 +131,7 @@ PRESETS: dict[str, Preset] = {
         arms=("Alttext", "RECAP Mix", "Ground truth (upper bound)"),
         # no loader workers: on a CPU each one reserves a core (training.data.set_torch_threads), and
         # with the latents cached they have nothing to decode - 2 workers left torch 1 thread of 2
-        # (1.4 steps/s; 2.45 with none, measured on this 2-core machine)
+        # (1.71 steps/s; 2.94 with none, bench/t2i_loader_threads.py on this 2-core machine)
         t2i=_t2i(2000, num_workers=0),
         seeds=(0, 1),
         generate=_GENERATE,

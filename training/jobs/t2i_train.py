@@ -326,8 +326,8 @@ def run(ctx: JobContext) -> None:
     images, unreadable = scan_images(images, cfg, trainer, cache, log, dist)
     if cache is not None and device.type == "cpu" and cfg.num_workers and cfg.torch_threads == 0 and not dist.active:
         # every latent is cached now, so the workers only read small files: the cores kept for
-        # their decoding go back to torch (2 workers on 2 cores left it 1 thread: 1.4 steps/s
-        # against 2.45 with both, bench/t2i_loader_threads.py)
+        # their decoding go back to torch (2 workers on 2 cores left it 1 thread: 1.71 steps/s
+        # against 2.94 with both, bench/t2i_loader_threads.py)
         threads = set_torch_threads(0)
         log.info("latents cached: the loader workers decode nothing, so torch takes all %d cores", threads)
     if not images:
