@@ -121,7 +121,7 @@ PRESETS: dict[str, Preset] = {
         captioner=CaptionerPlan(
             size="cpu",
             # docs/miniature.md, "Captioner (measured)" and "Second cpu run": 80 epochs of alt-text
-            # pre-training (16 min) lift recaption precision most; the fine-tune keeps the vision tower
+            # pre-training (12 min) lift recaption precision most; the fine-tune keeps the vision tower
             pretrain={"epochs": 80, "batch_size": 64, "lr": 2e-3, "eval_every": 100000, "val_fraction": 0.02,
                       "max_new_tokens": 40},
             finetune={"epochs": 40, "batch_size": 16, "lr": 5e-4, "eval_every": 100000, "val_fraction": 0.1,
