@@ -2,8 +2,8 @@
 
 Why: on a CPU, ``set_torch_threads`` keeps one core per loader worker for image decoding, so on
 a 2-core machine the default 2 workers left torch 1 thread, even when every latent came from the
-cache and the workers had nothing to decode (the first cpu experiment's arms). ``t2i_train`` now
-gives those cores back once the cache is complete. This times, on the same workspace, base, mix
+cache and the workers had nothing to decode (the first cpu experiment's arms). ``t2i_train`` no
+longer keeps those cores when it caches latents on one CPU process. This times, on the same workspace, base, mix
 and seed, one after the other:
 
 * ``old``: 2 workers and 1 torch thread, what the automatic setting gave before;

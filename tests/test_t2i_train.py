@@ -352,7 +352,7 @@ def test_cached_latents_give_the_same_losses_and_are_reused(data_ws: Workspace, 
     assert "latent cache: 8 reads, 16 writes" in (ws.runs_dir / str(first.id) / "log.txt").read_text()
 
     name = artifact_of(ws, int(first.id)).name  # type: ignore[arg-type]
-    # a loader worker and automatic threads: with every latent cached, its core goes back to torch
+    # a loader worker and automatic threads: with the latents cached, torch keeps its core
     second = run_inline(ws, {**cfg, "cache_latents": True, "base": name, "num_workers": 1, "torch_threads": 0})
     assert [p.name for p in (ws.home / "cache" / "latents").iterdir()] == [folder.name]  # same VAE identity
     assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == files  # reused, not rewritten

@@ -277,7 +277,13 @@ def run(ctx: JobContext) -> None:
     dist = setup(device)
     device = torch.device(dist.device)
     precision = effective_precision(cfg.mixed_precision, device, log)
-    threads = set_torch_threads(cfg.torch_threads, reserved=cfg.num_workers if device.type == "cpu" else 0)
+    # Loader workers get a CPU core each for decoding images. With cached latents they decode
+    # nothing (scan_images fills the cache first, in this process) and only read small files, so
+    # torch keeps every core: 2 workers on 2 cores left it 1 thread, 1.71 against 2.94 steps/s
+    # (bench/t2i_loader_threads.py). Several processes share the cores, so they keep the reserve.
+    cached_on_one_cpu = device.type == "cpu" and cfg.cache_latents and not dist.active
+    workers_decode = device.type == "cpu" and not cached_on_one_cpu
+    threads = set_torch_threads(cfg.torch_threads, reserved=cfg.num_workers if workers_decode else 0)
     if dist.active:
         mine = shard(cfg.batch_size, dist)
         log.info(
@@ -324,11 +330,7 @@ def run(ctx: JobContext) -> None:
         log.info("latent cache %s", cache.folder)
     ctx.progress(0, cfg.steps, "reading images" + (" and caching latents" if cache else ""))
     images, unreadable = scan_images(images, cfg, trainer, cache, log, dist)
-    if cache is not None and device.type == "cpu" and cfg.num_workers and cfg.torch_threads == 0 and not dist.active:
-        # every latent is cached now, so the workers only read small files: the cores kept for
-        # their decoding go back to torch (2 workers on 2 cores left it 1 thread: 1.71 steps/s
-        # against 2.94 with both, bench/t2i_loader_threads.py)
-        threads = set_torch_threads(0)
+    if cached_on_one_cpu and cfg.num_workers and cfg.torch_threads == 0:
         log.info("latents cached: the loader workers decode nothing, so torch takes all %d cores", threads)
     if not images:
         raise T2IError(f"none of the {len(unreadable)} images of dataset {cfg.dataset!r} can be read")
