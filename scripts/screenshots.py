@@ -12,23 +12,18 @@ show what the code does today, and a script renews all of them in one run.
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-CHROMIUM = os.environ.get("RECAP_STUDIO_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]  # fmt: skip
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # runnable from a checkout: the browser settings and server start are the tests'
+
+from tests.conftest import CHROMIUM, CHROMIUM_ARGS, serve  # noqa: E402
+
 # (main tab, the element that shows it is ready, file name); Results views follow below
 MAIN_TABS = [
     ("Datasets", "#tab-datasets", "1-datasets.png"),
@@ -46,33 +41,6 @@ RESULTS_VIEWS = [
 SETTLE_S = 3.0  # the tab's load events fill it in after it becomes visible
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _serve(home: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    script = Path(sys.executable).parent / "recap-studio"
-    process = subprocess.Popen(
-        [str(script), "--home", str(home), "serve", "--port", str(port)],
-        stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise typer.BadParameter(f"the studio exited at start:\n{log.read_text()[-2000:]}")
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/login_check", timeout=2)
-            return process
-        except urllib.error.HTTPError:
-            return process  # it answers (401 before login)
-        except OSError:
-            time.sleep(0.5)
-    process.kill()
-    raise typer.BadParameter(f"the studio did not start in 120 s:\n{log.read_text()[-2000:]}")
-
-
 def main(
     home: Annotated[Path, typer.Option(help="The workspace to photograph (e.g. ./demo-home).")],
     user: Annotated[str, typer.Option(help="An admin login of that workspace.")],
@@ -84,14 +52,16 @@ def main(
     if not home.is_dir():
         raise typer.BadParameter(f"{home} is not a folder: run `recap-studio --home {home} demo` first")
     out.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
-    server = _serve(home, port, out / "server.log")
+    try:
+        url, server = serve(home, out / "server.log")
+    except RuntimeError as exc:
+        raise typer.BadParameter(str(exc)[-2000:]) from None
     try:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
             page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
             page.set_default_timeout(60_000)
-            page.goto(f"http://127.0.0.1:{port}")
+            page.goto(url)
             page.get_by_label("username").fill(user)
             page.get_by_label("password").fill(password)
             page.get_by_role("button", name="Login").click()

@@ -43,7 +43,7 @@ def experiment_view(ws: Workspace, run_id: int) -> tuple[str, list[tuple[str, st
     folder = jobs.run_dir(ws, jobs.get_run(ws, run_id))
     table = json.loads((folder / "table.json").read_text(encoding="utf-8"))
     markdown = (folder / "table.md").read_text(encoding="utf-8")
-    rows = len(table.get("grid_prompts", []))
+    prompts = table.get("grid_prompts", [])
     seeds = len(table.get("seeds", []))
     head = (
         f"**Run {run_id}** · preset `{html.escape(str(table.get('preset')))}` · "
@@ -54,8 +54,7 @@ def experiment_view(ws: Workspace, run_id: int) -> tuple[str, list[tuple[str, st
     for arm, rel in table.get("grids", {}).items():
         path = ws.inside(rel)
         if Path(path).is_file():
-            grids.append((str(path), f"{arm}: {rows} prompts (rows) × {seeds} seeds (columns)"))
-    prompts = table.get("grid_prompts", [])
+            grids.append((str(path), f"{arm}: {len(prompts)} prompts (rows) × {seeds} seeds (columns)"))
     listing = "\n\n**Grid rows, top to bottom:** " + " · ".join(
         f"{i + 1}. {html.escape(p)}" for i, p in enumerate(prompts)
     )

@@ -187,8 +187,16 @@ def start_studio(home: Path, *, demo: bool = True, timeout: float = 120) -> Stud
 
         if get_user(ws, name) is None:
             add_user(ws, name, role, password)
-    port = free_port()
     log = home / "server.log"
+    url, process = serve(home, log, timeout)
+    return Studio(url=url, home=home, ws=ws, process=process, log=log)
+
+
+def serve(home: Path, log: Path, timeout: float = 120) -> tuple[str, subprocess.Popen[bytes]]:
+    """Start ``recap-studio serve`` on ``home`` at a free port, its output in ``log``, and wait
+    until it answers; (its URL, the process). Adds no users: ``scripts/screenshots.py`` uses it
+    on a user's own workspace."""
+    port = free_port()
     script = Path(sys.executable).parent / "recap-studio"  # the console script users run
     process = subprocess.Popen(
         [str(script), "--home", str(home), "serve", "--port", str(port)],
@@ -211,7 +219,7 @@ def start_studio(home: Path, *, demo: bool = True, timeout: float = 120) -> Stud
     else:
         process.kill()
         raise RuntimeError(f"studio did not start in {timeout}s:\n{log.read_text()}")
-    return Studio(url=url, home=home, ws=ws, process=process, log=log)
+    return url, process
 
 
 @contextlib.contextmanager

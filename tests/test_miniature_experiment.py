@@ -137,7 +137,6 @@ def test_smoke_experiment_killed_then_resumed_ends_with_every_stage_once_and_the
         assert "preset smoke" in text and "mismatched prompts" in text and "objects P / R" in text
         grids = page.locator("#miniature-grids img")
         wait_for(lambda: grids.count() >= len(arms), what="a sample grid per arm")
-        page.screenshot(path="/tmp/miniature_results.png", full_page=True)
         page.context.close()
     finally:
         stop_studio(studio)
