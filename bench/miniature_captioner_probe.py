@@ -8,7 +8,8 @@ table's own ``caption_accuracy_by_kind`` on the images outside the human set. Al
 beside the recaptions as the baseline they must beat.
 
     .venv/bin/python bench/miniature_captioner_probe.py --home WS --pretrain-from ARTIFACT \
-        [--pretrain-epochs 30] [--finetune-epochs 40] [--freeze-vision] [--beams 1]
+        [--pretrain-epochs 30] [--pretrain-lr 2e-3] [--pretrain-lr-schedule constant|cosine] \
+        [--finetune-epochs 40] [--freeze-vision] [--beams 1]
 
 ``--pretrain-from`` is a captioner artifact (the experiment's alt-text artifact to continue its
 pre-training, or the world base to start afresh); ``--pretrain-epochs 0`` fine-tunes it directly.
@@ -40,6 +41,8 @@ def main() -> None:
     ap.add_argument("--dataset", default="miniature")
     ap.add_argument("--pretrain-from", required=True)
     ap.add_argument("--pretrain-epochs", type=int, default=30)
+    ap.add_argument("--pretrain-lr", type=float, default=2e-3)
+    ap.add_argument("--pretrain-lr-schedule", choices=("constant", "cosine"), default="constant")
     ap.add_argument("--finetune-epochs", type=int, default=40)
     ap.add_argument("--freeze-vision", action="store_true")
     ap.add_argument("--beams", type=int, default=1)
@@ -68,7 +71,8 @@ def main() -> None:
     if args.pretrain_epochs:
         pre = run("pretrain", "captioner_train", {
             **common, "base": base, "captions": "alttext", "style": "short", "epochs": args.pretrain_epochs,
-            "batch_size": 64, "lr": 2e-3, "val_fraction": 0.02, "max_new_tokens": 40,
+            "batch_size": 64, "lr": args.pretrain_lr, "lr_schedule": args.pretrain_lr_schedule,
+            "val_fraction": 0.02, "max_new_tokens": 40,
         })  # fmt: skip
         base = artifact(pre)
     fine = run("finetune", "captioner_train", {

@@ -42,6 +42,7 @@ __all__ = ["ConfigError", "KINDS", "make_config", "new_run", "parse_config", "re
 
 STYLES = ("short", "long", "both")
 BOTH_MODES = ("separate", "prompt")
+LR_SCHEDULES = ("constant", "cosine")  # captioner_train; the maths is training.jobs.captioner_train.lr_factor
 MIXED_PRECISION = ("no", "fp16", "bf16", "auto")  # auto: mixed precision only on a GPU (training.devices)
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
@@ -221,6 +222,14 @@ class CaptionerTrainConfig:
         off_aliases=("--train-vision",),
     )
     lr: float = opt(5e-5, label="Learning rate", help="Learning rate (typically 1e-5 to 1e-3).")
+    lr_schedule: str = opt(
+        "constant",
+        label="Learning-rate schedule",
+        help="constant: the learning rate throughout; cosine: decays from it to zero over the run's "
+        "optimizer steps (per style), which usually ends long training runs at a lower loss.",
+        choices=LR_SCHEDULES,
+        group="advanced",
+    )
     epochs: int = opt(3, label="Epochs", help="Epochs.", minimum=1)
     batch_size: int = opt(8, label="Batch size", help="Batch size.", minimum=1)
     grad_accum: int = opt(1, label="Grad. accumulation", help="Gradient accumulation steps.", minimum=1)
