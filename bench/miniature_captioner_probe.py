@@ -9,7 +9,7 @@ beside the recaptions as the baseline they must beat.
 
     .venv/bin/python bench/miniature_captioner_probe.py --home WS --pretrain-from ARTIFACT \
         [--pretrain-epochs 30] [--pretrain-lr 2e-3] [--pretrain-lr-schedule constant|cosine] \
-        [--finetune-epochs 40] [--freeze-vision] [--beams 1]
+        [--pretrain-lr-warmup-steps 0] [--finetune-epochs 40] [--freeze-vision] [--beams 1]
 
 ``--pretrain-from`` is a captioner artifact (the experiment's alt-text artifact to continue its
 pre-training, or the world base to start afresh); ``--pretrain-epochs 0`` fine-tunes it directly.
@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from backend import jobs  # noqa: E402
-from backend.jobs.configs import new_run  # noqa: E402
+from backend.jobs.configs import LR_SCHEDULES, new_run  # noqa: E402
 from backend.miniature.table import caption_accuracy_by_kind  # noqa: E402
 from backend.workspace import open_workspace  # noqa: E402
 
@@ -42,7 +42,8 @@ def main() -> None:
     ap.add_argument("--pretrain-from", required=True)
     ap.add_argument("--pretrain-epochs", type=int, default=30)
     ap.add_argument("--pretrain-lr", type=float, default=2e-3)
-    ap.add_argument("--pretrain-lr-schedule", choices=("constant", "cosine"), default="constant")
+    ap.add_argument("--pretrain-lr-schedule", choices=LR_SCHEDULES, default="constant")
+    ap.add_argument("--pretrain-lr-warmup-steps", type=int, default=0)
     ap.add_argument("--finetune-epochs", type=int, default=40)
     ap.add_argument("--freeze-vision", action="store_true")
     ap.add_argument("--beams", type=int, default=1)
@@ -72,6 +73,7 @@ def main() -> None:
         pre = run("pretrain", "captioner_train", {
             **common, "base": base, "captions": "alttext", "style": "short", "epochs": args.pretrain_epochs,
             "batch_size": 64, "lr": args.pretrain_lr, "lr_schedule": args.pretrain_lr_schedule,
+            "lr_warmup_steps": args.pretrain_lr_warmup_steps,
             "val_fraction": 0.02, "max_new_tokens": 40,
         })  # fmt: skip
         base = artifact(pre)

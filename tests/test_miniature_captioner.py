@@ -95,14 +95,14 @@ def test_alttext_pretraining_through_the_runner(smoke_captioner: Path, tmp_path:
     # lr * 0.5 (1 + cos(2 pi / 3)) = a quarter of lr
     import torch
 
-    from training.jobs.captioner_train import lr_factor
+    from training.lr_schedule import lr_factor
 
     (checkpoint,) = (tmp_path / "home").rglob("short/last.pt")
     state = torch.load(checkpoint, weights_only=False)
     assert state["step"] == 3
     assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-3 * lr_factor(2, 3, "cosine"))
     assert lr_factor(2, 3, "cosine") == pytest.approx(0.25)
-    assert "lr 0.001 cosine" in jobs.log_tail(ws, int(run.id), 200)  # type: ignore[arg-type]
+    assert "lr 0.001 cosine, warm-up 0" in jobs.log_tail(ws, int(run.id), 200)  # type: ignore[arg-type]
 
     from training.adapters import load_captioner
 
@@ -110,16 +110,13 @@ def test_alttext_pretraining_through_the_runner(smoke_captioner: Path, tmp_path:
     assert len(adapter.generate(adapter.prepare_batch([render(sample_scene(random.Random(1)))]), 4)) == 1
 
 
-def test_lr_factor_constant_and_cosine() -> None:
-    from training.jobs.captioner_train import lr_factor
-
-    assert [lr_factor(step, 4, "constant") for step in range(4)] == [1.0] * 4
-    assert [round(lr_factor(step, 4, "cosine"), 4) for step in range(5)] == [1.0, 0.8536, 0.5, 0.1464, 0.0]
-    with pytest.raises(ValueError, match="unknown lr_schedule"):
-        lr_factor(0, 4, "linear")
+def test_lr_schedule_options_are_checked() -> None:
     with pytest.raises(ConfigError):
         parse_config("captioner_train", {"dataset": "mini", "lr_schedule": "linear"})
-    assert parse_config("captioner_train", {"dataset": "mini"}).lr_schedule == "constant"
+    with pytest.raises(ConfigError, match="lr_warmup_steps must be at least 0"):
+        parse_config("captioner_train", {"dataset": "mini", "lr_warmup_steps": -1})
+    defaults = parse_config("captioner_train", {"dataset": "mini"})
+    assert (defaults.lr_schedule, defaults.lr_warmup_steps) == ("constant", 0)
 
 
 def test_alttext_with_style_long_or_both_is_refused() -> None:

@@ -42,7 +42,15 @@ __all__ = ["ConfigError", "KINDS", "make_config", "new_run", "parse_config", "re
 
 STYLES = ("short", "long", "both")
 BOTH_MODES = ("separate", "prompt")
-LR_SCHEDULES = ("constant", "cosine")  # captioner_train; the maths is training.jobs.captioner_train.lr_factor
+LR_SCHEDULES = ("constant", "cosine")  # captioner_train, t2i_train; the maths is training.lr_schedule.lr_factor
+LR_SCHEDULE_HELP = (
+    "constant: the learning rate throughout; cosine: decays from it to zero over the optimizer steps "
+    "after the warm-up, which usually ends long training runs at a lower loss."
+)
+LR_WARMUP_HELP = (
+    "Optimizer steps over which the learning rate rises linearly to its value (0: none); a short "
+    "warm-up keeps the first updates of a fresh optimizer from disturbing the base."
+)
 MIXED_PRECISION = ("no", "fp16", "bf16", "auto")  # auto: mixed precision only on a GPU (training.devices)
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
@@ -225,10 +233,16 @@ class CaptionerTrainConfig:
     lr_schedule: str = opt(
         "constant",
         label="Learning-rate schedule",
-        help="constant: the learning rate throughout; cosine: decays from it to zero over the run's "
-        "optimizer steps (per style), which usually ends long training runs at a lower loss.",
+        help=LR_SCHEDULE_HELP + " Per style: each style's steps have their own schedule.",
         choices=LR_SCHEDULES,
         group="advanced",
+    )
+    lr_warmup_steps: int = opt(
+        0,
+        label="Learning-rate warm-up steps (0 = none)",
+        help=LR_WARMUP_HELP + " Per style, like the schedule.",
+        group="advanced",
+        minimum=0,
     )
     epochs: int = opt(3, label="Epochs", help="Epochs.", minimum=1)
     batch_size: int = opt(8, label="Batch size", help="Batch size.", minimum=1)
@@ -490,10 +504,16 @@ class T2ITrainConfig:
     lr_warmup_steps: int = opt(
         0,
         label="Learning-rate warm-up steps (0 = none)",
-        help="Optimizer steps over which the learning rates rise linearly to their values (0: none); "
-        "a short warm-up keeps the first updates of a fresh optimizer from disturbing the base.",
+        help=LR_WARMUP_HELP,
         group="advanced",
         minimum=0,
+    )
+    lr_schedule: str = opt(
+        "constant",
+        label="Learning-rate schedule",
+        help=LR_SCHEDULE_HELP,
+        choices=LR_SCHEDULES,
+        group="advanced",
     )
     steps: int = opt(
         1000, label="Steps", help="Optimizer steps.", minimum=1, maximum=10_000_000, required=True

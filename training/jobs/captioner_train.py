@@ -19,9 +19,10 @@ Decisions worth knowing:
   loads, ``auto`` takes mixed precision only where there is a GPU (a GPU config stays usable
   for a quick CPU check); the precision used is logged and recorded in the artifact.
 * The learning rate is constant, or decays on a cosine to zero over each style's steps
-  (``lr_schedule``, :func:`lr_factor`). On the miniature experiment's alt-text pre-training the
-  cosine gained about 0.01 of precision (docs/miniature.md, "After the second cpu run"), so its
-  presets keep the constant rate.
+  (``lr_schedule``), after an optional linear warm-up (``lr_warmup_steps``); the maths is
+  :func:`training.lr_schedule.lr_factor`, shared with ``t2i_train``. On the miniature
+  experiment's alt-text pre-training the cosine gained about 0.01 of precision (docs/miniature.md,
+  "After the second cpu run"), so its presets keep the constant rate.
 * LoRA (peft) targets the attention projections of each family (:data:`LORA_TARGETS`);
   weights are merged before ``save_pretrained`` so ``load_captioner`` loads the result like
   any checkpoint. ``freeze_vision`` freezes (and keeps LoRA out of) the vision tower.
@@ -44,7 +45,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import random
 import shutil
@@ -77,25 +77,12 @@ from training.data import (
 )
 from training.devices import effective_precision, pick_device
 from training.distributed import Dist, all_sum, gather, no_sync, setup, shard, step_sync
+from training.lr_schedule import lr_factor
 from training.metrics import bleu, cider, clip_score
 
 STYLE_KIND = {"short": "human_short", "long": "human_long"}
 STYLE_PROMPTS = {"short": "<SHORT>", "long": "<LONG>"}
 MAX_GRAD_NORM = 1.0  # clipping keeps a tiny human set from blowing up the first steps
-
-
-def lr_factor(step: int, total_steps: int, schedule: str) -> float:
-    """The share of ``lr`` that optimizer step ``step`` (0-based, of ``total_steps``) uses.
-
-    ``constant``: 1. ``cosine``: 0.5 (1 + cos(pi step / total)), from 1 at the first step towards 0
-    at the last, with no warm-up. A plain function of the step, so a resumed run recomputes the
-    rate it would have used without a separate scheduler state to checkpoint.
-    """
-    if schedule == "constant" or total_steps <= 0:
-        return 1.0
-    if schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
-    raise ValueError(f"unknown lr_schedule {schedule!r}; choose constant or cosine")
 
 
 # path components that mark a vision tower across families (BLIP, GIT, Florence-2, VLMs)
@@ -422,10 +409,11 @@ def fine_tune(
         model = apply_lora(model, adapter.family, cfg.lora_rank, skip_vision=cfg.freeze_vision)
     trainable = [p for p in model.parameters() if p.requires_grad]
     log.info(
-        "%s: %s %s, %d trainable of %d parameters, %d train / %d val examples, %d steps, lr %g %s",
+        "%s: %s %s, %d trainable of %d parameters, %d train / %d val examples, %d steps, lr %g %s, "
+        "warm-up %d",
         unit.style, adapter.family, "LoRA" if cfg.lora else "full", sum(p.numel() for p in trainable),
         sum(p.numel() for p in model.parameters()), len(unit.train), len(unit.val), unit.steps,
-        cfg.lr, cfg.lr_schedule,
+        cfg.lr, cfg.lr_schedule, cfg.lr_warmup_steps,
     )  # fmt: skip
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr)
     wrapped, optimizer = accelerator.prepare(model, optimizer)  # DDP on several processes
@@ -476,8 +464,9 @@ def fine_tune(
                 group_loss += float(share.detach())
             group_loss, stop = step_sync(group_loss, ctx.stop_requested, dist)
             accelerator.clip_grad_norm_(trainable, MAX_GRAD_NORM)
+            lr = cfg.lr * lr_factor(step, unit.steps, cfg.lr_schedule, cfg.lr_warmup_steps)
             for param_group in optimizer.param_groups:
-                param_group["lr"] = cfg.lr * lr_factor(step, unit.steps, cfg.lr_schedule)
+                param_group["lr"] = lr
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1

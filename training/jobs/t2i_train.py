@@ -17,8 +17,9 @@ RECAP step 4 (and the DALL-E 3 / Recap-DataComp blends): modelled on diffusers'
   checkpoint draws exactly what an uninterrupted run draws.
 * **What trains** — UNet, text encoder or both (RECAP RQ4), fully or as LoRA adapters
   (merged into the saved pipeline; also saved alone under ``lora/``), each with its own
-  learning rate (optionally warmed up linearly over ``lr_warmup_steps``); optional EMA, gradient
-  checkpointing, 8-bit Adam (needs bitsandbytes).
+  learning rate (optionally warmed up linearly over ``lr_warmup_steps``, then constant or
+  decaying on a cosine, ``lr_schedule``: :func:`training.lr_schedule.lr_factor`, shared with
+  ``captioner_train``); optional EMA, gradient checkpointing, 8-bit Adam (needs bitsandbytes).
 * **Long captions** — counted (``truncated_captions``) and either truncated at 77 tokens or
   encoded in 75-token chunks (see :mod:`training.t2i.text`).
 * **Latent cache** — optional; VAE latents computed once per image and VAE
@@ -55,6 +56,7 @@ from backend.references import ResolvedModel, open_reference
 from training.data import UnreadableImage, load_rgb, own_process_group, set_torch_threads
 from training.devices import effective_precision, pick_device
 from training.distributed import Dist, gather, no_sync, setup, shard, step_sync, wrap_ddp
+from training.lr_schedule import lr_factor
 from training.t2i.latents import LatentCache
 from training.t2i.loop import (
     Trainer,
@@ -136,12 +138,6 @@ def make_optimizer(groups: list[dict[str, Any]], use_8bit: bool) -> torch.optim.
     """AdamW with diffusers' defaults, or bitsandbytes' 8-bit AdamW when asked for."""
     adamw = bitsandbytes().optim.AdamW8bit if use_8bit else torch.optim.AdamW
     return adamw(groups, betas=(0.9, 0.999), weight_decay=1e-2, eps=1e-8)
-
-
-def warmup_factor(step: int, warmup_steps: int) -> float:
-    """The share of its learning rate optimizer step ``step`` (0-based) uses: (step + 1) / warmup
-    during the warm-up, then 1."""
-    return min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0
 
 
 def check_config(cfg: T2ITrainConfig) -> None:
@@ -362,6 +358,12 @@ def run(ctx: JobContext) -> None:
         {"params": [p for p in m.parameters() if p.requires_grad], "lr": lrs[prefix], "name": prefix}
         for prefix, m in learn.items()
     ]
+    log.info(
+        "learning rates %s, %d warm-up steps, then %s",
+        {k: lrs[k] for k in learn},
+        cfg.lr_warmup_steps,
+        cfg.lr_schedule,
+    )
     optimizer = make_optimizer(groups, cfg.use_8bit_adam)
     ema = None
     if cfg.ema:
@@ -451,8 +453,10 @@ def run(ctx: JobContext) -> None:
             continue
         # one collective: the global loss, and a stop every rank obeys after this same step
         group_loss, stop = step_sync(group_loss, ctx.stop_requested, dist)
-        for group in optimizer.param_groups:  # from the step alone: a resumed run continues the warm-up
-            group["lr"] = lrs[group["name"]] * warmup_factor(batch.step, cfg.lr_warmup_steps)
+        # from the step alone: a resumed run continues the warm-up and the decay where they were
+        factor = lr_factor(batch.step, cfg.steps, cfg.lr_schedule, cfg.lr_warmup_steps)
+        for group in optimizer.param_groups:
+            group["lr"] = lrs[group["name"]] * factor
         optimizer_step(optimizer, trainable, scaler, ema)
         state.step = batch.step + 1
         ctx.metric_once(state.step, "train_loss", group_loss)
