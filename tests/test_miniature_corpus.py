@@ -138,3 +138,47 @@ def test_refuses_bad_sizes(ws: Workspace, tmp_path: Path) -> None:
         build_corpus(
             ws, "other", n_images=5, human_images=0, seed=1, n_prompts=1, prompts_path=tmp_path / "p.jsonl"
         )
+
+
+def _texts(ws: Workspace, dataset: str) -> set[tuple[str, str, str, str]]:
+    """(image key, caption kind, text, status) of a dataset's current captions."""
+    with read_session(ws) as s:
+        rows = s.exec(
+            select(Image.original_key, Caption.kind, Caption.text, Caption.status)
+            .join(Caption, Caption.image_id == Image.id)  # type: ignore[arg-type]
+            .join(Dataset, Dataset.id == Image.dataset_id)  # type: ignore[arg-type]
+            .where(Dataset.name == dataset, Caption.is_current == True)  # noqa: E712
+        ).all()
+    return {(str(k), str(kind), str(text), str(status)) for k, kind, text, status in rows}
+
+
+def test_a_build_killed_between_chunks_keeps_whole_images_and_a_rerun_completes(tmp_path: Path) -> None:
+    """Each chunk of images is its own transaction (other writers never wait for the whole build):
+    a build stopped after two chunks keeps exactly those images, each with all its captions, and
+    a rerun adds the rest, ending where an uninterrupted build ends."""
+    ws = Workspace(tmp_path / "home").ensure()
+    migrate(ws)
+
+    class Killed(Exception):
+        pass
+
+    seen: list[tuple[int, int]] = []
+
+    def progress(done: int, total: int) -> None:
+        seen.append((done, total))
+        if done >= 10:
+            raise Killed
+
+    size = {"n_images": 25, "human_images": 6, "seed": 3, "n_prompts": 4, "chunk_images": 5}
+    with pytest.raises(Killed):
+        build_corpus(ws, "killed", **size, progress=progress)  # type: ignore[arg-type]
+    assert seen == [(0, 25), (5, 25), (10, 25)]
+    kept = _texts(ws, "killed")
+    assert len({key for key, *_ in kept}) == 10
+    kinds = Counter(kind for _, kind, _, _ in kept)
+    assert kinds == {"alttext": 10, TRUTH_KIND: 10, "human_short": 6, "human_long": 6}
+
+    rest = build_corpus(ws, "killed", **size)  # type: ignore[arg-type]
+    assert (rest.images, rest.images_added, rest.human_added) == (25, 15, 0)
+    build_corpus(ws, "whole", **{**size, "chunk_images": 500})  # type: ignore[arg-type]
+    assert _texts(ws, "killed") == _texts(ws, "whole")

@@ -13,7 +13,9 @@ structured JSONL (``backend.compositional.loaders.load_structured_jsonl`` reads 
 --prompts <file>`` takes it).
 
 :func:`build_corpus` is idempotent: images are keyed by ``original_key`` (seed and index), so a
-rerun adds nothing, and a larger ``n_images`` adds only the new images.
+rerun adds nothing, and a larger ``n_images`` adds only the new images. It commits in chunks of
+whole images (:data:`CHUNK_IMAGES`), so other writers never wait long; a build killed half-way
+keeps its finished chunks, and a rerun adds the rest.
 """
 
 from __future__ import annotations
@@ -48,6 +50,11 @@ SOURCE = "miniature"
 #: captioner would write) and is never shown as a human caption.
 TRUTH_KIND = "truth"
 _MAX_DRAWS = 200  # draws per wanted scene before giving up (the held-out part is small)
+#: images per write transaction. SQLite has one writer at a time, and every other writer (the
+#: experiment driver's progress, the runner's heartbeats) waits at most db.BUSY_TIMEOUT_MS (30 s):
+#: one transaction for all 20,000 images of the cpu preset held the lock for over a minute and
+#: failed the driver. 500 images take about 2 s.
+CHUNK_IMAGES = 500
 
 
 class CorpusError(ValueError):
@@ -151,6 +158,8 @@ def build_corpus(
     proportions: dict[str, float] | None = None,
     mistake_rate: float | None = None,
     prompts_path: Path | None = None,
+    chunk_images: int = CHUNK_IMAGES,
+    progress: Callable[[int, int], None] | None = None,
 ) -> CorpusReport:
     """Create (or complete) the miniature corpus in ``dataset`` and write its held-out prompts.
 
@@ -159,6 +168,9 @@ def build_corpus(
     ``human_images`` (at most :data:`MAX_HUMAN_IMAGES`) also get an approved short and long
     caption from the simulated annotator. ``n_prompts`` held-out structured prompts go to
     ``prompts_path`` (default ``<home>/prompts/<dataset>-heldout.jsonl``).
+
+    Images are written ``chunk_images`` at a time, each chunk in its own transaction (an image and
+    all its captions always in the same one), and ``progress(done, total)`` is called before each.
     """
     if n_images < 1 or not 0 <= human_images <= min(n_images, MAX_HUMAN_IMAGES):
         raise CorpusError(
@@ -183,54 +195,62 @@ def build_corpus(
             )
             s.add(ds)
         assert ds.id is not None
-        existing = {img.original_key: img for img in s.exec(select(Image).where(Image.dataset_id == ds.id))}
+        dataset_id = ds.id
+        keys = select(Image.original_key, Image.id).where(Image.dataset_id == dataset_id)
+        existing = dict(s.exec(keys).all())
         annotator_id, reviewer_id = _user_id(s, ANNOTATOR), _user_id(s, REVIEWER)
-        for i, scene in enumerate(scenes):
-            key = f"miniature/{seed}/{i:05d}.png"
-            image = existing.get(key)
-            if image is None:
-                image, new = add_image(
-                    s, ws, ds.id, decode_image(png_bytes(render(scene))), key, scene.to_meta()
-                )
-                images_added += new
-            assert image.id is not None
-            kinds = set(s.exec(select(Caption.kind).where(Caption.image_id == image.id)))
-            if CaptionKind.alttext.value not in kinds:
-                alt = alttext(scene, modes[i], random.Random(f"alt:{seed}:{i}"))
-                add_caption(
-                    s,
-                    image.id,
-                    CaptionKind.alttext.value,
-                    alt.text,
-                    source=SOURCE,
-                    provenance=alt.provenance(),
-                )
-                alttext_added += 1
-            if TRUTH_KIND not in kinds:
-                add_caption(
-                    s, image.id, TRUTH_KIND, scene.structured().prompt, source=SOURCE,
-                    provenance={"source": "ground truth", "what": "the scene's structured prompt"},
-                )  # fmt: skip
-                truth_added += 1
-            if i >= human_images:
-                continue
-            rng = random.Random(f"human:{seed}:{i}")
-            for write, kind in (
-                (annotator.short, CaptionKind.human_short),
-                (annotator.long, CaptionKind.human_long),
-            ):
-                caption = write(scene, rng)  # drawn either way, so the texts do not depend on what exists
-                if kind.value in kinds:
+    for first in range(0, len(scenes), chunk_images):
+        if progress is not None:
+            progress(first, len(scenes))
+        with write_session(ws) as s:  # one transaction per chunk: see chunk_images
+            for i in range(first, min(first + chunk_images, len(scenes))):
+                scene = scenes[i]
+                key = f"miniature/{seed}/{i:05d}.png"
+                image_id = existing.get(key)
+                if image_id is None:
+                    image, new = add_image(
+                        s, ws, dataset_id, decode_image(png_bytes(render(scene))), key, scene.to_meta()
+                    )
+                    images_added += new
+                    image_id = image.id
+                assert image_id is not None
+                kinds = set(s.exec(select(Caption.kind).where(Caption.image_id == image_id)))
+                if CaptionKind.alttext.value not in kinds:
+                    alt = alttext(scene, modes[i], random.Random(f"alt:{seed}:{i}"))
+                    add_caption(
+                        s,
+                        image_id,
+                        CaptionKind.alttext.value,
+                        alt.text,
+                        source=SOURCE,
+                        provenance=alt.provenance(),
+                    )
+                    alttext_added += 1
+                if TRUTH_KIND not in kinds:
+                    add_caption(
+                        s, image_id, TRUTH_KIND, scene.structured().prompt, source=SOURCE,
+                        provenance={"source": "ground truth", "what": "the scene's structured prompt"},
+                    )  # fmt: skip
+                    truth_added += 1
+                if i >= human_images:
                     continue
-                row = revise_human_caption(
-                    s, image.id, kind.value, annotator_id, caption.text,
-                    status=CaptionStatus.submitted.value, source=SOURCE, provenance=caption.provenance(),
-                )  # fmt: skip
-                assert row.id is not None
-                review_caption(s, row.id, reviewer_id, approve=True)
-                human_added += 1
-                mistakes += bool(caption.mistakes)
-        total = sum(1 for key in existing if key.startswith(f"miniature/{seed}/")) + images_added
+                rng = random.Random(f"human:{seed}:{i}")
+                for write, kind in (
+                    (annotator.short, CaptionKind.human_short),
+                    (annotator.long, CaptionKind.human_long),
+                ):
+                    caption = write(scene, rng)  # drawn either way, so the texts do not depend on what exists
+                    if kind.value in kinds:
+                        continue
+                    row = revise_human_caption(
+                        s, image_id, kind.value, annotator_id, caption.text,
+                        status=CaptionStatus.submitted.value, source=SOURCE, provenance=caption.provenance(),
+                    )  # fmt: skip
+                    assert row.id is not None
+                    review_caption(s, row.id, reviewer_id, approve=True)
+                    human_added += 1
+                    mistakes += bool(caption.mistakes)
+    total = sum(1 for key in existing if key.startswith(f"miniature/{seed}/")) + images_added
     path = prompts_path or ws.home / "prompts" / f"{dataset}-heldout.jsonl"
     written = write_prompts(path, held_out_scenes(n_prompts, seed), dataset)
     return CorpusReport(
