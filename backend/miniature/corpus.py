@@ -53,8 +53,15 @@ _MAX_DRAWS = 200  # draws per wanted scene before giving up (the held-out part i
 #: images per write transaction. SQLite has one writer at a time, and every other writer (the
 #: experiment driver's progress, the runner's heartbeats) waits at most db.BUSY_TIMEOUT_MS (30 s):
 #: one transaction for all 20,000 images of the cpu preset held the lock for over a minute and
-#: failed the driver. 500 images take about 2 s.
+#: failed the driver. Chunks alone were not enough: SQLite's lock is not fair, and a writer that
+#: begins its next transaction at once starves the waiters, whose busy handler polls every 100 ms
+#: at most. So each chunk is rendered before its transaction, which leaves the lock free meanwhile.
 CHUNK_IMAGES = 500
+
+
+def _key(seed: int, index: int) -> str:
+    """The corpus image's ``original_key``: seed and index, so a rerun finds what exists."""
+    return f"miniature/{seed}/{index:05d}.png"
 
 
 class CorpusError(ValueError):
@@ -202,15 +209,18 @@ def build_corpus(
     for first in range(0, len(scenes), chunk_images):
         if progress is not None:
             progress(first, len(scenes))
-        with write_session(ws) as s:  # one transaction per chunk: see chunk_images
-            for i in range(first, min(first + chunk_images, len(scenes))):
+        chunk = range(first, min(first + chunk_images, len(scenes)))
+        # rendered before the transaction: the write lock is held for the writes alone, and other
+        # writers get it while the next chunk renders (see chunk_images)
+        new_images = [i for i in chunk if _key(seed, i) not in existing]
+        pixels = {i: decode_image(png_bytes(render(scenes[i]))) for i in new_images}
+        with write_session(ws) as s:
+            for i in chunk:
                 scene = scenes[i]
-                key = f"miniature/{seed}/{i:05d}.png"
+                key = _key(seed, i)
                 image_id = existing.get(key)
                 if image_id is None:
-                    image, new = add_image(
-                        s, ws, dataset_id, decode_image(png_bytes(render(scene))), key, scene.to_meta()
-                    )
+                    image, new = add_image(s, ws, dataset_id, pixels.pop(i), key, scene.to_meta())
                     images_added += new
                     image_id = image.id
                 assert image_id is not None
