@@ -58,6 +58,30 @@ class ArmImages:
     seeds: list[int] = field(default_factory=list)
 
 
+def sort_generated(images: Sequence[Any], arms: Mapping[str, ArmImages]) -> list[StructuredPrompt]:
+    """File each generated image (``.meta`` and ``.path``, as ``t2i_eval.generated_images`` gives
+    them) under its arm by the checkpoint artifact that made it, and return the prompts they share.
+
+    Only raw images count (no upsampled regime); images of other checkpoints are left out. Each
+    arm's ``prompt_index`` points into the returned list, in first-seen order, so every arm is
+    scored against the same prompt objects and the paired difference can match them.
+    """
+    prompt_of: dict[str, int] = {}
+    prompts: list[StructuredPrompt] = []
+    for im in images:
+        arm = arms.get(str(im.meta.get("artifact_id")))
+        if arm is None or im.meta.get("regime") != "raw":
+            continue
+        structured = StructuredPrompt.from_json(im.meta["structured"])
+        index = prompt_of.setdefault(structured.prompt, len(prompts))
+        if index == len(prompts):
+            prompts.append(structured)
+        arm.prompt_index.append(index)
+        arm.paths.append(im.path)
+        arm.seeds.append(int(im.meta.get("seed", 0)))
+    return prompts
+
+
 def arm_rows(
     prompts: Sequence[StructuredPrompt], arms: Sequence[ArmImages], *, rounds: int = DEFAULT_ROUNDS, seed: int = 0
 ) -> dict[str, Any]:

@@ -31,7 +31,6 @@ from typing import Any
 from PIL import Image as PILImage
 
 from backend.compositional.loaders import load_structured_jsonl
-from backend.compositional.prompts import StructuredPrompt
 from backend.jobs import configs, store
 from backend.jobs.configs import MiniatureExperimentConfig, parse_config
 from backend.jobs.context import JobContext
@@ -39,7 +38,14 @@ from backend.jobs.launch import launch, runner_alive
 from backend.jobs.models import FINISHED, RESUMABLE, Run, RunStatus
 from backend.jobs.scheduler import cancel_run, reconcile_orphans
 from backend.miniature.presets import ARM_MIXES, Preset, preset
-from backend.miniature.table import ArmImages, arm_rows, caption_accuracy_by_kind, sample_grid, to_markdown
+from backend.miniature.table import (
+    ArmImages,
+    arm_rows,
+    caption_accuracy_by_kind,
+    sample_grid,
+    sort_generated,
+    to_markdown,
+)
 from backend.references import ArtifactKind
 
 POLL_S = 1.0
@@ -217,21 +223,9 @@ class Experiment:
 
         plan = self.plan
         images, _ = generated_images(self.ws, generated_ds)
-        prompt_of: dict[str, int] = {}
-        prompts: list[StructuredPrompt] = []
         by_arm = {artifact: ArmImages(arm, ARM_MIXES[arm], artifact) for arm, artifact in arms.items()}
         detector = load_detector("oracle:miniature")
-        for im in images:
-            arm = by_arm.get(str(im.meta.get("artifact_id")))
-            if arm is None or im.meta.get("regime") != "raw":
-                continue
-            structured = StructuredPrompt.from_json(im.meta["structured"])
-            index = prompt_of.setdefault(structured.prompt, len(prompts))
-            if index == len(prompts):
-                prompts.append(structured)
-            arm.prompt_index.append(index)
-            arm.paths.append(im.path)
-            arm.seeds.append(int(im.meta.get("seed", 0)))
+        prompts = sort_generated(images, by_arm)
         ordered = [by_arm[a] for a in arms.values()]
         for arm in ordered:
             if not arm.paths:

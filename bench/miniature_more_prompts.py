@@ -1,0 +1,95 @@
+"""A finished miniature experiment's T2I arms, scored again on held-out prompts it never used.
+
+Why: the cpu preset scores each arm on 100 held-out prompts × 2 seeds, and its 95 % intervals of
+RECAP Mix − Alttext are about ±0.05 wide, as wide as the differences it found. This measures the
+same checkpoints on *new* held-out prompts (prompts ``--first`` … ``--first + --prompts - 1`` of
+the world's held-out sequence, which the experiment's own 100 precede; the sequence is
+prefix-stable, so they are disjoint from them), with the experiment's seeds, oracle detector,
+metrics and bootstrap: an ordinary ``generate`` run, then the table's own
+:func:`backend.miniature.table.arm_rows`. It is a second, larger sample of the same models, not a
+replacement for the experiment's table, and its size is fixed by the arguments before it runs.
+
+    .venv/bin/python bench/miniature_more_prompts.py --home WS --experiment RUN_ID [--first 100] [--prompts 400]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from PIL import Image as PILImage  # noqa: E402
+
+from backend import jobs  # noqa: E402
+from backend.jobs import store  # noqa: E402
+from backend.jobs.configs import new_run  # noqa: E402
+from backend.miniature.corpus import held_out_scenes  # noqa: E402
+from backend.miniature.presets import TABLE_METRICS, preset  # noqa: E402
+from backend.miniature.table import METRIC_LABELS, ArmImages, arm_rows, sort_generated  # noqa: E402
+from backend.workspace import open_workspace  # noqa: E402
+from training.detectors import load_detector  # noqa: E402
+from training.jobs.t2i_eval import generated_images  # noqa: E402
+
+
+def cell(v: dict) -> str:
+    return f"{v['value']:+.3f} [{v['lower']:+.3f}, {v['upper']:+.3f}]"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--home", required=True)
+    ap.add_argument("--experiment", required=True, type=int, help="the miniature experiment's run id")
+    ap.add_argument("--first", type=int, default=100, help="first held-out prompt (the experiment used 0..N-1)")
+    ap.add_argument("--prompts", type=int, default=400)
+    args = ap.parse_args()
+    ws = open_workspace(args.home)
+    table = json.loads((store.run_dir(ws, jobs.get_run(ws, args.experiment)) / "table.json").read_text())
+    plan = preset(table["preset"])
+    if args.first < table["prompts"]:
+        raise SystemExit(f"--first {args.first} overlaps the experiment's own {table['prompts']} prompts")
+    arms = {a["arm"]: (a["caption_condition"], str(a["artifact"])) for a in table["arms"]}
+    dataset, seed = table["dataset"], int(table["seed"])
+
+    scenes = held_out_scenes(args.first + args.prompts, seed)[args.first :]
+    path = ws.home / "prompts" / f"{dataset}-heldout-{args.first}-{args.first + args.prompts - 1}.jsonl"
+    path.write_text("".join(s.structured(key=f"{dataset}-heldout-{args.first + i:04d}").to_json_line() + "\n"
+                            for i, s in enumerate(scenes)), encoding="utf-8")  # fmt: skip
+    out_ds = f"{dataset}-more-prompts-run{args.experiment}-{args.first}-{args.first + args.prompts - 1}"
+    started = time.perf_counter()
+    run = new_run(ws, "generate", {"prompts": str(path), "checkpoints": [a for _, a in arms.values()],
+                                   "seeds": list(table["seeds"]), "output_dataset": out_ds, **plan.generate})  # fmt: skip
+    final = jobs.run_foreground(ws, int(run.id))  # type: ignore[arg-type]
+    if final.status != "succeeded":
+        raise SystemExit(f"generate run {run.id} {final.status}:\n{jobs.log_tail(ws, int(run.id), 40)}")  # type: ignore[arg-type]
+    generate_s = time.perf_counter() - started
+
+    images, _ = generated_images(ws, out_ds)
+    by_artifact = {artifact: ArmImages(arm, mix, artifact) for arm, (mix, artifact) in arms.items()}
+    prompts = sort_generated(images, by_artifact)
+    detector = load_detector("oracle:miniature")
+    for arm in by_artifact.values():
+        arm.detections = [list(d) for d in detector.detect([PILImage.open(p).convert("RGB") for p in arm.paths])]
+    result = arm_rows(prompts, list(by_artifact.values()), rounds=plan.bootstrap_rounds, seed=seed)
+
+    print(f"{len(prompts)} new held-out prompts x seeds {table['seeds']} (generate run {run.id}, {generate_s:.0f} s)")
+    print("| arm | " + " | ".join(METRIC_LABELS[m] for m in TABLE_METRICS) + " |")
+    print("|---|" + "---|" * len(TABLE_METRICS))
+    for row in result["arms"]:
+        values = [f"{row['metrics'][m]['value']:.2f} [{row['metrics'][m]['lower']:.2f}, {row['metrics'][m]['upper']:.2f}]"
+                  for m in TABLE_METRICS]  # fmt: skip
+        print(f"| {row['arm']} | " + " | ".join(values) + " |")
+        chance = [f"{result['chance'][m][row['arm']]['value']:.2f}" for m in TABLE_METRICS]
+        print(f"| chance ({row['arm']}'s images) | " + " | ".join(chance) + " |")
+    if result["differences"]:
+        print("| **RECAP Mix − Alttext** | " + " | ".join(cell(result["differences"][m]) for m in TABLE_METRICS) + " |")
+    print(json.dumps({"experiment": args.experiment, "first": args.first, "prompts": len(prompts),
+                      "generate_run": run.id, "generate_s": round(generate_s, 1), **result}))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
