@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import resource
 import statistics
 import sys
@@ -30,14 +29,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from backend import jobs  # noqa: E402
-from backend.jobs import store  # noqa: E402
-from backend.jobs.configs import new_run  # noqa: E402
 from backend.jobs.launch import MALLOC_TUNING, MALLOC_TUNING_SWITCH  # noqa: E402
 from backend.miniature.presets import preset  # noqa: E402
 from backend.workspace import open_workspace  # noqa: E402
+from bench.t2i_loader_threads import timed_t2i_run  # noqa: E402
 
-TRAINED = re.compile(r"trained to step (\d+) in ([\d.]+) s")
 SETTINGS = {"glibc defaults": "0", "tuned": "1"}  # the value of RECAP_STUDIO_MALLOC_TUNING
 
 
@@ -61,17 +57,12 @@ def main() -> None:
                       "checkpoint_every": 10**6, "dataset": args.dataset, "base": args.base, "mix": "alttext",
                       "seed": 12}  # fmt: skip
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
-            run = new_run(ws, "t2i_train", values)
-            final = jobs.run_foreground(ws, int(run.id))  # type: ignore[arg-type]
+            rate, _, run_id = timed_t2i_run(ws, values)
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
-            log = store.log_path(ws, int(run.id)).read_text()  # type: ignore[arg-type]
-            if final.status != "succeeded" or not TRAINED.search(log):
-                raise SystemExit(f"run {run.id} {final.status}:\n{jobs.log_tail(ws, int(run.id), 40)}")  # type: ignore[arg-type]
-            steps, secs = TRAINED.findall(log)[-1]
-            rates[name].append(int(steps) / float(secs))
+            rates[name].append(rate)
             print(f"round {round_} {name}: {rates[name][-1]:.2f} steps/s, user {after.ru_utime - before.ru_utime:.1f} s, "
                   f"kernel {after.ru_stime - before.ru_stime:.1f} s, minor faults {after.ru_minflt - before.ru_minflt} "
-                  f"(run {run.id})", flush=True)  # fmt: skip
+                  f"(run {run_id})", flush=True)  # fmt: skip
     medians = {name: statistics.median(v) for name, v in rates.items()}
     ratio = medians["tuned"] / medians["glibc defaults"]
     print("median steps/s: " + ", ".join(f"{n} {m:.2f}" for n, m in medians.items()) + f"; tuned / defaults {ratio:.3f}x")

@@ -23,14 +23,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from PIL import Image as PILImage  # noqa: E402
-
 from backend import jobs  # noqa: E402
 from backend.jobs import store  # noqa: E402
 from backend.jobs.configs import new_run  # noqa: E402
-from backend.miniature.corpus import held_out_scenes  # noqa: E402
+from backend.miniature.corpus import held_out_scenes, write_prompts  # noqa: E402
 from backend.miniature.presets import TABLE_METRICS, preset  # noqa: E402
-from backend.miniature.table import METRIC_LABELS, ArmImages, arm_rows, sort_generated  # noqa: E402
+from backend.miniature.table import METRIC_LABELS, ArmImages, arm_rows, detect_arm, sort_generated  # noqa: E402
 from backend.workspace import open_workspace  # noqa: E402
 from training.detectors import load_detector  # noqa: E402
 from training.jobs.t2i_eval import generated_images  # noqa: E402
@@ -57,8 +55,7 @@ def main() -> None:
 
     scenes = held_out_scenes(args.first + args.prompts, seed)[args.first :]
     path = ws.home / "prompts" / f"{dataset}-heldout-{args.first}-{args.first + args.prompts - 1}.jsonl"
-    path.write_text("".join(s.structured(key=f"{dataset}-heldout-{args.first + i:04d}").to_json_line() + "\n"
-                            for i, s in enumerate(scenes)), encoding="utf-8")  # fmt: skip
+    write_prompts(path, scenes, dataset, first=args.first)
     out_ds = f"{dataset}-more-prompts-run{args.experiment}-{args.first}-{args.first + args.prompts - 1}"
     started = time.perf_counter()
     run = new_run(ws, "generate", {"prompts": str(path), "checkpoints": [a for _, a in arms.values()],
@@ -73,7 +70,7 @@ def main() -> None:
     prompts = sort_generated(images, by_artifact)
     detector = load_detector("oracle:miniature")
     for arm in by_artifact.values():
-        arm.detections = [list(d) for d in detector.detect([PILImage.open(p).convert("RGB") for p in arm.paths])]
+        detect_arm(arm, detector)
     result = arm_rows(prompts, list(by_artifact.values()), rounds=plan.bootstrap_rounds, seed=seed)
 
     print(f"{len(prompts)} new held-out prompts x seeds {table['seeds']} (generate run {run.id}, {generate_s:.0f} s)")

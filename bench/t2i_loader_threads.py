@@ -23,6 +23,7 @@ import json
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -31,10 +32,24 @@ from backend import jobs  # noqa: E402
 from backend.jobs import store  # noqa: E402
 from backend.jobs.configs import new_run  # noqa: E402
 from backend.miniature.presets import preset  # noqa: E402
-from backend.workspace import open_workspace  # noqa: E402
+from backend.workspace import Workspace, open_workspace  # noqa: E402
 
 TRAINED = re.compile(r"trained to step (\d+) in ([\d.]+) s")
 THREADS = re.compile(r"threads (\d+)|torch takes all (\d+) cores")
+
+
+def timed_t2i_run(ws: Workspace, values: dict[str, Any]) -> tuple[float, str, int]:
+    """Run ``t2i_train`` with ``values`` in the foreground: (steps/s of its training loop, its log, run id).
+
+    The rate is the job's own "trained to step N in S s" line, so loading and saving are left out.
+    """
+    run = new_run(ws, "t2i_train", values)
+    final = jobs.run_foreground(ws, int(run.id))  # type: ignore[arg-type]
+    log = store.log_path(ws, int(run.id)).read_text()  # type: ignore[arg-type]
+    if final.status != "succeeded" or not TRAINED.search(log):
+        raise SystemExit(f"run {run.id} {final.status}:\n{jobs.log_tail(ws, int(run.id), 40)}")  # type: ignore[arg-type]
+    steps, secs = TRAINED.findall(log)[-1]
+    return int(steps) / float(secs), log, int(run.id)  # type: ignore[arg-type]
 
 
 def main() -> None:
@@ -50,16 +65,10 @@ def main() -> None:
         values = {**preset("cpu").t2i, "steps": args.steps, "num_workers": workers, "torch_threads": threads_wanted,
                   "validation_every": 10**6,
                   "checkpoint_every": 10**6, "dataset": args.dataset, "base": args.base, "mix": "alttext", "seed": 12}  # fmt: skip
-        run = new_run(ws, "t2i_train", values)
-        final = jobs.run_foreground(ws, int(run.id))  # type: ignore[arg-type]
-        log = store.log_path(ws, int(run.id)).read_text()  # type: ignore[arg-type]
-        if final.status != "succeeded" or not TRAINED.search(log):
-            raise SystemExit(f"run {run.id} {final.status}:\n{jobs.log_tail(ws, int(run.id), 40)}")  # type: ignore[arg-type]
-        steps, secs = TRAINED.findall(log)[-1]
-        rates[name] = int(steps) / float(secs)
+        rates[name], log, run_id = timed_t2i_run(ws, values)
         threads = [a or b for a, b in THREADS.findall(log)]  # the last says what training used
         print(f"{name}: num_workers {workers}, torch threads {threads[-1] if threads else '?'}, "
-              f"{rates[name]:.2f} steps/s (run {run.id})", flush=True)  # fmt: skip
+              f"{rates[name]:.2f} steps/s (run {run_id})", flush=True)  # fmt: skip
     ratios = {name: rate / rates["old"] for name, rate in rates.items()}
     print("against old: " + ", ".join(f"{name} {ratio:.2f}x" for name, ratio in ratios.items()))
     print(json.dumps({"steps": args.steps, "steps_per_s": rates, "ratio_to_old": ratios}))

@@ -141,9 +141,12 @@ def _user_id(s: Session, name: str) -> int:
     return user.id
 
 
-def write_prompts(path: Path, scenes: list[Scene], dataset: str) -> bool:
-    """Write the held-out prompts as structured JSONL; False when the file already says the same."""
-    lines = [s.structured(key=f"{dataset}-heldout-{i:04d}").to_json_line() for i, s in enumerate(scenes)]
+def write_prompts(path: Path, scenes: list[Scene], dataset: str, first: int = 0) -> bool:
+    """Write the held-out prompts as structured JSONL; False when the file already says the same.
+
+    ``scenes`` are held-out scenes ``first``, ``first + 1``, … of the sequence (their keys say so).
+    """
+    lines = [s.structured(key=f"{dataset}-heldout-{first + i:04d}").to_json_line() for i, s in enumerate(scenes)]
     text = "\n".join(lines) + "\n"
     if path.exists() and path.read_text(encoding="utf-8") == text:
         return False
@@ -212,12 +215,11 @@ def build_corpus(
         chunk = range(first, min(first + chunk_images, len(scenes)))
         # rendered before the transaction: the write lock is held for the writes alone, and other
         # writers get it while the next chunk renders (see chunk_images)
-        new_images = [i for i in chunk if _key(seed, i) not in existing]
-        pixels = {i: decode_image(png_bytes(render(scenes[i]))) for i in new_images}
+        keys = {i: _key(seed, i) for i in chunk}
+        pixels = {i: decode_image(png_bytes(render(scenes[i]))) for i, key in keys.items() if key not in existing}
         with write_session(ws) as s:
-            for i in chunk:
+            for i, key in keys.items():
                 scene = scenes[i]
-                key = _key(seed, i)
                 image_id = existing.get(key)
                 if image_id is None:
                     image, new = add_image(s, ws, dataset_id, pixels.pop(i), key, scene.to_meta())

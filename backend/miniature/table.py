@@ -82,6 +82,15 @@ def sort_generated(images: Sequence[Any], arms: Mapping[str, ArmImages]) -> list
     return prompts
 
 
+def detect_arm(arm: ArmImages, detector: Any) -> None:
+    """Fill ``arm.detections`` with every object ``detector`` finds in each of the arm's images.
+
+    No queries, as the probe read them: the mismatched-prompt baseline scores the same detections
+    against other prompts' classes.
+    """
+    arm.detections = [list(d) for d in detector.detect([PILImage.open(p).convert("RGB") for p in arm.paths])]
+
+
 def arm_rows(
     prompts: Sequence[StructuredPrompt], arms: Sequence[ArmImages], *, rounds: int = DEFAULT_ROUNDS, seed: int = 0
 ) -> dict[str, Any]:

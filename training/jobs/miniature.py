@@ -28,8 +28,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from PIL import Image as PILImage
-
 from backend.compositional.loaders import load_structured_jsonl
 from backend.jobs import configs, store
 from backend.jobs.configs import MiniatureExperimentConfig, parse_config
@@ -42,6 +40,7 @@ from backend.miniature.table import (
     ArmImages,
     arm_rows,
     caption_accuracy_by_kind,
+    detect_arm,
     sample_grid,
     sort_generated,
     to_markdown,
@@ -230,11 +229,7 @@ class Experiment:
         for arm in ordered:
             if not arm.paths:
                 raise ExperimentError(f"no generated images of arm {arm.arm} (artifact {arm.artifact}) in {generated_ds}")
-
-            pictures = [PILImage.open(p).convert("RGB") for p in arm.paths]
-            # every object found (no queries), as the probe read them: the mismatched baseline
-            # scores the same detections against other prompts' classes
-            arm.detections = [list(d) for d in detector.detect(pictures)]
+            detect_arm(arm, detector)
         result = arm_rows(prompts, ordered, rounds=plan.bootstrap_rounds, seed=self.cfg.seed)
         result["caption_accuracy"] = caption_accuracy_by_kind(
             self.ws, self.cfg.dataset, rounds=plan.bootstrap_rounds, seed=self.cfg.seed
