@@ -250,6 +250,11 @@ def test_prompt_mode_trains_one_model_for_both_styles(
                                              "both_mode": "prompt"}, expect="failed")  # fmt: skip
     assert "ved captioners take no prompt" in refused.message and "both_mode separate" in refused.message
     assert not jobs.run_metrics(ws, int(refused.id))  # type: ignore[arg-type]
+    # nor keep rehearsed alt-text apart from a human style
+    refused = run_job(ws, "captioner_train", {**TRAIN, "base": str(tiny_model_dir("ved")), "style": "long",
+                                             "replay": 4}, expect="failed")  # fmt: skip
+    assert "cannot be told apart; set replay 0" in refused.message
+    assert not jobs.run_metrics(ws, int(refused.id))  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- LoRA

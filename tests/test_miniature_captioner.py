@@ -127,3 +127,49 @@ def test_alttext_with_style_long_or_both_is_refused() -> None:
     assert cfg.captions == "human"  # today's behaviour stays the default
     with pytest.raises(ConfigError):
         parse_config("captioner_train", {"dataset": "mini", "captions": "web"})
+
+
+def test_finetune_rehearsing_alttext(smoke_captioner: Path, tmp_path: Path) -> None:
+    """``replay`` trains a seeded sample of alt-text (images outside the human set) alongside the
+    human long captions, unprompted, while the long style gets its prompt; the artifact records both."""
+    ws = Workspace(tmp_path / "home").ensure()
+    migrate(ws)
+    build_corpus(ws, "mini", n_images=24, human_images=4, seed=5, n_prompts=4)
+    values = {
+        "dataset": "mini",
+        "base": str(smoke_captioner),
+        "style": "long",
+        "replay": 6,
+        "epochs": 2,
+        "batch_size": 4,
+        "val_fraction": 0.25,
+        "eval_every": 1000,
+        "max_new_tokens": 6,
+        "lr": 1e-3,
+        "torch_threads": 1,
+        "device": "cpu",
+    }
+    run = new_run(ws, "captioner_train", values)
+    final = jobs.run_foreground(ws, int(run.id))  # type: ignore[arg-type]
+    assert final.status == "succeeded", f"{final.message}\n{jobs.log_tail(ws, int(run.id), 40)}"  # type: ignore[arg-type]
+    (artifact,) = jobs.list_artifacts(ws, kind="captioner", run_id=int(run.id))  # type: ignore[arg-type]
+    meta = artifact.meta
+    assert meta["prompts"] == {"long": "<LONG>"}  # the unprompted condition belongs to the alt-text
+    human = set(meta["training_set"]["image_ids"]) | set(meta["validation_set"]["image_ids"])
+    assert len(human) == 4 and len(meta["training_set"]["image_ids"]) == 3
+    rehearsed = meta["replay_set"]["image_ids"]
+    assert len(rehearsed) == 6 and not human & set(rehearsed)
+    # per epoch: one batch of the 3 human captions and two of the 6 alt-texts (batches keep one style)
+    assert meta["steps"] == 2 * (1 + 2)
+    assert "(+6 alt-text rehearsed)" in jobs.log_tail(ws, int(run.id), 200)  # type: ignore[arg-type]
+
+    again = new_run(ws, "captioner_train", values)  # the same seed rehearses the same sample
+    assert jobs.run_foreground(ws, int(again.id)).status == "succeeded"  # type: ignore[arg-type]
+    (second,) = jobs.list_artifacts(ws, kind="captioner", run_id=int(again.id))  # type: ignore[arg-type]
+    assert second.meta["replay_set"] == meta["replay_set"]
+
+
+def test_replay_needs_a_fine_tune_on_human_captions() -> None:
+    with pytest.raises(ConfigError, match="replay rehearses alt-text during a fine-tune on human captions"):
+        parse_config("captioner_train", {"dataset": "mini", "captions": "alttext", "replay": 10})
+    assert parse_config("captioner_train", {"dataset": "mini"}).replay == 0

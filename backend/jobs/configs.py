@@ -264,6 +264,16 @@ class CaptionerTrainConfig:
         minimum=0,
         maximum=4096,
     )
+    replay: int = opt(
+        0,
+        label="Rehearsal: alt-text captions trained alongside (0 = none)",
+        help="Train this many of the dataset's alt-text captions (a seeded sample of images outside "
+        "the human set, the same every epoch) alongside the human captions, unprompted as in alt-text "
+        "pre-training, while each human style gets its style prompt: the fine-tune rehearses what "
+        "pre-training taught. Needs a captioner that takes a prompt.",
+        group="advanced",
+        minimum=0,
+    )
     device: str = _device()
     # optional CLIP score of the validation captions at each evaluation (open_clip model name
     # + pretrained tag or local checkpoint); empty = off, so no CLIP weights are needed to train
@@ -289,6 +299,11 @@ class CaptionerTrainConfig:
         if self.lr >= 1:
             raise ConfigError(f"lr must be below 1 (got {self.lr}); typical values are 1e-5 to 1e-3")
         exclusive_unit("val_fraction", self.val_fraction)
+        if self.replay and self.captions != "human":
+            raise ConfigError(
+                f"replay rehearses alt-text during a fine-tune on human captions; with captions "
+                f"{self.captions!r} the alt-text is the training data already (set replay 0)"
+            )
         if self.captions == "alttext" and self.style != "short":
             raise ConfigError(
                 f"captions alttext trains a short captioner only (alt-text is one short caption per image), "

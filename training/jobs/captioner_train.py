@@ -14,6 +14,12 @@ Decisions worth knowing:
   ``captions="alttext"`` the data are the current ``alttext`` captions of any review status
   instead (the stand-in for RECAP's web pretraining; a short captioner), recorded in the
   artifact's meta as ``captions: "alttext"``.
+* ``replay`` > 0 rehearses pre-training during a fine-tune on human captions: a seeded sample of
+  that many alt-text captions (images outside the human set, the same sample every epoch) is
+  trained alongside, unprompted as in alt-text pre-training, while each human style is given its
+  style prompt so the model keeps the two apart. Why: a small captioner fine-tuned on 180 long
+  human captions forgot the relations its pre-training had taught it (docs/miniature.md,
+  "Positions"); continual-learning practice keeps old knowledge by mixing old data in.
 * Mixed precision goes through ``accelerate`` on a GPU, under the one device and precision
   policy of :mod:`training.devices`: fp16/bf16 on the CPU is an error said before anything
   loads, ``auto`` takes mixed precision only where there is a GPU (a GPU config stays usable
@@ -82,6 +88,7 @@ from training.metrics import bleu, cider, clip_score
 
 STYLE_KIND = {"short": "human_short", "long": "human_long"}
 STYLE_PROMPTS = {"short": "<SHORT>", "long": "<LONG>"}
+REPLAY_STYLE = "alttext"  # Example.style of rehearsed alt-text; trained with the family's own prompt
 MAX_GRAD_NORM = 1.0  # clipping keeps a tiny human set from blowing up the first steps
 
 
@@ -164,6 +171,18 @@ def apply_lora(model: torch.nn.Module, family: str, rank: int, skip_vision: bool
         r=rank, lora_alpha=2 * rank, lora_dropout=0.05, target_modules=names, fan_in_fan_out=fan_in_fan_out
     )
     return get_peft_model(model, config)
+
+
+def check_replay_prompts(adapter: CaptionerAdapter, prompts: dict[str, str | None]) -> None:
+    """Rehearsed alt-text is unprompted, so every human style needs a prompt the model can read."""
+    if not adapter.supports_prompt:
+        raise TrainError(
+            f"{adapter.family} captioners take no prompt, so rehearsed alt-text and the human style(s) "
+            "cannot be told apart; set replay 0"
+        )
+    for style, prompt in prompts.items():
+        if not prompt or not adapter.tokenizer(prompt, add_special_tokens=False)["input_ids"]:
+            raise TrainError(f"style {style!r} needs a non-empty prompt when alt-text is rehearsed")
 
 
 def check_style_prompts(adapter: CaptionerAdapter, prompts: dict[str, str | None]) -> None:
@@ -378,6 +397,10 @@ class Unit:
     val: list[Example]
     steps: int  # optimizer steps over all epochs
     offset: int  # global step before this unit (metrics and sample files of a run never collide)
+    replay: list[Example] = dataclasses.field(default_factory=list)  # rehearsed alt-text (REPLAY_STYLE)
+
+    def prompt_for(self, style: str) -> str | None:
+        return None if style == REPLAY_STYLE else self.prompts[style]
 
 
 def fine_tune(
@@ -402,6 +425,8 @@ def fine_tune(
     adapter = load_captioner(base.source, device=str(accelerator.device), dtype="float32")
     if unit.style == "both":
         check_style_prompts(adapter, unit.prompts)
+    if unit.replay:
+        check_replay_prompts(adapter, unit.prompts)
     model = adapter.model
     if cfg.freeze_vision:
         log.info("froze %d vision parameters", freeze_vision(model, adapter.family))
@@ -409,10 +434,10 @@ def fine_tune(
         model = apply_lora(model, adapter.family, cfg.lora_rank, skip_vision=cfg.freeze_vision)
     trainable = [p for p in model.parameters() if p.requires_grad]
     log.info(
-        "%s: %s %s, %d trainable of %d parameters, %d train / %d val examples, %d steps, lr %g %s, "
-        "warm-up %d",
+        "%s: %s %s, %d trainable of %d parameters, %d train / %d val examples (+%d alt-text rehearsed), "
+        "%d steps, lr %g %s, warm-up %d",
         unit.style, adapter.family, "LoRA" if cfg.lora else "full", sum(p.numel() for p in trainable),
-        sum(p.numel() for p in model.parameters()), len(unit.train), len(unit.val), unit.steps,
+        sum(p.numel() for p in model.parameters()), len(unit.train), len(unit.val), len(unit.replay), unit.steps,
         cfg.lr, cfg.lr_schedule, cfg.lr_warmup_steps,
     )  # fmt: skip
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr)
@@ -439,7 +464,7 @@ def fine_tune(
     for epoch in range(int(position["epoch"]), cfg.epochs):
         if position["finished"]:
             break
-        batches = epoch_batches(unit.train, cfg.batch_size, cfg.seed, epoch)
+        batches = epoch_batches(unit.train + unit.replay, cfg.batch_size, cfg.seed, epoch)
         start = int(position["batch"]) if epoch == position["epoch"] else 0
         for first in range(start, len(batches), cfg.grad_accum):
             group = batches[first : first + cfg.grad_accum]
@@ -452,7 +477,7 @@ def fine_tune(
                 if not mine:
                     mine, weight = micro[:1], 0.0
                 inputs = adapter.prepare_batch(
-                    [cache.get(e.image) for e in mine], [e.text for e in mine], unit.prompts[micro[0].style]
+                    [cache.get(e.image) for e in mine], [e.text for e in mine], unit.prompt_for(micro[0].style)
                 )
                 with no_sync([wrapped], skip=i < len(group) - 1):  # DDP reduces once per optimizer step
                     with accelerator.autocast():
@@ -540,6 +565,7 @@ def save_artifact(
         "both_mode": cfg.both_mode if cfg.style == "both" else None,
         "prompts": unit.prompts,
         "training_set": described(unit.train),
+        "replay_set": described(unit.replay) if unit.replay else None,
         "validation_set": described(unit.val),
         "validation_metrics": metrics,
         "steps": unit.steps,
@@ -551,21 +577,35 @@ def save_artifact(
     ctx.logger.info("registered captioner artifact %s (id %s) at %s", name, artifact.id, artifact.path)
 
 
-def plan_units(cfg: CaptionerTrainConfig, examples: list[Example]) -> list[Unit]:
+def plan_units(cfg: CaptionerTrainConfig, examples: list[Example], replay: list[Example] | None = None) -> list[Unit]:
+    """The run's fine-tunes; every unit rehearses the same ``replay`` examples (if any)."""
+    replay = replay or []
     train, val = split_by_image(examples, cfg.val_fraction, cfg.seed)
     if cfg.style == "both" and cfg.both_mode == "prompt":
         groups = [("both", {"short": STYLE_PROMPTS["short"], "long": STYLE_PROMPTS["long"]})]
     else:
         styles = ["short", "long"] if cfg.style == "both" else [cfg.style]
-        groups = [(s, {s: None}) for s in styles]  # None: the family's own default prompt
+        # None: the family's own default prompt, unless rehearsed alt-text takes it
+        groups = [(s, {s: STYLE_PROMPTS[s] if replay else None}) for s in styles]
     units, offset = [], 0
     for style, prompts in groups:
         unit_train = [e for e in train if e.style in prompts]
         unit_val = [e for e in val if e.style in prompts]
-        steps = cfg.epochs * steps_per_epoch(unit_train, cfg.batch_size, cfg.grad_accum)
-        units.append(Unit(style, prompts, unit_train, unit_val, steps, offset))
+        steps = cfg.epochs * steps_per_epoch(unit_train + replay, cfg.batch_size, cfg.grad_accum)
+        units.append(Unit(style, prompts, unit_train, unit_val, steps, offset, list(replay)))
         offset += steps
     return units
+
+
+def replay_sample(alttext: list[Example], human: list[Example], n: int, seed: int) -> list[Example]:
+    """``n`` alt-text examples of images outside the human set, seeded (a resumed run rehearses the
+    same ones), in image order; fewer when the dataset has fewer."""
+    human_images = {e.image.image_id for e in human}
+    pool = [e for e in alttext if e.image.image_id not in human_images]
+    picked = random.Random(seed).sample(pool, min(n, len(pool)))
+    return sorted(
+        (dataclasses.replace(e, style=REPLAY_STYLE) for e in picked), key=lambda e: (e.image.image_id, e.caption_id)
+    )
 
 
 def run(ctx: JobContext) -> None:
@@ -582,6 +622,11 @@ def run(ctx: JobContext) -> None:
             f"{adapter_for(base.source).family} captioners take no prompt, so one model cannot learn two "
             "caption styles; use both_mode separate (one fine-tune per style)"
         )
+    if cfg.replay and not adapter_for(base.source).supports_prompt:
+        raise TrainError(
+            f"{adapter_for(base.source).family} captioners take no prompt, so rehearsed alt-text and the "
+            "human style(s) cannot be told apart; set replay 0"
+        )
     styles = ["short", "long"] if cfg.style == "both" else [cfg.style]
     if cfg.captions == "alttext":  # validate() allows style short only
         examples = alttext_examples(ctx.ws, cfg.dataset)
@@ -595,7 +640,12 @@ def run(ctx: JobContext) -> None:
                 f"dataset {cfg.dataset!r} has no approved {STYLE_KIND[style]} captions; "
                 "annotate and approve some in the Annotate tab first"
             )
-    refs = list({e.image.image_id: e.image for e in examples}.values())
+    replay: list[Example] = []
+    if cfg.replay:
+        replay = replay_sample(alttext_examples(ctx.ws, cfg.dataset), examples, cfg.replay, cfg.seed)
+        if not replay:
+            raise TrainError(f"dataset {cfg.dataset!r} has no alttext captions outside the human set to rehearse")
+    refs = list({e.image.image_id: e.image for e in [*examples, *replay]}.values())
     unreadable: dict[int, str] = {}
     for part in gather(ImageCache().readable(refs[dist.rank :: dist.world]), dist):  # each rank a share
         unreadable.update(part)
@@ -603,13 +653,14 @@ def run(ctx: JobContext) -> None:
         log.warning("leaving out image %d of the training data: %s", image_id, reason)
         ctx.metric_once(image_id, "skipped", 1.0)
     examples = [e for e in examples if e.image.image_id not in unreadable]
-    units = plan_units(cfg, examples)
+    replay = [e for e in replay if e.image.image_id not in unreadable]
+    units = plan_units(cfg, examples, replay)
     total_steps = sum(u.steps for u in units)
     log.info(
-        "captioner_train on %s (%s captions): base %s, styles %s (%s), %d examples, device %s, precision %s, "
-        "threads %d",
+        "captioner_train on %s (%s captions): base %s, styles %s (%s), %d examples, %d alt-text rehearsed, "
+        "device %s, precision %s, threads %d",
         cfg.dataset, cfg.captions, cfg.base, styles, cfg.both_mode if cfg.style == "both" else "single", len(examples),
-        device, precision, threads,
+        len(replay), device, precision, threads,
     )  # fmt: skip
     scorer = None
     if cfg.clip_model and dist.main:  # only rank 0 evaluates
