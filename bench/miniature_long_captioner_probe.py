@@ -64,16 +64,20 @@ def held_out_sample(ws: Workspace, dataset_images: int) -> list[Image]:
     return images[:: max(len(images) // dataset_images, 1)][:dataset_images]
 
 
-def score(ws: Workspace, artifact_id: str, images: list[Image]) -> tuple[dict[str, list[float | None]], str]:
-    """(aspect -> [precision, recall]) of the artifact's long captions of ``images``, and one caption."""
+def score(
+    ws: Workspace, artifact_id: str, images: list[Image], prompt: str | None = "meta", num_beams: int = 1
+) -> tuple[dict[str, list[float | None]], str]:
+    """(aspect -> [precision, recall]) of the artifact's long captions of ``images``, and one caption.
+    ``prompt`` "meta" is the artifact's own long prompt; None captions unprompted."""
     artifact = get_artifact(ws, artifact_id)
-    prompt = (artifact.meta.get("prompts") or {}).get("long")
+    if prompt == "meta":
+        prompt = (artifact.meta.get("prompts") or {}).get("long")
     adapter = load_captioner(artifact_path(ws, artifact))
     texts: list[str] = []
     for start in range(0, len(images), BATCH):
         chunk = images[start : start + BATCH]
         pixels = [PILImage.open(image_path(ws, im.sha256, im.ext)).convert("RGB") for im in chunk]
-        texts += adapter.generate(adapter.prepare_batch(pixels, prompt=prompt), max_new_tokens=120)
+        texts += adapter.generate(adapter.prepare_batch(pixels, prompt=prompt), max_new_tokens=120, num_beams=num_beams)
     summary = summarise([caption_accuracy(t, Scene.from_meta(im.meta)) for t, im in zip(texts, images, strict=True)],
                         rounds=50)  # fmt: skip
     out = {a: [summary.precision[a].value, summary.recall[a].value] for a in ASPECTS}
