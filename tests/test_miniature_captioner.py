@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from backend import jobs
 from backend.db import migrate
 from backend.jobs.configs import ConfigError, new_run, parse_config
+from backend.jobs.models import Artifact
 from backend.miniature.corpus import build_corpus
 from backend.miniature.world import render, sample_scene
 from backend.workspace import Workspace
@@ -28,6 +30,23 @@ def smoke_captioner(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from training.miniature_captioner import build_world_captioner
 
     return build_world_captioner(tmp_path_factory.mktemp("captioner") / "smoke", size="smoke", seed=0)
+
+
+def mini_workspace(home: Path, human_images: int) -> Workspace:
+    """A migrated workspace holding a 24-image miniature corpus (dataset ``mini``)."""
+    ws = Workspace(home).ensure()
+    migrate(ws)
+    build_corpus(ws, "mini", n_images=24, human_images=human_images, seed=5, n_prompts=4)
+    return ws
+
+
+def train_captioner(ws: Workspace, values: dict[str, Any]) -> tuple[int, Artifact]:
+    """Run ``captioner_train`` through the real runner; its run id and its one artifact."""
+    run = new_run(ws, "captioner_train", values)
+    final = jobs.run_foreground(ws, int(run.id))  # type: ignore[arg-type]
+    assert final.status == "succeeded", f"{final.message}\n{jobs.log_tail(ws, int(run.id), 40)}"  # type: ignore[arg-type]
+    (artifact,) = jobs.list_artifacts(ws, kind="captioner", run_id=int(run.id))  # type: ignore[arg-type]
+    return int(run.id), artifact  # type: ignore[arg-type]
 
 
 def test_builder_folder_loads_with_from_pretrained_and_captions(smoke_captioner: Path) -> None:
@@ -62,9 +81,7 @@ def test_builder_folder_loads_with_from_pretrained_and_captions(smoke_captioner:
 
 
 def test_alttext_pretraining_through_the_runner(smoke_captioner: Path, tmp_path: Path) -> None:
-    ws = Workspace(tmp_path / "home").ensure()
-    migrate(ws)
-    build_corpus(ws, "mini", n_images=24, human_images=2, seed=5, n_prompts=4)
+    ws = mini_workspace(tmp_path / "home", human_images=2)
     values = {
         "dataset": "mini",
         "base": str(smoke_captioner),
@@ -80,10 +97,7 @@ def test_alttext_pretraining_through_the_runner(smoke_captioner: Path, tmp_path:
         "torch_threads": 1,
         "device": "cpu",
     }
-    run = new_run(ws, "captioner_train", values)
-    final = jobs.run_foreground(ws, int(run.id))  # type: ignore[arg-type]
-    assert final.status == "succeeded", f"{final.message}\n{jobs.log_tail(ws, int(run.id), 40)}"  # type: ignore[arg-type]
-    (artifact,) = jobs.list_artifacts(ws, kind="captioner", run_id=int(run.id))  # type: ignore[arg-type]
+    run_id, artifact = train_captioner(ws, values)
     meta = artifact.meta
     assert meta["captions"] == "alttext" and meta["style"] == "short"
     assert "alttext" in artifact.name
@@ -102,7 +116,7 @@ def test_alttext_pretraining_through_the_runner(smoke_captioner: Path, tmp_path:
     assert state["step"] == 3
     assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-3 * lr_factor(2, 3, "cosine"))
     assert lr_factor(2, 3, "cosine") == pytest.approx(0.25)
-    assert "lr 0.001 cosine, warm-up 0" in jobs.log_tail(ws, int(run.id), 200)  # type: ignore[arg-type]
+    assert "lr 0.001 cosine, warm-up 0" in jobs.log_tail(ws, run_id, 200)
 
     from training.adapters import load_captioner
 
@@ -132,9 +146,7 @@ def test_alttext_with_style_long_or_both_is_refused() -> None:
 def test_finetune_rehearsing_alttext(smoke_captioner: Path, tmp_path: Path) -> None:
     """``replay`` trains a seeded sample of alt-text (images outside the human set) alongside the
     human long captions, unprompted, while the long style gets its prompt; the artifact records both."""
-    ws = Workspace(tmp_path / "home").ensure()
-    migrate(ws)
-    build_corpus(ws, "mini", n_images=24, human_images=4, seed=5, n_prompts=4)
+    ws = mini_workspace(tmp_path / "home", human_images=4)
     values = {
         "dataset": "mini",
         "base": str(smoke_captioner),
@@ -149,10 +161,7 @@ def test_finetune_rehearsing_alttext(smoke_captioner: Path, tmp_path: Path) -> N
         "torch_threads": 1,
         "device": "cpu",
     }
-    run = new_run(ws, "captioner_train", values)
-    final = jobs.run_foreground(ws, int(run.id))  # type: ignore[arg-type]
-    assert final.status == "succeeded", f"{final.message}\n{jobs.log_tail(ws, int(run.id), 40)}"  # type: ignore[arg-type]
-    (artifact,) = jobs.list_artifacts(ws, kind="captioner", run_id=int(run.id))  # type: ignore[arg-type]
+    run_id, artifact = train_captioner(ws, values)
     meta = artifact.meta
     assert meta["prompts"] == {"long": "<LONG>"}  # the unprompted condition belongs to the alt-text
     human = set(meta["training_set"]["image_ids"]) | set(meta["validation_set"]["image_ids"])
@@ -161,11 +170,9 @@ def test_finetune_rehearsing_alttext(smoke_captioner: Path, tmp_path: Path) -> N
     assert len(rehearsed) == 6 and not human & set(rehearsed)
     # per epoch: one batch of the 3 human captions and two of the 6 alt-texts (batches keep one style)
     assert meta["steps"] == 2 * (1 + 2)
-    assert "(+6 alt-text rehearsed)" in jobs.log_tail(ws, int(run.id), 200)  # type: ignore[arg-type]
+    assert "(+6 alt-text rehearsed)" in jobs.log_tail(ws, run_id, 200)
 
-    again = new_run(ws, "captioner_train", values)  # the same seed rehearses the same sample
-    assert jobs.run_foreground(ws, int(again.id)).status == "succeeded"  # type: ignore[arg-type]
-    (second,) = jobs.list_artifacts(ws, kind="captioner", run_id=int(again.id))  # type: ignore[arg-type]
+    _, second = train_captioner(ws, values)  # the same seed rehearses the same sample
     assert second.meta["replay_set"] == meta["replay_set"]
 
 
