@@ -180,3 +180,46 @@ def test_replay_needs_a_fine_tune_on_human_captions() -> None:
     with pytest.raises(ConfigError, match="replay rehearses alt-text during a fine-tune on human captions"):
         parse_config("captioner_train", {"dataset": "mini", "captions": "alttext", "replay": 10})
     assert parse_config("captioner_train", {"dataset": "mini"}).replay == 0
+
+
+def test_mirrored_examples_swap_left_and_right(tmp_path: Path) -> None:
+    """A mirrored example is the image flipped left-right with left/right swapped in its caption."""
+    import numpy as np
+
+    from training.data import Example, ImageCache, ImageRef, mirrored_example, swap_left_right
+
+    assert swap_left_right("Left: a disc to the right of the square, leftmost at the top left.") == (
+        "Right: a disc to the left of the square, rightmost at the top right."
+    )
+    assert swap_left_right("LEFT or Right, bright light") == "RIGHT or Left, bright light"
+    path = tmp_path / "scene.png"
+    render(sample_scene(random.Random(3))).save(path)
+    example = Example(ImageRef(7, path, "scene.png"), 11, "A red circle on the left.", "long")
+    mirrored = mirrored_example(example)
+    assert (mirrored.text, mirrored.mirrored, mirrored.caption_id) == ("A red circle on the right.", True, 11)
+    assert mirrored_example(mirrored) == example
+    cache = ImageCache()
+    assert np.array_equal(np.asarray(cache.of(mirrored)), np.asarray(cache.of(example))[:, ::-1])
+
+
+def test_finetune_with_mirrored_examples(smoke_captioner: Path, tmp_path: Path) -> None:
+    """``mirror`` doubles the training examples (not the validation ones) and says so in the artifact."""
+    ws = mini_workspace(tmp_path / "home", human_images=4)
+    values = {
+        "dataset": "mini",
+        "base": str(smoke_captioner),
+        "style": "long",
+        "mirror": True,
+        "epochs": 1,
+        "batch_size": 2,
+        "val_fraction": 0.25,
+        "eval_every": 1000,
+        "max_new_tokens": 6,
+        "torch_threads": 1,
+        "device": "cpu",
+    }
+    run_id, artifact = train_captioner(ws, values)
+    meta = artifact.meta
+    assert len(meta["training_set"]["caption_ids"]) == 3 and meta["config"]["mirror"] is True
+    assert meta["steps"] == 3  # 3 captions and their 3 mirror images, 2 to a batch
+    assert "6 train / 1 val examples" in jobs.log_tail(ws, run_id, 200)

@@ -19,10 +19,12 @@ workers plain records.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import multiprocessing
 import os
 import random
+import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -227,12 +229,41 @@ def to_device(batch: Batch, device: torch.device) -> Batch:
 
 @dataclass(frozen=True)
 class Example:
-    """One approved human caption of one image, in one style."""
+    """One approved human caption of one image, in one style (``mirrored``: the image flipped
+    left-right, ``text`` already saying so; see :func:`mirrored_example`)."""
 
     image: ImageRef
     caption_id: int
     text: str
     style: str
+    mirrored: bool = False
+
+
+_LEFT_RIGHT = re.compile(r"\b(left|right)", re.IGNORECASE)
+
+
+def swap_left_right(text: str) -> str:
+    """``text`` as it reads of the mirror image: every word starting "left" or "right" swapped
+    ("leftmost" -> "rightmost"), with its capitalisation.
+
+    Only English, and only the two words: a caption that names writing, a hand or a driving
+    side is wrong once mirrored, which is why mirroring is opt-in.
+    """
+
+    def swap(match: re.Match[str]) -> str:
+        word = match.group(1)
+        other = "right" if word.lower() == "left" else "left"
+        if word.isupper():
+            return other.upper()
+        return other.capitalize() if word[0].isupper() else other
+
+    return _LEFT_RIGHT.sub(swap, text)
+
+
+def mirrored_example(example: Example) -> Example:
+    """The same caption of the image flipped left-right: a second, exactly labelled example of
+    every left/right relation the annotator wrote."""
+    return dataclasses.replace(example, text=swap_left_right(example.text), mirrored=not example.mirrored)
 
 
 def approved_examples(ws: Workspace, dataset: str, kinds: dict[str, str]) -> list[Example]:
@@ -320,6 +351,11 @@ class ImageCache:
         if image is None:
             image = self._images[ref.image_id] = load_rgb(ref.path)
         return image
+
+    def of(self, example: Example) -> PILImage.Image:
+        """The example's image, flipped left-right when the example is mirrored."""
+        image = self.get(example.image)
+        return image.transpose(PILImage.Transpose.FLIP_LEFT_RIGHT) if example.mirrored else image
 
     def readable(self, refs: Iterable[ImageRef]) -> dict[int, str]:
         """Decode every ref now; returns {image_id: reason} for those that fail."""

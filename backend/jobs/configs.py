@@ -274,6 +274,15 @@ class CaptionerTrainConfig:
         group="advanced",
         minimum=0,
     )
+    mirror: bool = opt(
+        False,
+        label="Also train on each example mirrored left-right",
+        help="Train every training example a second time with its image flipped left-right and "
+        "left/right swapped in its caption: twice the examples of every left/right relation. "
+        "Only for images whose mirror image is as plausible as the original (no writing, no "
+        "handedness), and English captions.",
+        group="advanced",
+    )
     device: str = _device()
     # optional CLIP score of the validation captions at each evaluation (open_clip model name
     # + pretrained tag or local checkpoint); empty = off, so no CLIP weights are needed to train

@@ -6,13 +6,15 @@ rewritten from the scene). No arm may train on those, so they stay out of the st
 (``captioner_conventions.patch``) switches them on by environment variables in a separate
 worktree, and every step is still an ordinary ``captioner_train`` run:
 
-    git worktree add /tmp/probe HEAD && cd /tmp/probe && git apply bench/probes/captioner_conventions.patch
+    git worktree add /tmp/probe e0651ae && cd /tmp/probe && git apply bench/probes/captioner_conventions.patch
     .venv-python bench/probes/captioner_conventions.py pretrain --home WS --base 2 --epochs 13 \\
         --env PROBE_PRETRAIN_KIND=truth PROBE_TRUTH_FLIP=1
     .venv-python bench/probes/captioner_conventions.py finetune --home WS --base ART [--env PROBE_LONG_KEEP=flipped]
     .venv-python bench/probes/captioner_conventions.py score --home WS --artifact ART [--prompt none]
 
-A wider text decoder (the patch's ``probe_wide_decoder`` size) is built in the patched tree with
+The patch is against commit e0651ae (later commits changed the code it patches); the probes
+that need no patch (``finetune --values``, ``score``) run from any checkout. A wider text
+decoder (the patch's ``probe_wide_decoder`` size) is built in the patched tree with
 ``python -m training.miniature_captioner --out DIR --size probe_wide_decoder`` and passed as
 ``--base DIR``. Run it from the worktree's root (the job runner imports the code of the current directory), on a
 copy of an experiment's workspace (WS; every run is added to it). Environment switches of the

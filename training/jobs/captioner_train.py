@@ -20,6 +20,11 @@ Decisions worth knowing:
   style prompt so the model keeps the two apart. Why: a small captioner fine-tuned on 180 long
   human captions forgot the relations its pre-training had taught it (docs/miniature.md,
   "Positions"); continual-learning practice keeps old knowledge by mixing old data in.
+* ``mirror`` trains every training example twice, the second time flipped left-right with
+  "left" and "right" swapped in its caption. Why: in 180 long human captions each left/right
+  relation is a handful of examples, and a small captioner fine-tuned on them kept few positions
+  (docs/miniature.md, "Fifth round"); the mirror image is an exact, free second label wherever
+  the world has no handedness (the miniature world has none: symmetric shapes, no writing).
 * Mixed precision goes through ``accelerate`` on a GPU, under the one device and precision
   policy of :mod:`training.devices`: fp16/bf16 on the CPU is an error said before anything
   loads, ``auto`` takes mixed precision only where there is a GPU (a GPU config stays usable
@@ -60,7 +65,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from sqlmodel import col, select
+from sqlmodel import col, func, select
 
 from backend.datasets import get_dataset
 from backend.db import read_session
@@ -77,6 +82,7 @@ from training.data import (
     ImageRef,
     approved_examples,
     epoch_batches,
+    mirrored_example,
     set_torch_threads,
     split_by_image,
     steps_per_epoch,
@@ -216,21 +222,34 @@ def loss_through(adapter: CaptionerAdapter, module: torch.nn.Module, batch: dict
         adapter.model = plain
 
 
-def alttext_examples(ws: Any, dataset: str) -> list[Example]:
+def _alttext_query(dataset_id: int, *columns: Any) -> Any:
+    """The current ``alttext`` captions of one dataset (any review status), by image then id."""
+    return (
+        select(*columns)
+        .join(Image, col(Image.id) == col(Caption.image_id))
+        .where(
+            Image.dataset_id == dataset_id,
+            Caption.kind == CaptionKind.alttext.value,
+            Caption.is_current == True,  # noqa: E712 - SQL expression
+            func.trim(Caption.text) != "",
+        )
+        .order_by(col(Caption.image_id), col(Caption.id))
+    )
+
+
+def alttext_examples(ws: Any, dataset: str, caption_ids: list[int] | None = None) -> list[Example]:
     """The current ``alttext`` captions of ``dataset``, any review status, as short-style
-    examples, by image then id (alt-text is nobody's work to approve: it came with the image)."""
+    examples, by image then id (alt-text is nobody's work to approve: it came with the image);
+    only those of ``caption_ids`` when given."""
     with read_session(ws) as s:
-        ds = get_dataset(s, dataset)
-        rows = s.exec(
-            select(Caption, Image)
-            .join(Image, col(Image.id) == col(Caption.image_id))
-            .where(
-                Image.dataset_id == ds.id,
-                Caption.kind == CaptionKind.alttext.value,
-                Caption.is_current == True,  # noqa: E712 - SQL expression
-            )
-            .order_by(col(Caption.image_id), col(Caption.id))
-        ).all()
+        query = _alttext_query(int(get_dataset(s, dataset).id), Caption, Image)  # type: ignore[arg-type]
+        rows = []
+        if caption_ids is None:
+            rows = list(s.exec(query).all())
+        else:  # in chunks: SQLite caps the number of bound parameters
+            for i in range(0, len(caption_ids), 500):
+                rows += s.exec(query.where(col(Caption.id).in_(caption_ids[i : i + 500]))).all()
+            rows.sort(key=lambda row: (row[1].id, row[0].id))
         refs: dict[int, ImageRef] = {}
         out = []
         for caption, image in rows:
@@ -241,6 +260,14 @@ def alttext_examples(ws: Any, dataset: str) -> list[Example]:
                 ref = refs[int(image.id)] = _image_ref(ws, image)  # type: ignore[arg-type]
             out.append(Example(ref, int(caption.id), caption.text, "short"))  # type: ignore[arg-type]
         return out
+
+
+def alttext_ids(ws: Any, dataset: str) -> list[tuple[int, int]]:
+    """``(caption id, image id)`` of every current alt-text caption of ``dataset``, by image then id:
+    what a rehearsal sample is drawn from without reading millions of captions' text."""
+    with read_session(ws) as s:
+        query = _alttext_query(int(get_dataset(s, dataset).id), Caption.id, Caption.image_id)  # type: ignore[arg-type]
+        return [(int(c), int(i)) for c, i in s.exec(query).all()]
 
 
 def _image_ref(ws: Any, image: Image) -> ImageRef:
@@ -477,7 +504,7 @@ def fine_tune(
                 if not mine:
                     mine, weight = micro[:1], 0.0
                 inputs = adapter.prepare_batch(
-                    [cache.get(e.image) for e in mine], [e.text for e in mine], unit.prompt_for(micro[0].style)
+                    [cache.of(e) for e in mine], [e.text for e in mine], unit.prompt_for(micro[0].style)
                 )
                 with no_sync([wrapped], skip=i < len(group) - 1):  # DDP reduces once per optimizer step
                     with accelerator.autocast():
@@ -553,7 +580,7 @@ def save_artifact(
     def described(examples: list[Example]) -> dict[str, list[int]]:
         return {
             "image_ids": sorted({e.image.image_id for e in examples}),
-            "caption_ids": sorted(e.caption_id for e in examples),
+            "caption_ids": sorted({e.caption_id for e in examples}),  # a mirrored example is its caption again
         }
 
     meta = {
@@ -581,6 +608,8 @@ def plan_units(cfg: CaptionerTrainConfig, examples: list[Example], replay: list[
     """The run's fine-tunes; every unit rehearses the same ``replay`` examples (if any)."""
     replay = replay or []
     train, val = split_by_image(examples, cfg.val_fraction, cfg.seed)
+    if cfg.mirror:  # after the split: a validation image's mirror image is no training example
+        train = train + [mirrored_example(e) for e in train]
     if cfg.style == "both" and cfg.both_mode == "prompt":
         groups = [("both", {"short": STYLE_PROMPTS["short"], "long": STYLE_PROMPTS["long"]})]
     else:
@@ -597,15 +626,13 @@ def plan_units(cfg: CaptionerTrainConfig, examples: list[Example], replay: list[
     return units
 
 
-def replay_sample(alttext: list[Example], human: list[Example], n: int, seed: int) -> list[Example]:
+def replay_sample(ws: Any, dataset: str, human: list[Example], n: int, seed: int) -> list[Example]:
     """``n`` alt-text examples of images outside the human set, seeded (a resumed run rehearses the
-    same ones), in image order; fewer when the dataset has fewer."""
+    same ones), in image order; fewer when the dataset has fewer. Only the sample's text is read."""
     human_images = {e.image.image_id for e in human}
-    pool = [e for e in alttext if e.image.image_id not in human_images]
+    pool = [caption_id for caption_id, image_id in alttext_ids(ws, dataset) if image_id not in human_images]
     picked = random.Random(seed).sample(pool, min(n, len(pool)))
-    return sorted(
-        (dataclasses.replace(e, style=REPLAY_STYLE) for e in picked), key=lambda e: (e.image.image_id, e.caption_id)
-    )
+    return [dataclasses.replace(e, style=REPLAY_STYLE) for e in alttext_examples(ws, dataset, picked)]
 
 
 def run(ctx: JobContext) -> None:
@@ -642,7 +669,7 @@ def run(ctx: JobContext) -> None:
             )
     replay: list[Example] = []
     if cfg.replay:
-        replay = replay_sample(alttext_examples(ctx.ws, cfg.dataset), examples, cfg.replay, cfg.seed)
+        replay = replay_sample(ctx.ws, cfg.dataset, examples, cfg.replay, cfg.seed)
         if not replay:
             raise TrainError(f"dataset {cfg.dataset!r} has no alttext captions outside the human set to rehearse")
     refs = list({e.image.image_id: e.image for e in [*examples, *replay]}.values())
