@@ -22,8 +22,11 @@ from sqlalchemy import exists, func
 from sqlmodel import select
 
 from backend.clip_tokens import CONTEXT_LENGTH, clip_token_count, word_count
+from backend.compositional.prompts import PromptFormatError
 from backend.datasets import DatasetNotFound, get_dataset
 from backend.db import read_session
+from backend.miniature.accuracy import AspectScore, caption_accuracy
+from backend.miniature.world import Scene
 from backend.models import Caption, CaptionKind, Dataset, Image, User
 from backend.scores import CaptionScore, caption_scores
 from backend.shards import member_refs
@@ -109,6 +112,8 @@ class Variant:
     label: str = ""  # unique within an image, e.g. "human short · ann"
     # newest score per (metric, model, pretrained): (metric, value, "model/pretrained", truncated)
     scores: list[tuple[str, float, str, bool]] = field(default_factory=list)
+    # against the image's ground truth, where it has one (the miniature world): aspect -> score
+    truth_accuracy: dict[str, AspectScore] | None = None
 
     @property
     def truncated(self) -> bool:
@@ -291,6 +296,16 @@ def _labelled(variants: list[Variant]) -> list[Variant]:
     return variants
 
 
+def ground_truth_scene(meta: dict[str, Any] | None) -> Scene | None:
+    """The image's exact ground truth, where it has one (the miniature world's images); else None."""
+    if not meta:
+        return None
+    try:
+        return Scene.from_meta(meta)
+    except (PromptFormatError, KeyError, TypeError, ValueError):
+        return None
+
+
 def _latest_scores(rows: list[CaptionScore]) -> list[tuple[str, float, str, bool]]:
     """The newest score per metric and scoring model (rows come newest first)."""
     seen: set[tuple[str, str, str]] = set()
@@ -341,6 +356,10 @@ def image_variants(ws: Workspace, image_id: int, viewer: Viewer = EVERYONE) -> I
         for c, author in captions
     ]
     variants.sort(key=lambda v: (kind_sort_key(v.kind), v.caption_id))
+    scene = ground_truth_scene(image.meta)
+    if scene is not None:  # why: a reviewer sees at once what each caption gets right, not only how it reads
+        for v in variants:
+            v.truth_accuracy = caption_accuracy(v.text, scene).aspects
     path, thumb, meta = image_path(ws, image.sha256, image.ext), thumb_path(ws, image.sha256), image.meta
     if ref is not None and not path.exists():  # registered by reference: read out of its shard now
         try:

@@ -9,15 +9,29 @@ metrics and bootstrap: an ordinary ``generate`` run, then the table's own
 :func:`backend.miniature.table.arm_rows`. It is a second, larger sample of the same models, not a
 replacement for the experiment's table, and its size is fixed by the arguments before it runs.
 
-    .venv/bin/python bench/miniature_more_prompts.py --home WS --experiment RUN_ID [--first 100] [--prompts 400]
+``--extra "NAME=ARTIFACT"`` adds a probe's T2I checkpoint (e.g. ``bench/probes/t2i_caption_ceiling.py``)
+as one more arm on the same prompts and seeds; each extra arm is compared, paired, with RECAP Mix
+and with the upper bound.
+
+``--prompt-style annotator`` asks the T2I models in the annotators' words instead of the world's
+one template: each prompt's text becomes the simulated annotator's long caption of its held-out
+scene, without mistakes (seeded per prompt), while what is scored (objects, counts, colours,
+relations) stays the prompt's. It is a probe of prompt style, like DALL-E 3's prompt upsampling,
+with one difference to say aloud: the annotator also writes where each object sits, which the
+world's prompt does not state.
+
+    .venv/bin/python bench/miniature_more_prompts.py --home WS --experiment RUN_ID [--first 100] [--prompts 400] \
+        [--extra "NAME=ARTIFACT" ...]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import random
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,9 +40,17 @@ sys.path.insert(0, str(ROOT))
 from backend import jobs  # noqa: E402
 from backend.jobs import store  # noqa: E402
 from backend.jobs.configs import new_run  # noqa: E402
+from backend.miniature.captions import SimulatedAnnotator  # noqa: E402
 from backend.miniature.corpus import held_out_scenes, write_prompts  # noqa: E402
 from backend.miniature.presets import TABLE_METRICS, preset  # noqa: E402
-from backend.miniature.table import METRIC_LABELS, ArmImages, arm_rows, detect_arm, sort_generated  # noqa: E402
+from backend.miniature.table import (  # noqa: E402
+    METRIC_LABELS,
+    ArmImages,
+    arm_difference,
+    arm_rows,
+    detect_arm,
+    sort_generated,
+)
 from backend.workspace import open_workspace  # noqa: E402
 from training.detectors import load_detector  # noqa: E402
 from training.jobs.t2i_eval import generated_images  # noqa: E402
@@ -38,12 +60,25 @@ def cell(v: dict) -> str:
     return f"{v['value']:+.3f} [{v['lower']:+.3f}, {v['upper']:+.3f}]"
 
 
+def write_annotator_prompts(path: Path, scenes: list, dataset: str, first: int, seed: int) -> None:
+    """The held-out prompts with each text rewritten as the annotator's long caption of its scene."""
+    annotator = SimulatedAnnotator(mistake_rate=0.0)
+    lines = []
+    for i, scene in enumerate(scenes):
+        text = annotator.long(scene, random.Random(f"prompt-style:{seed}:{first + i}")).text
+        lines.append(replace(scene.structured(key=f"{dataset}-heldout-{first + i:04d}"), prompt=text).to_json_line())
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--home", required=True)
     ap.add_argument("--experiment", required=True, type=int, help="the miniature experiment's run id")
     ap.add_argument("--first", type=int, default=100, help="first held-out prompt (the experiment used 0..N-1)")
     ap.add_argument("--prompts", type=int, default=400)
+    ap.add_argument("--prompt-style", choices=("world", "annotator"), default="world")
+    ap.add_argument("--extra", nargs="*", default=[], help="probe arms, NAME=ARTIFACT (a t2i artifact id)")
     args = ap.parse_args()
     ws = open_workspace(args.home)
     table = json.loads((store.run_dir(ws, jobs.get_run(ws, args.experiment)) / "table.json").read_text())
@@ -51,12 +86,19 @@ def main() -> None:
     if args.first < table["prompts"]:
         raise SystemExit(f"--first {args.first} overlaps the experiment's own {table['prompts']} prompts")
     arms = {a["arm"]: (a["caption_condition"], str(a["artifact"])) for a in table["arms"]}
+    extra = dict(e.rsplit("=", 1) for e in args.extra)
+    arms.update({name: ("probe", artifact) for name, artifact in extra.items()})
     dataset, seed = table["dataset"], int(table["seed"])
 
     scenes = held_out_scenes(args.first + args.prompts, seed)[args.first :]
-    path = ws.home / "prompts" / f"{dataset}-heldout-{args.first}-{args.first + args.prompts - 1}.jsonl"
-    write_prompts(path, scenes, dataset, first=args.first)
-    out_ds = f"{dataset}-more-prompts-run{args.experiment}-{args.first}-{args.first + args.prompts - 1}"
+    span = f"{args.first}-{args.first + args.prompts - 1}"
+    style = "" if args.prompt_style == "world" else f"-{args.prompt_style}"
+    path = ws.home / "prompts" / f"{dataset}-heldout{style}-{span}.jsonl"
+    if args.prompt_style == "world":
+        write_prompts(path, scenes, dataset, first=args.first)
+    else:
+        write_annotator_prompts(path, scenes, dataset, args.first, seed)
+    out_ds = f"{dataset}-more-prompts{style}-run{args.experiment}-{span}"
     started = time.perf_counter()
     run = new_run(ws, "generate", {"prompts": str(path), "checkpoints": [a for _, a in arms.values()],
                                    "seeds": list(table["seeds"]), "output_dataset": out_ds, **plan.generate})  # fmt: skip
@@ -73,7 +115,7 @@ def main() -> None:
         detect_arm(arm, detector)
     result = arm_rows(prompts, list(by_artifact.values()), rounds=plan.bootstrap_rounds, seed=seed)
 
-    print(f"{len(prompts)} new held-out prompts x seeds {table['seeds']} (generate run {run.id}, {generate_s:.0f} s)")
+    print(f"{len(prompts)} new held-out prompts ({args.prompt_style} style) x seeds {table['seeds']} (generate run {run.id}, {generate_s:.0f} s)")
     print("| arm | " + " | ".join(METRIC_LABELS[m] for m in TABLE_METRICS) + " |")
     print("|---|" + "---|" * len(TABLE_METRICS))
     for row in result["arms"]:
@@ -84,7 +126,17 @@ def main() -> None:
         print(f"| chance ({row['arm']}'s images) | " + " | ".join(chance) + " |")
     if result["differences"]:
         print("| **RECAP Mix − Alttext** | " + " | ".join(cell(result["differences"][m]) for m in TABLE_METRICS) + " |")
-    print(json.dumps({"experiment": args.experiment, "first": args.first, "prompts": len(prompts),
+    named = {a.arm: a for a in by_artifact.values()}
+    probes = {}
+    for name in extra:
+        for other in ("RECAP Mix", "Ground truth (upper bound)"):
+            if other not in named:
+                continue
+            d = arm_difference(prompts, named[name], named[other], rounds=plan.bootstrap_rounds, seed=seed)
+            probes[f"{name} − {other}"] = d
+            print(f"| {name} − {other} | " + " | ".join(cell(d[m]) for m in TABLE_METRICS) + " |")
+    result["probe_differences"] = probes
+    print(json.dumps({"experiment": args.experiment, "first": args.first, "prompts": len(prompts), "prompt_style": args.prompt_style,
                       "generate_run": run.id, "generate_s": round(generate_s, 1), **result}))  # fmt: skip
 
 

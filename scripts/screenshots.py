@@ -69,6 +69,10 @@ def main(
             for name, ready, filename in MAIN_TABS:
                 page.locator("#main-tabs").get_by_role("tab", name=name, exact=True).click()
                 page.wait_for_selector(ready, state="visible")
+                if name == "Review":  # one image open, so the picture shows its captions side by side
+                    page.wait_for_selector("#review-gallery img")
+                    page.locator("#review-gallery .thumbnail-item").first.click()
+                    page.wait_for_function("() => document.querySelector('#variants th') !== null")
                 time.sleep(SETTLE_S)
                 page.screenshot(path=str(out / filename), full_page=True)
                 typer.echo(out / filename)

@@ -1,6 +1,7 @@
 """Review tab: browse a dataset one page of thumbnails at a time, open an image to compare
 every caption variant side by side (alt-text | human | recap | other) with word and CLIP
-token counts, diff any two variants word by word, and look at dataset statistics.
+token counts (and, for an image with an exact ground truth, how much of each caption is right),
+diff any two variants word by word, and look at dataset statistics.
 
 Design notes
 - One ``gr.Gallery`` holds one page; filters and paging are SQL queries
@@ -79,6 +80,31 @@ def _badge(v: Variant) -> str:
     return f"<span class='rv-badge rv-fits'>fits CLIP ({v.clip_tokens}/{CONTEXT_LENGTH})</span>"
 
 
+ASPECT_LABELS = {"objects": "objects", "colors": "colours", "counts": "counts", "positions": "positions"}
+TRUTH_TITLE = (
+    "Against this image's ground truth. right: what the caption states that is true, of what it states; "
+    "found: what the truth holds that the caption states, of all of it."
+)
+
+
+def truth_html(v: Variant) -> str:
+    """The caption scored against the image's ground truth, one line per aspect ('' without a truth)."""
+    if v.truth_accuracy is None:
+        return ""
+    rows = []
+    for aspect, label in ASPECT_LABELS.items():
+        a = v.truth_accuracy.get(aspect)
+        if a is None:
+            continue
+        flawless = a.correct == a.claims and a.recalled == a.facts
+        right = f"{a.correct}/{a.claims} right" if a.claims else "none stated"
+        rows.append(
+            f"<div class='rv-truth-row{' rv-truth-ok' if flawless else ''}' data-aspect='{aspect}'>"
+            f"{label}: {right} · {a.recalled}/{a.facts} found</div>"
+        )
+    return f"<div class='rv-truth' title='{esc(TRUTH_TITLE)}'><b>vs truth</b>{''.join(rows)}</div>"
+
+
 def variants_html(detail: ImageDetail | None) -> str:
     """Every variant in its own column, ordered alt-text | human short | human long | recap short | recap long | other."""
     if detail is None:
@@ -97,7 +123,8 @@ def variants_html(detail: ImageDetail | None) -> str:
             for metric, value, model, cut in v.scores
         )
         counts.append(
-            f"<td class='rv-counts'><span>{v.words} words · {v.clip_tokens} CLIP tokens</span> {_badge(v)}{scores}</td>"
+            f"<td class='rv-counts'><span>{v.words} words · {v.clip_tokens} CLIP tokens</span> {_badge(v)}{scores}"
+            f"{truth_html(v)}</td>"
         )
         status = f"<span class='rv-status rv-status-{esc(v.status)}'>{esc(v.status)}</span>"
         origins.append(f"<td class='rv-origin'>{status} {esc(v.origin)}</td>")

@@ -23,9 +23,10 @@ from backend.miniature.corpus import (
 )
 from backend.miniature.world import SIZE, Scene, render
 from backend.models import Caption, CaptionStatus, Dataset, Image, User
-from backend.review import image_variants
+from backend.review import ground_truth_scene, image_variants
 from backend.storage import image_path
 from backend.workspace import Workspace
+from studio.tab_review import variants_html
 
 DATASET = "mini"
 
@@ -79,6 +80,14 @@ def test_build_corpus_writes_everything_once(ws: Workspace) -> None:
     detail = image_variants(ws, images[0].id)  # type: ignore[arg-type]
     assert {v.kind for v in detail.variants} == {"alttext", "human_short", "human_long", TRUTH_KIND}
     assert {v.author for v in detail.variants if v.kind.startswith("human")} == {ANNOTATOR}
+    # ... each scored against the image's ground truth, which the truth caption states exactly
+    truth_variant = next(v for v in detail.variants if v.kind == TRUTH_KIND)
+    assert truth_variant.truth_accuracy is not None
+    assert all(a.correct == a.claims and a.recalled == a.facts for a in truth_variant.truth_accuracy.values())
+    assert all(v.truth_accuracy is not None for v in detail.variants)
+    html = variants_html(detail)
+    assert html.count("<b>vs truth</b>") == len(detail.variants) and "rv-truth-ok" in html
+    assert ground_truth_scene(None) is None and ground_truth_scene({"world": "other", "objects": []}) is None
 
     # every image has its ground-truth caption: the scene's structured prompt (the upper-bound arm's)
     truth = {c.image_id: c.text for c in captions if c.kind == TRUTH_KIND}

@@ -23,10 +23,11 @@ import pytest
 
 from backend import jobs
 from backend.compositional.intervals import MetricValue, difference_bootstrap, pooled
-from backend.compositional.metrics import ImageScore, aggregate, paired_difference
+from backend.compositional.metrics import Detection, ImageScore, aggregate, paired_difference
+from backend.compositional.prompts import ObjectSpec, StructuredPrompt
 from backend.jobs.launch import pid_alive
 from backend.miniature.presets import ARM_MIXES, PRESETS, TABLE_METRICS
-from backend.miniature.table import ACCURACY_KINDS
+from backend.miniature.table import ACCURACY_KINDS, ArmImages, arm_difference, arm_rows
 from backend.workspace import open_workspace
 from tests.conftest import ADMIN, login, open_runs, open_tab, run_cli, start_studio, stop_studio, wait_for
 
@@ -137,6 +138,15 @@ def test_smoke_experiment_killed_then_resumed_ends_with_every_stage_once_and_the
         assert "preset smoke" in text and "mismatched prompts" in text and "objects P / R" in text
         grids = page.locator("#miniature-grids img")
         wait_for(lambda: grids.count() >= len(arms), what="a sample grid per arm")
+        # Review: an image's alt-text, human captions and recaptions, each scored against its truth
+        open_tab(page, "Review", "#tab-review")
+        page.locator("#rv-dataset input").click()
+        page.get_by_role("option", name="miniature", exact=True).first.click()
+        page.wait_for_selector("#review-gallery img", timeout=60_000)
+        page.locator("#review-gallery .thumbnail-item").first.click()
+        variants = page.locator("#variants")
+        wait_for(lambda: "recap long" in variants.inner_text().lower(), what="the image's recaptions in Review")
+        assert variants.inner_text().count("vs truth") == variants.locator("th").count() >= 5
         page.context.close()
     finally:
         stop_studio(studio)
@@ -155,6 +165,28 @@ def test_paired_difference_is_the_difference_of_the_arms_with_a_paired_interval(
     assert math.isclose(d.value, expected) and d.lower <= d.value <= d.upper
     same = paired_difference(control, clusters, control, clusters, "soa_i", rounds=200, seed=1)
     assert (same.value, same.lower, same.upper) == (0.0, 0.0, 0.0)  # paired: identical arms never differ
+
+
+def test_arm_difference_compares_any_two_arms_and_is_the_tables_row_for_recap_mix_and_alttext() -> None:
+    """Probes compare other pairs of arms (bench/miniature_more_prompts.py --extra) with the
+    table's own paired difference."""
+    prompts = [StructuredPrompt(f"a {c}", (ObjectSpec(c),)) for c in ("circle", "square", "triangle", "circle")]
+    hit = [Detection(c, 1.0, (0.1, 0.1, 0.4, 0.4)) for c in ("circle", "square", "triangle", "circle")]
+    miss = [Detection("square" if c == "circle" else "circle", 1.0, (0.1, 0.1, 0.4, 0.4)) for c in ("circle", "square", "triangle", "circle")]  # fmt: skip
+    index = [0, 0, 1, 1, 2, 2, 3, 3]
+
+    def arm(name: str, found: list[bool]) -> ArmImages:
+        return ArmImages(name, name, name, list(index), [[hit[p] if f else miss[p]] for p, f in zip(index, found, strict=True)])
+
+    mix = arm("RECAP Mix", [True, True, False, True, True, True, True, False])
+    alt = arm("Alttext", [True, False, False, False, True, False, False, False])
+    probe = arm("probe", [True] * 8)
+    d = arm_difference(prompts, probe, alt, rounds=200, seed=0)
+    assert math.isclose(d["soa_i"]["value"], 1.0 - 2 / 8) and d["soa_i"]["lower"] <= d["soa_i"]["value"]
+    assert (d["soa_i"]["treatment"], d["soa_i"]["control"]) == ("probe", "Alttext")
+    assert d["soa_i"]["favours"] in ("probe", None) and set(d) == set(TABLE_METRICS)
+    table = arm_rows(prompts, [alt, mix, probe], rounds=200, seed=0)
+    assert table["differences"] == arm_difference(prompts, mix, alt, rounds=200, seed=0)
 
 
 def test_difference_bootstrap_drops_prompts_one_arm_cannot_score_and_refuses_mismatched_shapes() -> None:

@@ -98,12 +98,10 @@ def arm_rows(
     ``differences`` (treatment − control per metric, paired over prompts)."""
     settings = ScoringSettings()
     out_arms, chance = [], {m: {} for m in TABLE_METRICS}
-    scores: dict[str, list[Any]] = {}
     for arm in arms:
         values = score_detections(
             prompts, arm.detections, arm.prompt_index, TABLE_METRICS, settings=settings, rounds=rounds, seed=seed
         )
-        scores[arm.arm] = [score_image(prompts[p], d, settings) for p, d in zip(arm.prompt_index, arm.detections, strict=True)]
         out_arms.append({
             "arm": arm.arm, "caption_condition": arm.mix, "artifact": arm.artifact, "images": len(arm.detections),
             "metrics": {m: values[m].as_json() for m in TABLE_METRICS},
@@ -114,16 +112,40 @@ def arm_rows(
     by_name = {a.arm: a for a in arms}
     differences: dict[str, Any] = {}
     if TREATMENT in by_name and CONTROL in by_name:
-        t, c = by_name[TREATMENT], by_name[CONTROL]
-        for m in TABLE_METRICS:
-            d = paired_difference(scores[t.arm], t.prompt_index, scores[c.arm], c.prompt_index, m, rounds=rounds, seed=seed)
-            excludes = math.isfinite(d.lower) and (d.lower > 0 or d.upper < 0)
-            better = (d.value < 0) if m in LOWER_IS_BETTER else (d.value > 0)
-            differences[m] = {
-                **d.as_json(), "treatment": TREATMENT, "control": CONTROL, "interval_excludes_zero": excludes,
-                "favours": (TREATMENT if better else CONTROL) if excludes else None,
-            }  # fmt: skip
+        differences = arm_difference(prompts, by_name[TREATMENT], by_name[CONTROL], rounds=rounds, seed=seed)
     return {"arms": out_arms, "chance": chance, "differences": differences}
+
+
+def arm_difference(
+    prompts: Sequence[StructuredPrompt],
+    treatment: ArmImages,
+    control: ArmImages,
+    *,
+    rounds: int = DEFAULT_ROUNDS,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Per metric, ``treatment`` − ``control`` paired over the prompts both arms were asked, with
+    its interval, whether it excludes zero and which arm it then favours (CA: lower is better).
+
+    The table's row is RECAP Mix − Alttext; probes compare other pairs of arms the same way."""
+    settings = ScoringSettings()
+    scores = {
+        arm.arm: [score_image(prompts[p], d, settings) for p, d in zip(arm.prompt_index, arm.detections, strict=True)]
+        for arm in (treatment, control)
+    }
+    out: dict[str, Any] = {}
+    for m in TABLE_METRICS:
+        d = paired_difference(
+            scores[treatment.arm], treatment.prompt_index, scores[control.arm], control.prompt_index, m,
+            rounds=rounds, seed=seed,
+        )  # fmt: skip
+        excludes = math.isfinite(d.lower) and (d.lower > 0 or d.upper < 0)
+        better = (d.value < 0) if m in LOWER_IS_BETTER else (d.value > 0)
+        out[m] = {
+            **d.as_json(), "treatment": treatment.arm, "control": control.arm, "interval_excludes_zero": excludes,
+            "favours": (treatment.arm if better else control.arm) if excludes else None,
+        }  # fmt: skip
+    return out
 
 
 def caption_accuracy_by_kind(

@@ -31,28 +31,22 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, os.getcwd())  # the patched worktree, not this file's checkout
 sys.path.insert(0, str(Path(os.getcwd()) / "bench"))
 
 from miniature_long_captioner_probe import held_out_sample, score  # noqa: E402
+from probes.ordinary_run import run_to_end  # noqa: E402
 
-from backend import jobs  # noqa: E402
-from backend.jobs.configs import new_run  # noqa: E402
 from backend.miniature.presets import preset  # noqa: E402
 from backend.workspace import open_workspace  # noqa: E402
 
 
 def _train(ws_home: str, values: dict, env: list[str]) -> None:
     os.environ.update(dict(e.split("=", 1) for e in env))  # the runner inherits the switches
-    ws = open_workspace(ws_home)
-    started = time.perf_counter()
-    run = new_run(ws, "captioner_train", {"dataset": "miniature", "seed": 12, **values})
-    final = jobs.run_foreground(ws, int(run.id))  # type: ignore[arg-type]
-    made = [a.id for a in jobs.list_artifacts(ws, kind="captioner", run_id=int(run.id))]  # type: ignore[arg-type]
-    print(f"run {run.id} {final.status} in {time.perf_counter() - started:.0f} s: artifact {made} ({env})")
+    run_to_end(open_workspace(ws_home), "captioner_train", {"dataset": "miniature", "seed": 12, **values},
+               "captioner", str(env))  # fmt: skip
 
 
 def main() -> None:
