@@ -8,6 +8,8 @@ latents. Tiny sizes keep this test fast; the probe (``bench/miniature_t2i_probe.
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -57,6 +59,36 @@ def test_world_tokenizer_reads_world_words_as_single_tokens() -> None:
     ids = tokenizer("A red circle is to the left of two blue squares.").input_ids
     assert len(ids) == 2 + 12  # BOS, 11 words and the full stop, EOS
     assert len(tokenizer) < 2000  # not CLIP's 49408
+
+
+def test_world_tokenizer_is_the_same_in_every_process() -> None:
+    """The base stage builds it once per workspace; two builds of the same world once gave some
+    words different ids (the trainer's hash-map order), so two cpu runs trained different models
+    from the same bytes. Built in two fresh processes, the vocabulary and merges must match."""
+    script = (
+        "import hashlib, random\n"
+        "from backend.miniature.world import sample_scene\n"
+        "from training import miniature_sd as msd\n"
+        "scenes = [sample_scene(random.Random(i)) for i in range(60)]\n"
+        "tok = msd.build_world_tokenizer(msd.caption_words(msd.world_caption_texts(scenes)))\n"
+        "print(hashlib.sha256(tok.backend_tokenizer.to_str().encode()).hexdigest())\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    digests = {subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, check=True).stdout.strip() for _ in range(2)}  # fmt: skip
+    assert len(digests) == 1, digests
+
+
+def test_learned_merges_spell_every_word_as_one_token_with_ties_in_string_order() -> None:
+    words = {("b", "a</w>"): 2, ("a", "b</w>"): 2, ("c", "a", "b</w>"): 1, ("c", "b</w>"): 3}
+    merges = msd.learn_merges(words)
+    # ("a", "b</w>") and ("c", "b</w>") both count 3: the smaller pair first; then down to one symbol a word
+    assert merges == [("a", "b</w>"), ("c", "b</w>"), ("b", "a</w>"), ("c", "ab</w>")]
+    assert msd.learn_merges(dict(reversed(list(words.items())))) == merges
+    scenes = [sample_scene(random.Random(i)) for i in range(20)]
+    counts = msd.caption_words(msd.world_caption_texts(scenes))
+    tokenizer = msd.build_world_tokenizer(counts)
+    for word in counts:
+        assert len(tokenizer(word, add_special_tokens=False).input_ids) == 1, word
 
 
 def test_builders_save_a_pipeline_that_from_pretrained_loads_and_runs(tmp_path: Path) -> None:

@@ -21,14 +21,14 @@ Sizes and schedules are data (:class:`VAEConfig`, :class:`TextConfig`, :class:`U
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import random
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -100,26 +100,66 @@ def caption_words(texts: Iterable[str]) -> Counter[str]:
     return counts
 
 
+def learn_merges(words: Mapping[tuple[str, ...], int]) -> list[tuple[str, str]]:
+    """BPE merges learned to the end on ``words`` (each a tuple of symbols, with its weight): the
+    most frequent adjacent pair is merged everywhere, again and again, until every word is one
+    symbol. Ties go to the smaller pair (as strings), so the same words always give the same merges.
+
+    Why not ``tokenizers.trainers.BpeTrainer``: with an end-of-word suffix it assigns ids to the
+    suffixed symbols in hash-map order, which changes from one process to the next, and ties
+    between equally frequent pairs follow those ids (huggingface/tokenizers issue 1794). Two
+    builds of the same world then gave some words different ids, and so different rows of the
+    same randomly initialised embedding: the third and fourth cpu runs of issue 12 trained
+    different T2I models from byte-identical data. A few hundred words make this loop instant.
+    """
+    seqs: dict[tuple[str, ...], int] = {}
+    for symbols, weight in words.items():
+        seqs[tuple(symbols)] = seqs.get(tuple(symbols), 0) + int(weight)
+    merges: list[tuple[str, str]] = []
+    while True:
+        counts: Counter[tuple[str, str]] = Counter()
+        for seq, weight in seqs.items():
+            for pair in pairwise(seq):
+                counts[pair] += weight
+        if not counts:
+            return merges
+        best = min(counts, key=lambda pair: (-counts[pair], pair))
+        merges.append(best)
+        merged: dict[tuple[str, ...], int] = {}
+        for seq, weight in seqs.items():
+            out: list[str] = []
+            i = 0
+            while i < len(seq):
+                if i + 1 < len(seq) and (seq[i], seq[i + 1]) == best:
+                    out.append(seq[i] + seq[i + 1])
+                    i += 2
+                else:
+                    out.append(seq[i])
+                    i += 1
+            merged[tuple(out)] = merged.get(tuple(out), 0) + weight
+        seqs = merged
+
+
 def build_world_tokenizer(words: Counter[str] | dict[str, int], model_max_length: int = 77) -> Any:
     """A ``CLIPTokenizer`` whose vocabulary is CLIP's 512 byte symbols plus BPE merges learned on ``words``.
 
     Why not the real CLIP BPE (``training.tiny_sd.build_clip_tokenizer``): its 49408-row embedding
     would be most of a 1M-parameter model and most of each optimizer step. BPE is learned to the
-    end on the world's words (with their counts), so each of them encodes as one token; every
-    merge result is in the vocabulary, so any other text still encodes (down to characters).
+    end on the world's words (with their counts, capped at 50), so each of them encodes as one
+    token; every merge result is in the vocabulary, so any other text still encodes (down to
+    characters). The same words always give the same vocabulary (:func:`learn_merges`).
     """
-    from tokenizers import Tokenizer, models, trainers
     from transformers import CLIPTokenizer
     from transformers.convert_slow_tokenizer import bytes_to_unicode
 
-    symbols = list(bytes_to_unicode().values())
-    learner = Tokenizer(models.BPE(end_of_word_suffix="</w>"))
-    trainer = trainers.BpeTrainer(
-        vocab_size=100_000, min_frequency=1, show_progress=False, initial_alphabet=symbols, end_of_word_suffix="</w>"
-    )
-    learner.train_from_iterator(([w] * min(int(c), 50) for w, c in sorted(words.items())), trainer=trainer)
-    learned = json.loads(learner.to_str())["model"]["merges"]
-    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ", 1)) for m in learned]
+    byte_symbol = bytes_to_unicode()
+    symbols = list(byte_symbol.values())
+
+    def spelled(word: str) -> tuple[str, ...]:  # CLIP's symbols: one per UTF-8 byte, the last one ends the word
+        chars = [byte_symbol[b] for b in word.encode("utf-8")]
+        return (*chars[:-1], chars[-1] + "</w>")
+
+    merges = learn_merges({spelled(w): min(int(c), 50) for w, c in sorted(words.items()) if w})
     vocab: dict[str, int] = {}
     for s in symbols + [s + "</w>" for s in symbols]:
         vocab.setdefault(s, len(vocab))
