@@ -31,7 +31,7 @@ import json
 import random
 import sys
 import time
-from dataclasses import replace
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,6 +51,7 @@ from backend.miniature.table import (  # noqa: E402
     detect_arm,
     sort_generated,
 )
+from backend.miniature.world import Scene  # noqa: E402
 from backend.workspace import open_workspace  # noqa: E402
 from training.detectors import load_detector  # noqa: E402
 from training.jobs.t2i_eval import generated_images  # noqa: E402
@@ -60,15 +61,10 @@ def cell(v: dict) -> str:
     return f"{v['value']:+.3f} [{v['lower']:+.3f}, {v['upper']:+.3f}]"
 
 
-def write_annotator_prompts(path: Path, scenes: list, dataset: str, first: int, seed: int) -> None:
-    """The held-out prompts with each text rewritten as the annotator's long caption of its scene."""
+def annotator_wording(seed: int) -> Callable[[int, Scene], str]:
+    """Held-out prompt ``i`` worded as the annotator's long caption of its scene, without mistakes."""
     annotator = SimulatedAnnotator(mistake_rate=0.0)
-    lines = []
-    for i, scene in enumerate(scenes):
-        text = annotator.long(scene, random.Random(f"prompt-style:{seed}:{first + i}")).text
-        lines.append(replace(scene.structured(key=f"{dataset}-heldout-{first + i:04d}"), prompt=text).to_json_line())
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return lambda i, scene: annotator.long(scene, random.Random(f"prompt-style:{seed}:{i}")).text
 
 
 def main() -> None:
@@ -94,10 +90,8 @@ def main() -> None:
     span = f"{args.first}-{args.first + args.prompts - 1}"
     style = "" if args.prompt_style == "world" else f"-{args.prompt_style}"
     path = ws.home / "prompts" / f"{dataset}-heldout{style}-{span}.jsonl"
-    if args.prompt_style == "world":
-        write_prompts(path, scenes, dataset, first=args.first)
-    else:
-        write_annotator_prompts(path, scenes, dataset, args.first, seed)
+    rewrite = annotator_wording(seed) if args.prompt_style == "annotator" else None
+    write_prompts(path, scenes, dataset, first=args.first, rewrite=rewrite)
     out_ds = f"{dataset}-more-prompts{style}-run{args.experiment}-{span}"
     started = time.perf_counter()
     run = new_run(ws, "generate", {"prompts": str(path), "checkpoints": [a for _, a in arms.values()],

@@ -25,7 +25,7 @@ import random
 import secrets
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from sqlmodel import Session, select
@@ -141,12 +141,23 @@ def _user_id(s: Session, name: str) -> int:
     return user.id
 
 
-def write_prompts(path: Path, scenes: list[Scene], dataset: str, first: int = 0) -> bool:
+def write_prompts(
+    path: Path,
+    scenes: list[Scene],
+    dataset: str,
+    first: int = 0,
+    rewrite: Callable[[int, Scene], str] | None = None,
+) -> bool:
     """Write the held-out prompts as structured JSONL; False when the file already says the same.
 
     ``scenes`` are held-out scenes ``first``, ``first + 1``, … of the sequence (their keys say so).
+    ``rewrite(index, scene)``, when given, words each prompt's text another way (a probe of prompt
+    style); what an image is scored on stays the scene's.
     """
-    lines = [s.structured(key=f"{dataset}-heldout-{first + i:04d}").to_json_line() for i, s in enumerate(scenes)]
+    prompts = [s.structured(key=f"{dataset}-heldout-{first + i:04d}") for i, s in enumerate(scenes)]
+    if rewrite is not None:
+        prompts = [replace(p, prompt=rewrite(first + i, s)) for i, (p, s) in enumerate(zip(prompts, scenes, strict=True))]
+    lines = [p.to_json_line() for p in prompts]
     text = "\n".join(lines) + "\n"
     if path.exists() and path.read_text(encoding="utf-8") == text:
         return False
