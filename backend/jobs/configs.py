@@ -1021,7 +1021,8 @@ class MiniatureBaseConfig:
     """``miniature_base``: the world's base models, registered as artifacts.
 
     A Stable Diffusion pipeline whose VAE is first trained on the dataset's images (so latents mean
-    something) and whose text encoder and UNet are untrained (the arms train them), plus an
+    something), whose text encoder is untrained or, with ``text_steps``, pre-trained CLIP-style on
+    world texts, and whose UNet is untrained (the arms train it), plus an
     untrained BLIP captioner with the world's vocabulary (pre-trained on alt-text by
     ``captioner_train --captions alttext``).
     """
@@ -1033,6 +1034,12 @@ class MiniatureBaseConfig:
     )  # fmt: skip
     vae_steps: int = opt(800, label="VAE steps", help="VAE training steps.", minimum=1, maximum=1_000_000)
     vae_batch_size: int = opt(64, label="VAE batch size", help="VAE batch size.", minimum=1, maximum=4096)
+    text_steps: int = opt(
+        0, label="Text encoder pre-training steps",
+        help="CLIP-style pre-training of the text encoder on world scenes described by every writer "
+        "(the stand-in for CLIP's web pre-training; 0 leaves it untrained).",
+        minimum=0, maximum=1_000_000,
+    )  # fmt: skip
     seed: int = opt(12, label="Seed", help="Random seed.", minimum=0)
     torch_threads: int = _threads()
 

@@ -160,7 +160,8 @@ class Experiment:
         if world is None:
             return None
         prompts_path = Path(json.loads((store.run_dir(self.ws, world) / "corpus.json").read_text())["prompts_path"])
-        base = self.stage("base", "miniature_base", {"dataset": ds, "size": plan.size, "vae_steps": plan.vae_steps, "seed": seed})
+        base = self.stage("base", "miniature_base", {"dataset": ds, "size": plan.size, "vae_steps": plan.vae_steps,
+                                                "text_steps": plan.text_steps, "seed": seed})
         if base is None:
             return None
         sd_base = self.artifact(base, ArtifactKind.t2i)

@@ -96,6 +96,26 @@ def save_atomic(state: dict[str, Any], path: Path) -> None:
     os.replace(tmp, path)
 
 
+def pretrain_text(ctx: JobContext, cfg: MiniatureBaseConfig, text_encoder: Any, tokenizer: Any) -> dict[str, Any]:
+    """The text encoder's CLIP-style pre-training (:mod:`training.miniature_text`), as the stand-in
+    for the web pre-training SD's CLIP had before RECAP fine-tuned it. A few minutes on a CPU, so a
+    killed run does it again from the start rather than checkpointing it."""
+    from backend.miniature.corpus import HELD_OUT_FRACTION
+    from training.miniature_text import TextPretrainConfig, describe, pretrain_text_encoder
+
+    def progress(step: int, loss: float) -> bool:
+        ctx.progress(step, cfg.text_steps, f"text encoder pre-training step {step}/{cfg.text_steps}")
+        ctx.metric_once(step, "text_pretrain_loss", loss)
+        return ctx.stop_requested
+
+    stats = pretrain_text_encoder(
+        text_encoder, tokenizer, TextPretrainConfig(steps=cfg.text_steps, seed=cfg.seed), cfg.seed, HELD_OUT_FRACTION,
+        log=ctx.logger.info, progress=progress,
+    )  # fmt: skip
+    ctx.logger.info(describe(stats))
+    return stats
+
+
 def run(ctx: JobContext) -> None:
     cfg: MiniatureBaseConfig = parse_config("miniature_base", ctx.config)
     log = ctx.logger
@@ -159,6 +179,10 @@ def run(ctx: JobContext) -> None:
         torch.manual_seed(cfg.seed)
         text_encoder = msd.build_text_encoder(tokenizer, sizes.text)
         unet = msd.build_unet(sizes.unet)
+        text_stats = pretrain_text(ctx, cfg, text_encoder, tokenizer) if cfg.text_steps else None
+        if text_stats is not None and text_stats["steps"] < cfg.text_steps:
+            log.info("stop requested during the text encoder's pre-training; it starts again on resume")
+            return
         msd.save_pipeline(pipeline_dir, vae, text_encoder, tokenizer, unet)
         final_fidelity = msd.reconstruction_fidelity(vae, probe, detector)
         meta = {
@@ -170,6 +194,8 @@ def run(ctx: JobContext) -> None:
                            "unet": msd.n_params(unet)},
             "configs": msd.config_dict(sizes.vae, sizes.text, sizes.unet),
             "caption_condition": "untrained (base)",
+            "text_encoder": "untrained" if text_stats is None else "pre-trained CLIP-style on world texts",
+            "text_pretraining": text_stats,
         }  # fmt: skip
         (out / "base.json").write_text(json.dumps(meta, indent=2, default=str))
         ctx.artifact(ArtifactKind.t2i.value, f"{cfg.dataset}-sd-base", pipeline_dir, meta)
