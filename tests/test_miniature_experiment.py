@@ -107,12 +107,19 @@ def test_smoke_experiment_killed_then_resumed_ends_with_every_stage_once_and_the
         assert (home / grid).is_file()
 
     # artifacts load with plain from_pretrained
+    import torch
     from diffusers import StableDiffusionPipeline
     from transformers import BlipForConditionalGeneration
 
+    (base,) = [a for a in jobs.list_artifacts(ws, kind="t2i") if a.name.endswith("-sd-base")]
+    stats = base.meta["text_pretraining"]  # the text encoder was pre-trained, with retrieval beside chance
+    assert stats["steps"] == PRESETS["smoke"].text_steps and set(stats["retrieval"]) == set(stats["writers"])
+    base_text = StableDiffusionPipeline.from_pretrained(home / base.path).text_encoder.state_dict()
     for arm in arms:
         pipe = StableDiffusionPipeline.from_pretrained(home / jobs.get_artifact(ws, int(arm["artifact"])).path)
         assert pipe.scheduler.config.prediction_type == "v_prediction"
+        # every arm kept the base's pre-trained text encoder frozen: the arms differ by their UNets only
+        assert all(torch.equal(v, base_text[k]) for k, v in pipe.text_encoder.state_dict().items())
     captioners = jobs.list_artifacts(ws, kind="captioner")
     assert len(captioners) == 4  # base, alt-text pre-trained, short, long
     for artifact in captioners:
@@ -203,4 +210,5 @@ def test_presets_give_every_arm_the_same_steps_seed_and_schedule() -> None:
         assert set(plan.arms) <= set(ARM_MIXES)
         assert "Alttext" in plan.arms and "RECAP Mix" in plan.arms
         assert plan.t2i["random_flip"] is False  # left and right are what the prompts ask for
+        assert plan.text_steps > 0 and plan.t2i["train"] == "unet"  # a pre-trained text encoder, frozen
         assert plan.human_images <= 200

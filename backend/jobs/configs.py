@@ -1184,9 +1184,11 @@ KINDS: dict[str, JobKind] = {
             module="training.jobs.miniature_base",
             title="Miniature world: base models",
             help="Train the miniature world's VAE and register its base SD pipeline and base captioner.",
-            intro="Trains the VAE on the dataset's images, then registers a Stable Diffusion pipeline (untrained "
-            "text encoder and UNet) and an untrained BLIP captioner with the world's vocabulary.",
-            summary=lambda c: f"{c['dataset']} ({c['size']}, VAE {c['vae_steps']} steps)",
+            intro="Trains the VAE on the dataset's images and, with text encoder pre-training steps, the text "
+            "encoder CLIP-style on world texts; then registers a Stable Diffusion pipeline (that text encoder, "
+            "an untrained UNet) and an untrained BLIP captioner with the world's vocabulary.",
+            summary=lambda c: f"{c['dataset']} ({c['size']}, VAE {c['vae_steps']} steps, "
+            f"text encoder {c.get('text_steps', 0)} steps)",
             cli_command=("miniature", "base"),
             api_name="launch_miniature_base",
             button="Build the base models",

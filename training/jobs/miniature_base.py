@@ -5,8 +5,9 @@
    a small UNet on latents that mean something. It stops at ``vae_steps`` or once the oracle
    reads :data:`FIDELITY_TARGET` of 100 held-out reconstructions exactly. Its scaling factor is
    set to 1 / std of the corpus latents, as SD's convention asks.
-2. **SD pipeline** — that VAE with an untrained CLIP text encoder and UNet (v-prediction, cosine
-   betas) and a CLIP tokenizer learned on the world's words, saved as an ordinary
+2. **SD pipeline** — that VAE with a CLIP text encoder (untrained, or with ``text_steps``
+   pre-trained CLIP-style on world texts: :mod:`training.miniature_text`), an untrained UNet
+   (v-prediction, cosine betas) and a CLIP tokenizer learned on the world's words, saved as an ordinary
    ``StableDiffusionPipeline`` folder: artifact ``t2i`` named ``<dataset>-sd-base``.
 3. **Captioner** — an untrained BLIP with the world's vocabulary
    (:func:`training.miniature_captioner.build_world_captioner`): artifact ``captioner`` named
