@@ -128,8 +128,8 @@ PRESETS: dict[str, Preset] = {
         prompts=100,
         size="cpu",
         vae_steps=800,
-        # 800 steps of 256 texts, about 5 min here (1000 steps took 5.7 min and reached text-to-image
-        # retrieval 0.45-0.76 among 500 held-back scenes by writer, chance 0.002; docs/miniature.md)
+        # 800 steps of 256 texts: 4.2 min in the fifth cpu run, text-to-image retrieval 0.04-0.79 among
+        # 500 held-back scenes by writer against chance 0.002 (docs/miniature.md, "Fifth cpu run")
         text_steps=800,
         captioner=CaptionerPlan(
             size="cpu",
