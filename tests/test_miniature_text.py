@@ -73,7 +73,18 @@ def test_pretraining_trains_the_encoder_reports_retrieval_with_chance_and_stops_
     assert stats["retrieval_chance"] == pytest.approx(1 / 16)
     assert set(stats["retrieval"]) == set(mt.WRITERS) and all(0 <= v <= 1 for v in stats["retrieval"].values())
     assert any(not torch.equal(v, before[k]) for k, v in encoder.state_dict().items())
-    assert "chance 0.062" in mt.describe(stats)
+    assert "chance 0.062" in mt.describe(stats) and "(before " in mt.describe(stats)
+
+    # the images are embedded once for all writers; each writer's score is what it gets alone
+    eval_scenes = mt.pretraining_scenes(12, 1, 12, HELD_OUT_FRACTION)
+    rng = random.Random(0)
+    texts = [mt.writer_texts(s, rng) for s in eval_scenes]
+    ids = torch.stack([msd.tokenize(tokenizer, [t[w] for t in texts]) for w in range(len(mt.WRITERS))], dim=1)
+    tower, proj = mt.ImageTower(8).eval(), torch.nn.Linear(TEXT.hidden_size, 8, bias=False)
+    pixels, pad = msd.images_tensor(eval_scenes), int(tokenizer.pad_token_id)
+    together = mt.retrieval_accuracy(encoder, proj, tower, ids, pixels, pad)
+    alone = [mt.retrieval_accuracy(encoder, proj, tower, ids[:, w : w + 1], pixels, pad)[0] for w in range(len(mt.WRITERS))]
+    assert len(together) == len(mt.WRITERS) and together == alone
 
     stopped = mt.pretrain_text_encoder(
         msd.build_text_encoder(tokenizer, TEXT), tokenizer, cfg, 12, HELD_OUT_FRACTION, log=lambda _: None,

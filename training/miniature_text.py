@@ -118,11 +118,16 @@ def pooled(text_encoder: Any, ids: torch.Tensor, pad_id: int) -> torch.Tensor:
 @torch.no_grad()
 def retrieval_accuracy(
     text_encoder: Any, text_proj: torch.nn.Module, tower: ImageTower, ids: torch.Tensor, pixels: torch.Tensor, pad_id: int
-) -> float:
-    """Share of texts whose own image is the nearest of all ``len(pixels)`` images (chance 1/N)."""
-    text = F.normalize(text_proj(pooled(text_encoder, ids, pad_id)), dim=-1)
+) -> list[float]:
+    """Per writer (``ids`` is N x W x L), the share of texts whose own image is the nearest of all
+    ``len(pixels)`` images (chance 1/N). The images are embedded once for all writers."""
     image = F.normalize(tower(pixels), dim=-1)
-    return float(((text @ image.T).argmax(dim=1) == torch.arange(len(ids))).float().mean())
+    own = torch.arange(len(pixels))
+    scores = []
+    for w in range(ids.shape[1]):
+        text = F.normalize(text_proj(pooled(text_encoder, ids[:, w], pad_id)), dim=-1)
+        scores.append(float(((text @ image.T).argmax(dim=1) == own).float().mean()))
+    return scores
 
 
 def pretrain_text_encoder(
@@ -153,7 +158,7 @@ def pretrain_text_encoder(
     def accuracy() -> dict[str, float]:
         text_encoder.eval()
         tower.eval()
-        return {w: retrieval_accuracy(text_encoder, text_proj, tower, eval_ids[:, i], eval_pixels, pad_id) for i, w in enumerate(WRITERS)}
+        return dict(zip(WRITERS, retrieval_accuracy(text_encoder, text_proj, tower, eval_ids, eval_pixels, pad_id), strict=True))
 
     before = accuracy()
     params = list(text_encoder.parameters()) + list(tower.parameters()) + list(text_proj.parameters()) + [log_scale]
@@ -188,17 +193,19 @@ def pretrain_text_encoder(
                 break
     after = accuracy()
     text_encoder.eval()
-    chance = 1 / max(cfg.eval_scenes, 1)
-    for w in WRITERS:
-        log(f"text-to-image retrieval, {w}: {after[w]:.3f} (before {before[w]:.3f}, chance {chance:.3f})")
-    return {
+    stats = {
         "steps": step, "seconds": time.perf_counter() - started, "loss_curve": curve,
-        "retrieval": after, "retrieval_before": before, "retrieval_chance": chance,
+        "retrieval": after, "retrieval_before": before, "retrieval_chance": 1 / max(cfg.eval_scenes, 1),
         "scenes": cfg.scenes, "eval_scenes": cfg.eval_scenes, "writers": list(WRITERS),
     }  # fmt: skip
+    log(describe(stats))
+    return stats
 
 
 def describe(stats: dict[str, Any], writers: Sequence[str] = WRITERS) -> str:
     """One line: retrieval accuracy per writer with chance, for logs and the run's metadata."""
-    parts = ", ".join(f"{w} {stats['retrieval'][w]:.2f}" for w in writers)
+    before = stats.get("retrieval_before") or {}
+    parts = ", ".join(
+        f"{w} {stats['retrieval'][w]:.2f}" + (f" (before {before[w]:.2f})" if w in before else "") for w in writers
+    )
     return f"text-to-image retrieval on {stats['eval_scenes']} held-back scenes: {parts} (chance {stats['retrieval_chance']:.3f})"

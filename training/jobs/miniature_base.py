@@ -102,18 +102,18 @@ def pretrain_text(ctx: JobContext, cfg: MiniatureBaseConfig, text_encoder: Any, 
     for the web pre-training SD's CLIP had before RECAP fine-tuned it. A few minutes on a CPU, so a
     killed run does it again from the start rather than checkpointing it."""
     from backend.miniature.corpus import HELD_OUT_FRACTION
-    from training.miniature_text import TextPretrainConfig, describe, pretrain_text_encoder
+    from training.miniature_text import TextPretrainConfig, pretrain_text_encoder
 
     def progress(step: int, loss: float) -> bool:
         ctx.progress(step, cfg.text_steps, f"text encoder pre-training step {step}/{cfg.text_steps}")
         ctx.metric_once(step, "text_pretrain_loss", loss)
         return ctx.stop_requested
 
-    stats = pretrain_text_encoder(
-        text_encoder, tokenizer, TextPretrainConfig(steps=cfg.text_steps, seed=cfg.seed), cfg.seed, HELD_OUT_FRACTION,
-        log=ctx.logger.info, progress=progress,
-    )  # fmt: skip
-    ctx.logger.info(describe(stats))
+    # a short pre-training (the smoke preset's) sees no more scenes than it can draw in its steps,
+    # rather than rendering and tokenizing the full 20,000 for a handful of batches
+    defaults = TextPretrainConfig()
+    pre = TextPretrainConfig(steps=cfg.text_steps, seed=cfg.seed, scenes=min(defaults.scenes, cfg.text_steps * defaults.batch_size))
+    stats = pretrain_text_encoder(text_encoder, tokenizer, pre, cfg.seed, HELD_OUT_FRACTION, log=ctx.logger.info, progress=progress)
     return stats
 
 
