@@ -8,6 +8,7 @@ docs/miniature.md ("Fifth cpu run").
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
@@ -91,6 +92,14 @@ def test_pretraining_trains_the_encoder_reports_retrieval_with_chance_and_stops_
         progress=lambda step, loss: step >= 2, every=2,
     )  # fmt: skip
     assert stopped["steps"] == 2
+
+    # a short pre-training draws only the scenes its steps can use: 2 steps of 16, not 64
+    assert stats["scenes"] == 64
+    short = mt.pretrain_text_encoder(
+        msd.build_text_encoder(tokenizer, TEXT), tokenizer, dataclasses.replace(cfg, steps=2), 12, HELD_OUT_FRACTION,
+        log=lambda _: None,
+    )  # fmt: skip
+    assert short["scenes"] == 32
 
 
 def test_pooling_cuts_padding_without_changing_the_result() -> None:

@@ -45,7 +45,7 @@ class TextPretrainConfig:
     batch_size: int = 256
     lr: float = 1e-3
     warmup_steps: int = 200
-    scenes: int = 20000  # the pre-training world's images, each with one text per writer
+    scenes: int = 20000  # the pre-training world's images, each with one text per writer (at most steps x batch)
     eval_scenes: int = 500  # held-back scenes (same side of the split) for retrieval accuracy
     embed_dim: int = 64
     seed: int = 0
@@ -142,13 +142,16 @@ def pretrain_text_encoder(
     """
     started = time.perf_counter()
     torch.manual_seed(cfg.seed)
-    scenes = pretraining_scenes(cfg.scenes + cfg.eval_scenes, cfg.seed, split_seed, fraction)
+    # a short pre-training (the smoke preset's) draws no more scenes than its steps can use,
+    # rather than rendering and tokenizing the full set for a handful of batches
+    n_train = min(cfg.scenes, cfg.steps * cfg.batch_size)
+    scenes = pretraining_scenes(n_train + cfg.eval_scenes, cfg.seed, split_seed, fraction)
     rng = random.Random(f"text-pretrain-writers:{cfg.seed}")
     texts = [writer_texts(scene, rng) for scene in scenes]
     ids = torch.stack([msd.tokenize(tokenizer, [t[w] for t in texts]) for w in range(len(WRITERS))], dim=1)  # N x W x L
     pixels = msd.images_tensor(scenes)
-    train_ids, eval_ids = ids[: cfg.scenes], ids[cfg.scenes :]
-    train_pixels, eval_pixels = pixels[: cfg.scenes], pixels[cfg.scenes :]
+    train_ids, eval_ids = ids[:n_train], ids[n_train:]
+    train_pixels, eval_pixels = pixels[:n_train], pixels[n_train:]
     hidden = text_encoder.config.hidden_size
     pad_id = int(tokenizer.pad_token_id)
     tower = ImageTower(cfg.embed_dim)
@@ -170,7 +173,7 @@ def pretrain_text_encoder(
     for step in range(1, cfg.steps + 1):
         text_encoder.train()
         tower.train()
-        pick = torch.randperm(cfg.scenes, generator=gen)[: cfg.batch_size]
+        pick = torch.randperm(n_train, generator=gen)[: cfg.batch_size]
         writer = torch.randint(0, len(WRITERS), (len(pick),), generator=gen)
         batch_ids = train_ids[pick, writer]
         same = (batch_ids[:, None, :] == batch_ids[None, :, :]).all(dim=-1)
@@ -196,16 +199,14 @@ def pretrain_text_encoder(
     stats = {
         "steps": step, "seconds": time.perf_counter() - started, "loss_curve": curve,
         "retrieval": after, "retrieval_before": before, "retrieval_chance": 1 / max(cfg.eval_scenes, 1),
-        "scenes": cfg.scenes, "eval_scenes": cfg.eval_scenes, "writers": list(WRITERS),
+        "scenes": n_train, "eval_scenes": cfg.eval_scenes, "writers": list(WRITERS),
     }  # fmt: skip
     log(describe(stats))
     return stats
 
 
 def describe(stats: dict[str, Any], writers: Sequence[str] = WRITERS) -> str:
-    """One line: retrieval accuracy per writer with chance, for logs and the run's metadata."""
-    before = stats.get("retrieval_before") or {}
-    parts = ", ".join(
-        f"{w} {stats['retrieval'][w]:.2f}" + (f" (before {before[w]:.2f})" if w in before else "") for w in writers
-    )
+    """One line for the run's log: retrieval accuracy per writer, before training, and chance."""
+    after, before = stats["retrieval"], stats["retrieval_before"]
+    parts = ", ".join(f"{w} {after[w]:.2f} (before {before[w]:.2f})" for w in writers)
     return f"text-to-image retrieval on {stats['eval_scenes']} held-back scenes: {parts} (chance {stats['retrieval_chance']:.3f})"

@@ -109,12 +109,8 @@ def pretrain_text(ctx: JobContext, cfg: MiniatureBaseConfig, text_encoder: Any, 
         ctx.metric_once(step, "text_pretrain_loss", loss)
         return ctx.stop_requested
 
-    # a short pre-training (the smoke preset's) sees no more scenes than it can draw in its steps,
-    # rather than rendering and tokenizing the full 20,000 for a handful of batches
-    defaults = TextPretrainConfig()
-    pre = TextPretrainConfig(steps=cfg.text_steps, seed=cfg.seed, scenes=min(defaults.scenes, cfg.text_steps * defaults.batch_size))
-    stats = pretrain_text_encoder(text_encoder, tokenizer, pre, cfg.seed, HELD_OUT_FRACTION, log=ctx.logger.info, progress=progress)
-    return stats
+    pre = TextPretrainConfig(steps=cfg.text_steps, seed=cfg.seed)
+    return pretrain_text_encoder(text_encoder, tokenizer, pre, cfg.seed, HELD_OUT_FRACTION, log=ctx.logger.info, progress=progress)
 
 
 def run(ctx: JobContext) -> None:
