@@ -11,7 +11,9 @@ replacement for the experiment's table, and its size is fixed by the arguments b
 
 ``--extra "NAME=ARTIFACT"`` adds a probe's T2I checkpoint (e.g. ``bench/probes/t2i_caption_ceiling.py``)
 as one more arm on the same prompts and seeds; each extra arm is compared, paired, with RECAP Mix
-and with the upper bound.
+and with the upper bound. ``--contrast "+A|-B|-C|+D"`` adds any signed sum of arms (by name), paired
+over the prompts in one resample: the interaction ``(A − B) − (C − D)`` asks whether the design that
+separates A, B from C, D changes the difference between the two caption mixes.
 
 ``--prompt-style annotator`` asks the T2I models in the annotators' words instead of the world's
 one template: each prompt's text becomes the simulated annotator's long caption of its held-out
@@ -21,7 +23,7 @@ with one difference to say aloud: the annotator also writes where each object si
 world's prompt does not state.
 
     .venv/bin/python bench/miniature_more_prompts.py --home WS --experiment RUN_ID [--first 100] [--prompts 400] \
-        [--extra "NAME=ARTIFACT" ...]
+        [--extra "NAME=ARTIFACT" ...] [--contrast "+A|-B|-C|+D" ...]
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from backend.miniature.presets import TABLE_METRICS, preset  # noqa: E402
 from backend.miniature.table import (  # noqa: E402
     METRIC_LABELS,
     ArmImages,
+    arm_contrast,
     arm_difference,
     arm_rows,
     detect_arm,
@@ -59,6 +62,17 @@ from training.jobs.t2i_eval import generated_images  # noqa: E402
 
 def cell(v: dict) -> str:
     return f"{v['value']:+.3f} [{v['lower']:+.3f}, {v['upper']:+.3f}]"
+
+
+def parse_contrast(spec: str, names: set[str]) -> list[tuple[float, str]]:
+    """``"+A|-B"`` as ``[(1.0, "A"), (-1.0, "B")]``; every name must be an arm of this scoring."""
+    terms = []
+    for term in spec.split("|"):
+        term = term.strip()
+        if term[:1] not in "+-" or term[1:].strip() not in names:
+            raise SystemExit(f"--contrast term {term!r} must be + or - and one of the arms: {sorted(names)}")
+        terms.append((1.0 if term[0] == "+" else -1.0, term[1:].strip()))
+    return terms
 
 
 def annotator_wording(seed: int) -> Callable[[int, Scene], str]:
@@ -75,6 +89,7 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=400)
     ap.add_argument("--prompt-style", choices=("world", "annotator"), default="world")
     ap.add_argument("--extra", nargs="*", default=[], help="probe arms, NAME=ARTIFACT (a t2i artifact id)")
+    ap.add_argument("--contrast", nargs="*", default=[], help='signed sums of arms by name, "+A|-B|-C|+D"')
     args = ap.parse_args()
     ws = open_workspace(args.home)
     table = json.loads((store.run_dir(ws, jobs.get_run(ws, args.experiment)) / "table.json").read_text())
@@ -84,6 +99,7 @@ def main() -> None:
     arms = {a["arm"]: (a["caption_condition"], str(a["artifact"])) for a in table["arms"]}
     extra = dict(e.rsplit("=", 1) for e in args.extra)
     arms.update({name: ("probe", artifact) for name, artifact in extra.items()})
+    contrasts = [parse_contrast(c, set(arms)) for c in args.contrast]  # refused before anything runs
     dataset, seed = table["dataset"], int(table["seed"])
 
     scenes = held_out_scenes(args.first + args.prompts, seed)[args.first :]
@@ -130,6 +146,11 @@ def main() -> None:
             probes[f"{name} − {other}"] = d
             print(f"| {name} − {other} | " + " | ".join(cell(d[m]) for m in TABLE_METRICS) + " |")
     result["probe_differences"] = probes
+    result["contrasts"] = {}
+    for spec, terms in zip(args.contrast, contrasts, strict=True):
+        c = arm_contrast(prompts, [(w, named[name]) for w, name in terms], rounds=plan.bootstrap_rounds, seed=seed)
+        result["contrasts"][spec] = c
+        print(f"| {spec} | " + " | ".join(cell(c[m]) for m in TABLE_METRICS) + " |")
     print(json.dumps({"experiment": args.experiment, "first": args.first, "prompts": len(prompts), "prompt_style": args.prompt_style,
                       "generate_run": run.id, "generate_s": round(generate_s, 1), **result}))  # fmt: skip
 

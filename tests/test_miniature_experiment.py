@@ -22,12 +22,12 @@ from pathlib import Path
 import pytest
 
 from backend import jobs
-from backend.compositional.intervals import MetricValue, difference_bootstrap, pooled
+from backend.compositional.intervals import MetricValue, contrast_bootstrap, difference_bootstrap, pooled
 from backend.compositional.metrics import Detection, ImageScore, aggregate, paired_difference
 from backend.compositional.prompts import ObjectSpec, StructuredPrompt
 from backend.jobs.launch import pid_alive
 from backend.miniature.presets import ARM_MIXES, PRESETS, TABLE_METRICS
-from backend.miniature.table import ACCURACY_KINDS, ArmImages, arm_difference, arm_rows
+from backend.miniature.table import ACCURACY_KINDS, ArmImages, arm_contrast, arm_difference, arm_rows
 from backend.workspace import open_workspace
 from tests.conftest import ADMIN, login, open_runs, open_tab, run_cli, start_studio, stop_studio, wait_for
 
@@ -194,6 +194,20 @@ def test_arm_difference_compares_any_two_arms_and_is_the_tables_row_for_recap_mi
     assert d["soa_i"]["favours"] in ("probe", None) and set(d) == set(TABLE_METRICS)
     table = arm_rows(prompts, [alt, mix, probe], rounds=200, seed=0)
     assert table["differences"] == arm_difference(prompts, mix, alt, rounds=200, seed=0)
+    # a two-by-two probe: does a design change RECAP Mix − Alttext? One paired resample of four arms
+    probe_alt = arm("probe, alttext", [True, False, True, False, False, False, True, False])
+    inter = arm_contrast(prompts, [(1, probe), (-1, probe_alt), (-1, mix), (1, alt)], rounds=200, seed=0)
+    by_pair = [arm_difference(prompts, a, b, rounds=200, seed=0) for a, b in ((probe, probe_alt), (mix, alt))]
+    for m in TABLE_METRICS:
+        if by_pair[0][m]["value"] is not None and by_pair[1][m]["value"] is not None:
+            assert math.isclose(inter[m]["value"], by_pair[0][m]["value"] - by_pair[1][m]["value"], abs_tol=1e-12)
+    assert inter["soa_i"]["terms"][0] == [1.0, "probe"] and inter["soa_i"]["lower"] <= inter["soa_i"]["value"]
+    same = arm_contrast(prompts, [(1, mix), (-1, alt), (-1, mix), (1, alt)], rounds=200, seed=0)["soa_i"]
+    assert (same["value"], same["lower"], same["upper"], same["interval_excludes_zero"]) == (0.0, 0.0, 0.0, False)
+    two = arm_contrast(prompts, [(1, mix), (-1, alt)], rounds=200, seed=0)["soa_i"]
+    assert (two["value"], two["lower"], two["upper"]) == tuple(table["differences"]["soa_i"][k] for k in ("value", "lower", "upper"))
+    with pytest.raises(ValueError, match="as many weights"):
+        contrast_bootstrap([([[1.0]], [[1.0]])], [1.0, -1.0], pooled, n_images=1)
 
 
 def test_difference_bootstrap_drops_prompts_one_arm_cannot_score_and_refuses_mismatched_shapes() -> None:

@@ -215,22 +215,49 @@ def difference_bootstrap(
     on the same row (both arms generated every prompt). Why paired: the arms share the prompts'
     difficulty, so drawing the same prompts for both removes that shared variance from the
     difference; two independent intervals would overstate its uncertainty. Rows without a positive
-    denominator in either arm are dropped (the metric says nothing about them).
+    denominator in either arm are dropped (the metric says nothing about them). It is
+    :func:`contrast_bootstrap` with weights ``(1, -1)``.
     """
-    num_t, den_t = (np.atleast_2d(np.asarray(a, dtype=float)) for a in treatment)
-    num_c, den_c = (np.atleast_2d(np.asarray(a, dtype=float)) for a in control)
-    if not num_t.shape == den_t.shape == num_c.shape == den_c.shape:
-        raise ValueError(f"treatment {num_t.shape} and control {num_c.shape} must have the same prompts × columns")
-    keep = (den_t.sum(axis=1) > 0) & (den_c.sum(axis=1) > 0)
-    num_t, den_t, num_c, den_c = num_t[keep], den_t[keep], num_c[keep], den_c[keep]
-    n_prompts = int(num_t.shape[0])
+    return contrast_bootstrap(
+        [treatment, control], [1.0, -1.0], reducer, n_images=n_images, rounds=rounds, seed=seed, level=level
+    )
+
+
+def contrast_bootstrap(
+    arms: Sequence[tuple[np.ndarray, np.ndarray]],
+    weights: Sequence[float],
+    reducer: Reducer = pooled,
+    *,
+    n_images: int,
+    rounds: int = DEFAULT_ROUNDS,
+    seed: int = 0,
+    level: float = DEFAULT_LEVEL,
+) -> MetricValue:
+    """``sum(w * reducer(arm))`` over arms with a percentile interval from resampling prompts jointly.
+
+    Why beyond a difference: a two-by-two design (two caption mixes under two model designs) asks
+    whether one design changes the *difference* between the mixes, the interaction
+    ``(a - b) - (c - d)``, weights ``(1, -1, -1, 1)``. Its interval must come from one paired
+    resample of all four arms, as a difference's does from two; subtracting two differences' own
+    intervals would ignore that they share prompts. Every arm is a ``(num, den)`` pair, prompts ×
+    columns, same prompt on the same row; rows without a positive denominator in any arm are dropped.
+    """
+    if len(arms) != len(weights) or not arms:
+        raise ValueError(f"{len(arms)} arms need as many weights, got {len(weights)}")
+    pairs = [tuple(np.atleast_2d(np.asarray(a, dtype=float)) for a in arm) for arm in arms]
+    shapes = {a.shape for pair in pairs for a in pair}
+    if len(shapes) != 1:
+        raise ValueError(f"every arm must have the same prompts × columns, got shapes {sorted(shapes)}")
+    keep = np.logical_and.reduce([den.sum(axis=1) > 0 for _, den in pairs])
+    pairs = [(num[keep], den[keep]) for num, den in pairs]
+    n_prompts = int(keep.sum())
     if n_prompts == 0:
         return MetricValue(math.nan, math.nan, math.nan, 0, n_prompts=0)
 
-    def diff(weights: np.ndarray) -> np.ndarray:
-        return reducer(weights @ num_t, weights @ den_t) - reducer(weights @ num_c, weights @ den_c)
+    def contrast(w: np.ndarray) -> np.ndarray:
+        return sum(float(c) * reducer(w @ num, w @ den) for c, (num, den) in zip(weights, pairs, strict=True))
 
-    value = float(diff(np.ones((1, n_prompts)))[0])
+    value = float(contrast(np.ones((1, n_prompts)))[0])
     if n_prompts == 1:
         return MetricValue(value, value, value, n_images, n_prompts=1)
 
@@ -238,8 +265,8 @@ def difference_bootstrap(
         picked = np.moveaxis(idx, axis, -1).astype(np.int64)
         flat = picked.reshape(-1, n_prompts)
         offsets = flat + n_prompts * np.arange(flat.shape[0])[:, None]
-        weights = np.bincount(offsets.ravel(), minlength=flat.size).reshape(flat.shape).astype(float)
-        return diff(weights).reshape(picked.shape[:-1])
+        counts = np.bincount(offsets.ravel(), minlength=flat.size).reshape(flat.shape).astype(float)
+        return contrast(counts).reshape(picked.shape[:-1])
 
     from scipy import stats
 

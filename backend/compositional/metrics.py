@@ -47,7 +47,7 @@ from backend.compositional.intervals import (
     DEFAULT_ROUNDS,
     MetricValue,
     column_mean,
-    difference_bootstrap,
+    contrast_bootstrap,
     mismatched_prompts,
     pooled,
     ratio_bootstrap,
@@ -378,20 +378,44 @@ def paired_difference(
     Clusters name prompts in one numbering shared by both arms (the same held-out prompt has the
     same id in each). For CA (lower is better) a negative difference favours the treatment.
     """
+    return paired_contrast(
+        [(treatment, treatment_clusters), (control, control_clusters)], [1.0, -1.0], metric,
+        rounds=rounds, seed=seed, level=level,
+    )  # fmt: skip
+
+
+def paired_contrast(
+    arms: Sequence[tuple[Sequence[ImageScore], Sequence[int]]],
+    weights: Sequence[float],
+    metric: str,
+    *,
+    rounds: int = DEFAULT_ROUNDS,
+    seed: int = 0,
+    level: float = DEFAULT_LEVEL,
+) -> MetricValue:
+    """``sum(w * metric(arm))`` over ``(scores, clusters)`` arms, resampling the prompts jointly
+    (:func:`~backend.compositional.intervals.contrast_bootstrap`); e.g. the interaction
+    ``(a - b) - (c - d)`` of a two-by-two design with weights ``(1, -1, -1, 1)``.
+
+    Clusters name prompts in one numbering shared by every arm, as in :func:`paired_difference`.
+    """
     row_of: dict[int, int] = {}
-    for c in list(treatment_clusters) + list(control_clusters):
-        row_of.setdefault(int(c), len(row_of))
-    rows_t = [row_of[int(c)] for c in treatment_clusters]
-    rows_c = [row_of[int(c)] for c in control_clusters]
+    for _, clusters in arms:
+        for c in clusters:
+            row_of.setdefault(int(c), len(row_of))
+    everything = [s for scores, _ in arms for s in scores]
     columns = None
     if metric in ("soa_c", "soa_i"):
-        columns = sorted({c for s in [*treatment, *control] for c in s.soa})
+        columns = sorted({c for s in everything for c in s.soa})
     elif metric == "geneval":
-        columns = list(dict.fromkeys(s.tag for s in [*treatment, *control]))
-    num_t, den_t, n_t, _ = metric_sums(treatment, rows_t, len(row_of), metric, columns)
-    num_c, den_c, n_c, _ = metric_sums(control, rows_c, len(row_of), metric, columns)
-    return difference_bootstrap(
-        (num_t, den_t), (num_c, den_c), _REDUCERS[metric], n_images=n_t + n_c, rounds=rounds, seed=seed, level=level
+        columns = list(dict.fromkeys(s.tag for s in everything))
+    sums, n_images = [], 0
+    for scores, clusters in arms:
+        num, den, n, _ = metric_sums(scores, [row_of[int(c)] for c in clusters], len(row_of), metric, columns)
+        sums.append((num, den))
+        n_images += n
+    return contrast_bootstrap(
+        sums, weights, _REDUCERS[metric], n_images=n_images, rounds=rounds, seed=seed, level=level
     )
 
 

@@ -27,7 +27,7 @@ from backend.compositional.intervals import DEFAULT_ROUNDS, MetricValue
 from backend.compositional.metrics import (
     Detection,
     ScoringSettings,
-    paired_difference,
+    paired_contrast,
     score_detections,
     score_image,
 )
@@ -128,23 +128,44 @@ def arm_difference(
     its interval, whether it excludes zero and which arm it then favours (CA: lower is better).
 
     The table's row is RECAP Mix − Alttext; probes compare other pairs of arms the same way."""
+    out: dict[str, Any] = {}
+    for m, d in arm_contrast(prompts, [(1.0, treatment), (-1.0, control)], rounds=rounds, seed=seed).items():
+        d.pop("terms")
+        winner = None
+        if d["interval_excludes_zero"]:  # then the value is finite
+            better = (d["value"] < 0) if m in LOWER_IS_BETTER else (d["value"] > 0)
+            winner = treatment.arm if better else control.arm
+        out[m] = {**d, "treatment": treatment.arm, "control": control.arm, "favours": winner}
+    return out
+
+
+def arm_contrast(
+    prompts: Sequence[StructuredPrompt],
+    terms: Sequence[tuple[float, ArmImages]],
+    *,
+    rounds: int = DEFAULT_ROUNDS,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Per metric, ``sum(w * metric(arm))`` over ``(w, arm)`` terms, paired over the prompts, with
+    its interval and whether it excludes zero.
+
+    Why: a probe that crosses two caption mixes with two model designs asks whether the design
+    changes RECAP Mix − Alttext, an interaction ``(a - b) - (c - d)`` whose interval needs one
+    paired resample of all four arms (:func:`backend.compositional.metrics.paired_contrast`). The
+    sign is left as computed: for CA (lower is better) a negative contrast favours the + terms.
+    """
     settings = ScoringSettings()
-    scores = {
-        arm.arm: [score_image(prompts[p], d, settings) for p, d in zip(arm.prompt_index, arm.detections, strict=True)]
-        for arm in (treatment, control)
-    }
+    arms = [
+        ([score_image(prompts[p], d, settings) for p, d in zip(arm.prompt_index, arm.detections, strict=True)],
+         arm.prompt_index)
+        for _, arm in terms
+    ]  # fmt: skip
+    weights = [float(w) for w, _ in terms]
     out: dict[str, Any] = {}
     for m in TABLE_METRICS:
-        d = paired_difference(
-            scores[treatment.arm], treatment.prompt_index, scores[control.arm], control.prompt_index, m,
-            rounds=rounds, seed=seed,
-        )  # fmt: skip
-        excludes = math.isfinite(d.lower) and (d.lower > 0 or d.upper < 0)
-        better = (d.value < 0) if m in LOWER_IS_BETTER else (d.value > 0)
-        out[m] = {
-            **d.as_json(), "treatment": treatment.arm, "control": control.arm, "interval_excludes_zero": excludes,
-            "favours": (treatment.arm if better else control.arm) if excludes else None,
-        }  # fmt: skip
+        c = paired_contrast(arms, weights, m, rounds=rounds, seed=seed)
+        excludes = math.isfinite(c.lower) and (c.lower > 0 or c.upper < 0)
+        out[m] = {**c.as_json(), "terms": [[w, arm.arm] for w, arm in terms], "interval_excludes_zero": excludes}
     return out
 
 
