@@ -150,7 +150,8 @@ def main() -> None:
     for spec, terms in zip(args.contrast, contrasts, strict=True):
         c = arm_contrast(prompts, [(w, named[name]) for w, name in terms], rounds=plan.bootstrap_rounds, seed=seed)
         result["contrasts"][spec] = c
-        print(f"| {spec} | " + " | ".join(cell(c[m]) for m in TABLE_METRICS) + " |")
+        label = " ".join(f"{'+' if w > 0 else '−'} {name}" for w, name in terms)  # no | inside a table cell
+        print(f"| {label} | " + " | ".join(cell(c[m]) for m in TABLE_METRICS) + " |")
     print(json.dumps({"experiment": args.experiment, "first": args.first, "prompts": len(prompts), "prompt_style": args.prompt_style,
                       "generate_run": run.id, "generate_s": round(generate_s, 1), **result}))  # fmt: skip
 
