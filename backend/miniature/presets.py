@@ -9,7 +9,7 @@ preset), as open_clip keeps model configs as data.
   means nothing and nothing asserts an effect on it.
 * ``cpu`` is sized for the 90-minute budget of issue 12 on 2 cores: the decisive arms only
   (Alttext, RECAP Mix and the ground-truth upper bound), each with the same number of steps. It
-  fits on the faster of the machines measured (81.8 and 82.8 min), not on the slowest (101.7).
+  fits on the faster of the machines measured (66.2, 81.8 and 82.8 min), not on the slowest (101.7).
 * ``gpu`` is a larger world, every arm and more steps, for a lent GPU.
 
 The T2I settings come from ``docs/miniature.md`` ("T2I probe (measured)"): v-prediction with
@@ -17,7 +17,10 @@ cosine betas, batch 64, UNet lr 1e-3, EMA 0.995, 10 % empty captions, evaluation
 steps and guidance 5 — fixed before the first experiment ran. Before the fifth cpu run the text
 encoder changed from trained-from-scratch with each arm (lr 5e-4) to pre-trained once in the base
 stage and frozen in every arm (``text_steps``, ``train="unet"``): a change of the model, made
-before that run, with the evaluation left as it was (docs/miniature.md, "Fifth cpu run").
+before that run, with the evaluation left as it was (docs/miniature.md, "Fifth cpu run"). A
+controlled probe after the seventh run found that freezing lifts the Alttext arm alone and puts
+RECAP Mix behind it; going back to an encoder trained with each arm is recommended there, to be
+tested by a fresh run, and not made here (docs/miniature.md, "Seventh cpu run").
 """
 
 from __future__ import annotations
