@@ -144,29 +144,37 @@ def ratio_bootstrap(
     if n_prompts == 1:  # every resample is the one prompt: the interval is the point
         return MetricValue(value, value, value, n_images, n_prompts=1)
 
+    low, high = _prompt_bootstrap(
+        n_prompts, lambda weights: reducer(weights @ num, weights @ den), rounds=rounds, seed=seed, level=level
+    )
+    return MetricValue(value, low, high, n_images, n_prompts=n_prompts)
+
+
+def _prompt_bootstrap(
+    n_prompts: int, of_counts: Callable[[np.ndarray], np.ndarray], *, rounds: int, seed: int, level: float
+) -> tuple[float, float]:
+    """The percentile interval of a statistic over prompts resampled with replacement.
+
+    ``of_counts`` maps a rounds × prompts matrix of how often each prompt was drawn to one value
+    per round. Why counts: a round then costs one matrix product instead of gathering prompts ×
+    columns for every draw; every bootstrap here (one arm, a difference, a contrast) shares it.
+    """
+
     def statistic(idx: np.ndarray, axis: int = -1) -> np.ndarray:
-        # resampled prompt indices (..., n_prompts) -> how often each prompt was drawn, so a round
-        # costs one matrix product instead of gathering prompts × columns for every draw
-        picked = np.moveaxis(idx, axis, -1).astype(np.int64)
+        picked = np.moveaxis(idx, axis, -1).astype(np.int64)  # resampled prompt indices (..., n_prompts)
         flat = picked.reshape(-1, n_prompts)
         offsets = flat + n_prompts * np.arange(flat.shape[0])[:, None]
-        weights = np.bincount(offsets.ravel(), minlength=flat.size).reshape(flat.shape).astype(float)
-        return reducer(weights @ num, weights @ den).reshape(picked.shape[:-1])
+        counts = np.bincount(offsets.ravel(), minlength=flat.size).reshape(flat.shape).astype(float)
+        return of_counts(counts).reshape(picked.shape[:-1])
 
     from scipy import stats  # imported on first use: keeps the studio's cold start light
 
     result = stats.bootstrap(
-        (np.arange(n_prompts),),
-        statistic,
-        n_resamples=rounds,
-        batch=_CHUNK,
-        vectorized=True,
-        confidence_level=level,
-        method="percentile",
-        rng=np.random.default_rng(seed),
-    )
+        (np.arange(n_prompts),), statistic, n_resamples=rounds, batch=_CHUNK, vectorized=True,
+        confidence_level=level, method="percentile", rng=np.random.default_rng(seed),
+    )  # fmt: skip
     ci = result.confidence_interval
-    return MetricValue(value, float(ci.low), float(ci.high), n_images, n_prompts=n_prompts)
+    return float(ci.low), float(ci.high)
 
 
 def cluster_mean(
@@ -261,18 +269,5 @@ def contrast_bootstrap(
     if n_prompts == 1:
         return MetricValue(value, value, value, n_images, n_prompts=1)
 
-    def statistic(idx: np.ndarray, axis: int = -1) -> np.ndarray:
-        picked = np.moveaxis(idx, axis, -1).astype(np.int64)
-        flat = picked.reshape(-1, n_prompts)
-        offsets = flat + n_prompts * np.arange(flat.shape[0])[:, None]
-        counts = np.bincount(offsets.ravel(), minlength=flat.size).reshape(flat.shape).astype(float)
-        return contrast(counts).reshape(picked.shape[:-1])
-
-    from scipy import stats
-
-    result = stats.bootstrap(
-        (np.arange(n_prompts),), statistic, n_resamples=rounds, batch=_CHUNK, vectorized=True,
-        confidence_level=level, method="percentile", rng=np.random.default_rng(seed),
-    )  # fmt: skip
-    ci = result.confidence_interval
-    return MetricValue(value, float(ci.low), float(ci.high), n_images, n_prompts=n_prompts)
+    low, high = _prompt_bootstrap(n_prompts, contrast, rounds=rounds, seed=seed, level=level)
+    return MetricValue(value, low, high, n_images, n_prompts=n_prompts)
