@@ -36,7 +36,7 @@ def experiment_summary(ws: Workspace, run: jobs.Run) -> dict[str, Any]:
         "run_id": run.id, "kind": run.kind, "status": run.status, "preset": run.config.get("preset"),
         "arms": table.get("arms", []), "chance": table.get("chance", {}), "differences": table.get("differences", {}),
         "caption_accuracy": table.get("caption_accuracy", {}), "stage_seconds": table.get("stage_seconds", {}),
-        "stage_runs": table.get("stage_runs", {}), "grids": table.get("grids", {}), "message": run.message,
+        "stage_runs": table.get("stage_runs", {}), "machine": table.get("machine", {}), "grids": table.get("grids", {}), "message": run.message,
     }  # fmt: skip
 
 

@@ -120,3 +120,38 @@ def effective_precision(requested: str, device: torch.device, log: Any = None) -
 def effective_dtype(requested: str, device: torch.device, log: Any = None) -> str:
     """The weight dtype an inference job loads models in on ``device`` (a ``torch`` dtype name)."""
     return _choose(requested, device, log, WEIGHTS)
+
+
+def machine_summary() -> dict[str, Any]:
+    """What computed a result: CPU model, its vector extensions, torch's threads and version, GPU.
+
+    Why: cpu runs of the miniature experiment with the same code, data and seeds gave the same
+    table to every digit on two machines (one an Intel Xeon with AVX-512 and AMX) and a different
+    one on an AMD EPYC with AVX2 only (docs/miniature.md, "Seventh cpu run"): the CPU kind is part
+    of a result's provenance, and nothing recorded it.
+    """
+    import platform
+    from pathlib import Path
+
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:  # not Linux: the platform's processor string is all there is
+        cpuinfo = ""
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name":
+            model = value.strip()
+        elif key.strip() == "flags" and not flags:
+            flags = set(value.split())
+    summary: dict[str, Any] = {
+        "cpu": model,
+        "vector_extensions": sorted(
+            f for f in flags if f in {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}
+        ),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+    }
+    if _gpu():
+        summary["gpu"] = torch.cuda.get_device_name(0)
+    return summary

@@ -242,6 +242,11 @@ def to_markdown(table: Mapping[str, Any]) -> str:
     if table.get("stage_seconds"):
         lines += ["", "| stage | minutes |", "|---|---|"]
         lines += [f"| {k} | {v / 60:.1f} |" for k, v in table["stage_seconds"].items()]
+    machine = table.get("machine")
+    if machine:  # the CPU kind changes the arithmetic, and a run's draw with it
+        extensions = ", ".join(machine.get("vector_extensions") or []) or "none listed"
+        lines += ["", f"Computed on: {machine.get('cpu')} ({extensions}), torch {machine.get('torch')} "
+                      f"on {machine.get('torch_threads')} threads" + (f", GPU {machine['gpu']}" if machine.get("gpu") else "") + "."]
     return "\n".join(lines) + "\n"
 
 

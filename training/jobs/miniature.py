@@ -215,6 +215,9 @@ class Experiment:
         self.save()
         table["stage_seconds"] = {**self.state["seconds"], "total": sum(self.state["seconds"].values())}
         table["stage_runs"] = dict(self.state["runs"])
+        from training.devices import machine_summary
+
+        table["machine"] = machine_summary()
         return table
 
     def table(self, generated_ds: str, arms: dict[str, str]) -> dict[str, Any]:
