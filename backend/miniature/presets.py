@@ -9,7 +9,8 @@ preset), as open_clip keeps model configs as data.
   means nothing and nothing asserts an effect on it.
 * ``cpu`` is sized for the 90-minute budget of issue 12 on 2 cores: the decisive arms only
   (Alttext, RECAP Mix and the ground-truth upper bound), each with the same number of steps. It
-  fits on the faster of the machines measured (66.2, 81.8 and 82.8 min), not on the slowest (101.7).
+  fits on the faster of the machines measured (66.2, 81.8 and 82.8 min), not on the slower ones
+  (101.7; 139.2 in the eighth run, the encoder trained with each arm, on the slowest machine yet).
 * ``gpu`` is a larger world, every arm and more steps, for a lent GPU.
 
 The T2I settings come from ``docs/miniature.md`` ("T2I probe (measured)"): v-prediction with
